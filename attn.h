@@ -1,0 +1,1960 @@
+/* attn.h - tensors, autodiff, attention and Transformers in one C file.
+   Version 0.1.0. Public domain or MIT, your choice (see the end of the file).
+
+   QUICK START
+   -----------
+   In exactly one C or C++ file of your program:
+
+       #define ATTN_IMPLEMENTATION
+       #include "attn.h"
+
+   everywhere else just #include "attn.h". Then:
+
+       attn_context *ctx = attn_context_create(NULL);   // growing arena, 1 thread
+       attn_tensor *a = attn_tensor_2d(ctx, 2, 3);
+       attn_tensor *b = attn_tensor_2d(ctx, 3, 4);
+       attn_tensor *c = attn_tensor_2d(ctx, 2, 4);
+       attn_init_normal(ctx, a, 0.0f, 1.0f);             // seeded RNG in the context
+       attn_init_normal(ctx, b, 0.0f, 1.0f);
+       attn_sgemm(0, 0, 2, 4, 3, 1.0f, a->data, 3, b->data, 4, 0.0f, c->data, 4);
+       attn_softmax_rows(NULL, 2, 4, c->data, 4, c->data, 4);
+       if (attn_error_status(ctx)) puts(attn_error_message(ctx));
+       attn_context_destroy(ctx);
+
+   Embedded (no malloc, ever): give the context its memory.
+
+       static unsigned char mem[64 * 1024];
+       attn_context_desc d = {0};
+       d.memory = mem; d.memory_size = sizeof mem;
+       attn_context *ctx = attn_context_create(&d);      // NULL only if mem is too small
+
+   CONFIG MACROS (define before the #include that has ATTN_IMPLEMENTATION)
+   -------------
+   ATTN_STATIC          every function is static (private to one translation unit)
+   ATTN_MALLOC(sz,u)    allocator hooks: define all three or none; u is
+   ATTN_REALLOC(p,sz,u) attn_context_desc.alloc_user. Defaults: malloc/realloc/free.
+   ATTN_FREE(p,u)
+   ATTN_NO_MALLOC       no default allocator: only caller-given memory works
+   ATTN_ASSERT(x)       internal invariants only (never bad input); default assert()
+   ATTN_NO_STDIO        no <stdio.h>: file helpers vanish, parsers still work on memory
+   ATTN_NO_SIMD         plain C kernels everywhere (the reference versions)
+   ATTN_OPENMP          a ready parallel-for on OpenMP (compile with -fopenmp)
+   ATTN_GEMM_KC, ATTN_GEMM_MC, ATTN_GEMM_NC
+                        GEMM cache blocking. The packed GEMM keeps
+                        (MC+NC)*KC floats on the stack (default 328 KiB).
+
+   SECTIONS (each uses only the ones above it)
+   --------
+   1. Config and platform    version, linkage, allocator, SIMD detection, threads
+   2. Errors                 attn_status, per-context messages
+   3. Memory: arenas         bump allocation over a buffer or growing blocks
+   4. Kernels                sgemm, softmax, log-softmax, layernorm, GELU, exp, vectors
+   5. Tensors                f32, up to 4 dims, strided views, seeded RNG and init
+   (Autodiff, layers, training, files and backends come in later sections.)
+
+   CONVENTIONS
+   -----------
+   Row-major everywhere. Fallible calls return an attn_status (0 = ATTN_OK) or
+   NULL; the message is in attn_error_message(ctx). Bad input (a shape that does
+   not fit, a file that lies) is an error, never a crash or an abort. There is no
+   global mutable state: everything hangs off the context you create.
+*/
+#ifndef ATTN_H_INCLUDED
+#define ATTN_H_INCLUDED
+
+/* ============================================================================
+   1. Config and platform (declarations)
+   ========================================================================= */
+#define ATTN_VERSION_MAJOR 0
+#define ATTN_VERSION_MINOR 1
+#define ATTN_VERSION_PATCH 0
+#define ATTN_VERSION_STRING "0.1.0"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef ATTN_API
+#  ifdef ATTN_STATIC
+#    if defined(__GNUC__) || defined(__clang__)
+#      define ATTN_API static __attribute__((unused))
+#    else
+#      define ATTN_API static
+#    endif
+#  else
+#    define ATTN_API extern
+#  endif
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct attn_context attn_context;
+
+/* Which SIMD kernel set is in use. */
+typedef enum attn_simd {
+    ATTN_SIMD_NONE = 0, /* plain C reference kernels */
+    ATTN_SIMD_AVX2 = 1, /* x86-64 AVX2 + FMA, chosen at run time with cpuid */
+    ATTN_SIMD_NEON = 2  /* ARM NEON (aarch64, or 32-bit ARM with -mfpu=neon) */
+} attn_simd;
+
+/* The threading hook. A parallel-for must call fn(data, i) once for every i in
+   [0, n_tasks), on any threads, in any order, and return when all are done.
+   Results never depend on the thread count: work is split so that every output
+   element is computed the same way whoever computes it. */
+typedef void (*attn_task_fn)(void *data, int task);
+typedef void (*attn_parallel_for_fn)(void *user, int n_tasks, attn_task_fn fn, void *data);
+typedef struct attn_threads {
+    attn_parallel_for_fn parallel_for; /* NULL: run on the calling thread */
+    void *user;                        /* passed to parallel_for */
+    int n_threads;                     /* how many can run at once; <= 1 means 1 */
+} attn_threads;
+
+/* The SIMD kernel set the public kernels use on this CPU with this build. */
+ATTN_API attn_simd attn_simd_active(void);
+/* "none", "avx2" or "neon". */
+ATTN_API const char *attn_simd_name(attn_simd simd);
+/* A ready parallel-for on OpenMP (only with ATTN_OPENMP; n_threads = omp_get_max_threads()). */
+ATTN_API attn_threads attn_threads_openmp(void);
+
+/* ============================================================================
+   2. Errors (declarations)
+   ========================================================================= */
+typedef enum attn_status {
+    ATTN_OK = 0,
+    ATTN_ERR_INVALID_ARGUMENT, /* a NULL, a negative size, a bad flag */
+    ATTN_ERR_SHAPE,            /* shapes or strides that do not fit together */
+    ATTN_ERR_OUT_OF_MEMORY,    /* the arena (or the allocator) ran out */
+    ATTN_ERR_UNSUPPORTED       /* valid, but this build cannot do it */
+} attn_status;
+
+/* A short fixed name for a status ("ok", "invalid argument", ...). */
+ATTN_API const char *attn_status_name(attn_status status);
+/* Status of the last failed call on ctx (ATTN_OK if none since the last clear). */
+ATTN_API attn_status attn_error_status(const attn_context *ctx);
+/* A readable message for that failure, "" when there is none. */
+ATTN_API const char *attn_error_message(const attn_context *ctx);
+/* Forget the last error. */
+ATTN_API void attn_error_clear(attn_context *ctx);
+
+/* ============================================================================
+   3. Memory: arenas (declarations)
+   ========================================================================= */
+/* A bump allocator. Fixed mode works inside one caller buffer and never calls
+   the allocator; growing mode chains blocks from ATTN_MALLOC. Resetting to a mark
+   frees everything allocated after it in O(1) and keeps the blocks for reuse. */
+typedef struct attn_arena {
+    unsigned char *base;  /* current block's bytes */
+    size_t size;          /* current block's capacity */
+    size_t used;          /* bytes used in the current block */
+    size_t used_before;   /* bytes used in the blocks before the current one */
+    size_t peak;          /* most bytes ever in use at once */
+    void *block;          /* growing mode: current block header; NULL when fixed */
+    void *first_block;    /* growing mode: head of the block chain */
+    size_t block_size;    /* growing mode: minimum size of a new block */
+    void *alloc_user;     /* growing mode: passed to the allocator hooks */
+} attn_arena;
+
+typedef struct attn_arena_mark {
+    void *block;
+    size_t used;
+    size_t used_before;
+} attn_arena_mark;
+
+/* Fixed arena over buf (any alignment); never allocates. */
+ATTN_API void attn_arena_init_buffer(attn_arena *arena, void *buf, size_t size);
+/* Growing arena; block_size 0 means 1 MiB. */
+ATTN_API void attn_arena_init_growing(attn_arena *arena, size_t block_size, void *alloc_user);
+/* bytes aligned to align (a power of two; 0 means 64). NULL when out of room. */
+ATTN_API void *attn_arena_alloc(attn_arena *arena, size_t bytes, size_t align);
+/* Where the arena is now, to return to later. */
+ATTN_API attn_arena_mark attn_arena_get_mark(const attn_arena *arena);
+/* Drop everything allocated since mark. */
+ATTN_API void attn_arena_reset(attn_arena *arena, attn_arena_mark mark);
+/* Bytes in use now (including alignment padding). */
+ATTN_API size_t attn_arena_used(const attn_arena *arena);
+/* Most bytes that were ever in use at once. */
+ATTN_API size_t attn_arena_peak(const attn_arena *arena);
+/* Give growing blocks back to the allocator; the arena is then empty. */
+ATTN_API void attn_arena_release(attn_arena *arena);
+
+/* ============================================================================
+   Context
+   ========================================================================= */
+typedef struct attn_rng {
+    uint64_t state; /* PCG32 (O'Neill): 64-bit LCG state, permuted 32-bit output */
+    uint64_t inc;
+} attn_rng;
+
+/* Zero means the usual default for every field. */
+typedef struct attn_context_desc {
+    void *memory;          /* caller memory: the context and its arena live here, no malloc */
+    size_t memory_size;
+    size_t block_size;     /* growing arena block size when memory is NULL (0: 1 MiB) */
+    void *alloc_user;      /* passed to ATTN_MALLOC/ATTN_FREE */
+    attn_threads threads;  /* parallel-for hook; zero: single-threaded (OpenMP with ATTN_OPENMP) */
+    uint64_t seed;         /* seed of the context's RNG */
+} attn_context_desc;
+
+/* A new context (desc may be NULL). NULL only when its own memory cannot be had. */
+ATTN_API attn_context *attn_context_create(const attn_context_desc *desc);
+/* Free the context and everything in its arena (NULL is fine). */
+ATTN_API void attn_context_destroy(attn_context *ctx);
+/* The arena that tensors of this context live in. */
+ATTN_API attn_arena *attn_context_arena(attn_context *ctx);
+/* The threading hook of the context. */
+ATTN_API const attn_threads *attn_context_threads(const attn_context *ctx);
+/* The context's random generator (seeded from desc.seed). */
+ATTN_API attn_rng *attn_context_rng(attn_context *ctx);
+/* bytes from the context's arena, 64-byte aligned; NULL and an error when out of room. */
+ATTN_API void *attn_alloc(attn_context *ctx, size_t bytes);
+/* Bytes needed by attn_context_create for the context itself in fixed mode. */
+ATTN_API size_t attn_context_overhead(void);
+
+/* ============================================================================
+   4. Kernels (declarations)
+   Pure functions on raw float arrays: no tensors, no allocation, no state.
+   Each dispatches to the best SIMD set (attn_simd_active) and has a plain C
+   reference reachable through attn_kernels_get(ATTN_SIMD_NONE).
+   ========================================================================= */
+
+/* C = alpha * op(A) * op(B) + beta * C, row-major. op(A) is M x K (A stored
+   K x M when transA), op(B) is K x N (B stored N x K when transB). Leading
+   dimensions may exceed the widths. beta == 0 never reads C (NaNs there vanish).
+   transA/transB must be 0 or 1; invalid arguments leave C untouched (see
+   attn_sgemm_mt for a status). Single-threaded. */
+ATTN_API void attn_sgemm(int transA, int transB, int M, int N, int K, float alpha,
+                         const float *A, int lda, const float *B, int ldb, float beta,
+                         float *C, int ldc);
+/* attn_sgemm split over threads (NULL: one thread); bit-identical for any thread
+   count. Returns ATTN_ERR_INVALID_ARGUMENT (and touches nothing) on bad arguments. */
+ATTN_API attn_status attn_sgemm_mt(const attn_threads *threads, int transA, int transB,
+                                   int M, int N, int K, float alpha, const float *A, int lda,
+                                   const float *B, int ldb, float beta, float *C, int ldc);
+
+/* y[r] = softmax(x[r]) for each row; max-subtracted. x == y is fine. */
+ATTN_API void attn_softmax_rows(const attn_threads *threads, int rows, int cols,
+                                const float *x, int ldx, float *y, int ldy);
+/* y[r] = log_softmax(x[r]) for each row. x == y is fine. */
+ATTN_API void attn_log_softmax_rows(const attn_threads *threads, int rows, int cols,
+                                    const float *x, int ldx, float *y, int ldy);
+/* y[r] = (x[r] - mean) / sqrt(var + eps) * gamma + beta, biased variance as in
+   PyTorch. gamma/beta may be NULL (1 and 0); mean/rstd (rows floats each) may be
+   NULL, else they receive each row's mean and 1/sqrt(var+eps) for the backward pass. */
+ATTN_API void attn_layernorm_rows(const attn_threads *threads, int rows, int cols,
+                                  const float *x, int ldx, const float *gamma,
+                                  const float *beta, float eps, float *y, int ldy,
+                                  float *mean, float *rstd);
+/* y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), PyTorch's default GELU. */
+ATTN_API void attn_gelu(size_t n, const float *x, float *y);
+/* y = exp(x). SIMD versions: relative error < 4e-7 for x in [-87.3, 88.3];
+   below -87.34 the result is 0 (no denormals), above 88.37 it is +inf. */
+ATTN_API void attn_vec_exp(size_t n, const float *x, float *y);
+/* y = a + b, a - b, a * b (elementwise; y may alias a or b). */
+ATTN_API void attn_vec_add(size_t n, const float *a, const float *b, float *y);
+ATTN_API void attn_vec_sub(size_t n, const float *a, const float *b, float *y);
+ATTN_API void attn_vec_mul(size_t n, const float *a, const float *b, float *y);
+/* y = s * x. */
+ATTN_API void attn_vec_scale(size_t n, float s, const float *x, float *y);
+/* y += alpha * x. */
+ATTN_API void attn_vec_axpy(size_t n, float alpha, const float *x, float *y);
+/* y = max(x, 0). */
+ATTN_API void attn_vec_relu(size_t n, const float *x, float *y);
+/* Sum of x (accumulated in a fixed order, so the same everywhere for one build). */
+ATTN_API float attn_vec_sum(size_t n, const float *x);
+/* Dot product of a and b. */
+ATTN_API float attn_vec_dot(size_t n, const float *a, const float *b);
+
+/* One kernel set: what the public kernels dispatch to. Tests and benches use it
+   to compare a SIMD set with the reference. Row kernels here are single-threaded. */
+typedef struct attn_kernels {
+    attn_simd simd;
+    void (*sgemm)(int transA, int transB, int M, int N, int K, float alpha, const float *A,
+                  int lda, const float *B, int ldb, float beta, float *C, int ldc);
+    void (*softmax_rows)(int rows, int cols, const float *x, int ldx, float *y, int ldy);
+    void (*log_softmax_rows)(int rows, int cols, const float *x, int ldx, float *y, int ldy);
+    void (*layernorm_rows)(int rows, int cols, const float *x, int ldx, const float *gamma,
+                           const float *beta, float eps, float *y, int ldy, float *mean,
+                           float *rstd);
+    void (*gelu)(size_t n, const float *x, float *y);
+    void (*exp)(size_t n, const float *x, float *y);
+    void (*add)(size_t n, const float *a, const float *b, float *y);
+    void (*sub)(size_t n, const float *a, const float *b, float *y);
+    void (*mul)(size_t n, const float *a, const float *b, float *y);
+    void (*scale)(size_t n, float s, const float *x, float *y);
+    void (*axpy)(size_t n, float alpha, const float *x, float *y);
+    void (*relu)(size_t n, const float *x, float *y);
+    float (*sum)(size_t n, const float *x);
+    float (*dot)(size_t n, const float *a, const float *b);
+} attn_kernels;
+
+/* The kernel set for simd, or NULL when this build or this CPU lacks it. */
+ATTN_API const attn_kernels *attn_kernels_get(attn_simd simd);
+
+/* ============================================================================
+   5. Tensors (declarations)
+   ========================================================================= */
+#define ATTN_MAX_DIMS 4
+
+typedef enum attn_dtype { ATTN_F32 = 0 } attn_dtype;
+
+/* Element (i0, i1, ...) is data[i0*stride[0] + i1*stride[1] + ...]. Views share
+   data with the tensor they come from. Tensors live in their context's arena. */
+typedef struct attn_tensor {
+    float *data;
+    int ndim;                     /* 0 (a scalar) .. ATTN_MAX_DIMS */
+    int shape[ATTN_MAX_DIMS];     /* unused dims are 1 */
+    int stride[ATTN_MAX_DIMS];    /* in elements; unused dims are 0 */
+    attn_dtype dtype;
+} attn_tensor;
+
+/* A zero-filled contiguous tensor. NULL (and an error on ctx) on bad shape or no room. */
+ATTN_API attn_tensor *attn_tensor_new(attn_context *ctx, int ndim, const int *shape);
+ATTN_API attn_tensor *attn_tensor_1d(attn_context *ctx, int n0);
+ATTN_API attn_tensor *attn_tensor_2d(attn_context *ctx, int n0, int n1);
+ATTN_API attn_tensor *attn_tensor_3d(attn_context *ctx, int n0, int n1, int n2);
+ATTN_API attn_tensor *attn_tensor_4d(attn_context *ctx, int n0, int n1, int n2, int n3);
+/* A contiguous tensor over caller memory (not copied, not owned). */
+ATTN_API attn_tensor *attn_tensor_wrap(attn_context *ctx, int ndim, const int *shape, float *data);
+/* Number of elements. */
+ATTN_API size_t attn_tensor_numel(const attn_tensor *t);
+/* 1 when the elements are dense in row-major order. */
+ATTN_API int attn_tensor_is_contiguous(const attn_tensor *t);
+/* Pointer to one element; index has t->ndim entries. NULL when out of range. */
+ATTN_API float *attn_tensor_elem(const attn_tensor *t, const int *index);
+/* A view with a new shape (same data; t must be contiguous). One dim may be -1. */
+ATTN_API attn_tensor *attn_tensor_reshape(attn_context *ctx, const attn_tensor *t, int ndim,
+                                          const int *shape);
+/* A view with dims d0 and d1 swapped. */
+ATTN_API attn_tensor *attn_tensor_transpose(attn_context *ctx, const attn_tensor *t, int d0, int d1);
+/* A view of [start, end) along dim. */
+ATTN_API attn_tensor *attn_tensor_slice(attn_context *ctx, const attn_tensor *t, int dim,
+                                        int start, int end);
+/* t itself when contiguous, else a contiguous copy. */
+ATTN_API attn_tensor *attn_tensor_contiguous(attn_context *ctx, const attn_tensor *t);
+/* Copy src into dst (same shape, any strides). */
+ATTN_API attn_status attn_tensor_copy(attn_context *ctx, attn_tensor *dst, const attn_tensor *src);
+/* Set every element to value. */
+ATTN_API void attn_tensor_fill(attn_tensor *t, float value);
+
+/* Seed a generator; equal seeds give equal streams on every platform. */
+ATTN_API void attn_rng_seed(attn_rng *rng, uint64_t seed);
+/* 32 random bits. */
+ATTN_API uint32_t attn_rng_u32(attn_rng *rng);
+/* Uniform in [0, 1), 24 bits. */
+ATTN_API float attn_rng_uniform(attn_rng *rng);
+/* Standard normal (Box-Muller). */
+ATTN_API float attn_rng_normal(attn_rng *rng);
+
+/* Fill t from the context's RNG (torch.nn.init semantics). Fans follow PyTorch:
+   fan_in = shape[1] * receptive field, fan_out = shape[0] * receptive field,
+   which needs ndim >= 2. */
+ATTN_API attn_status attn_init_uniform(attn_context *ctx, attn_tensor *t, float lo, float hi);
+ATTN_API attn_status attn_init_normal(attn_context *ctx, attn_tensor *t, float mean, float std);
+ATTN_API attn_status attn_init_xavier_uniform(attn_context *ctx, attn_tensor *t, float gain);
+ATTN_API attn_status attn_init_xavier_normal(attn_context *ctx, attn_tensor *t, float gain);
+/* Kaiming with leaky_relu slope a and fan_in mode; a = sqrt(5) is nn.Linear's default. */
+ATTN_API attn_status attn_init_kaiming_uniform(attn_context *ctx, attn_tensor *t, float a);
+ATTN_API attn_status attn_init_kaiming_normal(attn_context *ctx, attn_tensor *t, float a);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ATTN_H_INCLUDED */
+
+/* ############################################################################
+   Implementation
+   ######################################################################### */
+#ifdef ATTN_IMPLEMENTATION
+#ifndef ATTN_IMPLEMENTATION_DONE
+#define ATTN_IMPLEMENTATION_DONE
+
+#include <string.h>
+#include <math.h>
+#include <stdarg.h>
+
+/* ============================================================================
+   1. Config and platform
+   ========================================================================= */
+#if defined(ATTN_MALLOC) || defined(ATTN_REALLOC) || defined(ATTN_FREE)
+#  if !defined(ATTN_MALLOC) || !defined(ATTN_REALLOC) || !defined(ATTN_FREE)
+#    error "attn.h: define all of ATTN_MALLOC, ATTN_REALLOC and ATTN_FREE, or none of them"
+#  endif
+#elif defined(ATTN_NO_MALLOC)
+#  define ATTN_MALLOC(sz, u) ((void)(u), (void)(sz), (void *)0)
+#  define ATTN_REALLOC(p, sz, u) ((void)(u), (void)(p), (void)(sz), (void *)0)
+#  define ATTN_FREE(p, u) ((void)(u), (void)(p))
+#else
+#  include <stdlib.h>
+#  define ATTN_MALLOC(sz, u) ((void)(u), malloc(sz))
+#  define ATTN_REALLOC(p, sz, u) ((void)(u), realloc(p, sz))
+#  define ATTN_FREE(p, u) ((void)(u), free(p))
+#endif
+
+#ifndef ATTN_ASSERT
+#  include <assert.h>
+#  define ATTN_ASSERT(x) assert(x)
+#endif
+
+#ifdef ATTN_OPENMP
+#  include <omp.h>
+#endif
+
+/* GEMM blocking. MC must be a multiple of every micro-kernel's MR (6, 8, 4) and
+   NC of every NR (16, 8). KC x NC floats of B stay packed (in L2), MC x KC of A. */
+#ifndef ATTN_GEMM_KC
+#  define ATTN_GEMM_KC 256
+#endif
+#ifndef ATTN_GEMM_MC
+#  define ATTN_GEMM_MC 72
+#endif
+#ifndef ATTN_GEMM_NC
+#  define ATTN_GEMM_NC 256
+#endif
+#if ATTN_GEMM_MC % 24 != 0 || ATTN_GEMM_NC % 16 != 0 || ATTN_GEMM_KC < 1
+#  error "attn.h: ATTN_GEMM_MC must be a multiple of 24 and ATTN_GEMM_NC of 16"
+#endif
+
+/* Which SIMD set is compiled in. x86-64 kernels carry a target attribute and are
+   chosen at run time, so a plain `cc -O2` build still uses AVX2 where the CPU
+   has it. tcc has no <immintrin.h>: it gets the reference kernels. */
+#if !defined(ATTN_NO_SIMD)
+#  if (defined(__x86_64__) || defined(_M_X64)) && !defined(__TINYC__)
+#    define ATTN__X86 1
+#  elif defined(__ARM_NEON) || defined(__ARM_NEON__) || defined(_M_ARM64)
+#    define ATTN__NEON 1
+#  endif
+#endif
+
+#if defined(ATTN__X86)
+#  include <immintrin.h>
+#  if defined(_MSC_VER) && !defined(__clang__)
+#    include <intrin.h>
+#    define ATTN__TARGET
+#  else
+#    define ATTN__TARGET __attribute__((target("avx2,fma")))
+#  endif
+#elif defined(ATTN__NEON)
+#  include <arm_neon.h>
+#  define ATTN__TARGET
+#endif
+
+#define ATTN__MIN(a, b) ((a) < (b) ? (a) : (b))
+#define ATTN__MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#if defined(ATTN__X86)
+/* Asked on every call: gcc and clang read a table that libgcc / compiler-rt fill
+   once at start-up, so there is no state of ours to keep. */
+static int attn__cpu_has_avx2_fma(void) {
+#  if defined(_MSC_VER) && !defined(__clang__)
+    int r[4];
+    __cpuid(r, 1);
+    if (!((r[2] >> 12) & 1) || !((r[2] >> 27) & 1) || !((r[2] >> 28) & 1)) return 0;
+    if ((_xgetbv(0) & 6) != 6) return 0; /* the OS saves the ymm registers */
+    __cpuidex(r, 7, 0);
+    return (r[1] >> 5) & 1;
+#  else
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#  endif
+}
+#endif
+
+/* Run fn over [0, n_tasks) through the hook, or inline when there is none. */
+static void attn__parallel(const attn_threads *threads, int n_tasks, attn_task_fn fn, void *data) {
+    int i;
+    if (threads && threads->parallel_for && n_tasks > 1) {
+        threads->parallel_for(threads->user, n_tasks, fn, data);
+        return;
+    }
+    for (i = 0; i < n_tasks; i++) fn(data, i);
+}
+
+static int attn__thread_count(const attn_threads *threads) {
+    if (!threads || !threads->parallel_for || threads->n_threads < 1) return 1;
+    return threads->n_threads;
+}
+
+#ifdef ATTN_OPENMP
+static void attn__openmp_for(void *user, int n_tasks, attn_task_fn fn, void *data) {
+    int i;
+    (void)user;
+#  pragma omp parallel for schedule(dynamic, 1)
+    for (i = 0; i < n_tasks; i++) fn(data, i);
+}
+#endif
+
+ATTN_API attn_threads attn_threads_openmp(void) {
+    attn_threads t;
+    memset(&t, 0, sizeof t);
+#ifdef ATTN_OPENMP
+    t.parallel_for = attn__openmp_for;
+    t.n_threads = omp_get_max_threads();
+#endif
+    if (t.n_threads < 1) t.n_threads = 1;
+    return t;
+}
+
+ATTN_API const char *attn_simd_name(attn_simd simd) {
+    switch (simd) {
+    case ATTN_SIMD_AVX2: return "avx2";
+    case ATTN_SIMD_NEON: return "neon";
+    default: return "none";
+    }
+}
+
+/* ============================================================================
+   2. Errors
+   ========================================================================= */
+#define ATTN__MESSAGE_SIZE 256
+
+struct attn_context {
+    attn_arena arena;
+    attn_threads threads;
+    attn_rng rng;
+    attn_status status;
+    char message[ATTN__MESSAGE_SIZE];
+    int owns_self;    /* 1 when the context itself came from ATTN_MALLOC */
+    void *alloc_user;
+};
+
+/* A tiny printf (%s %d %zu %%) so that messages need no <stdio.h>. */
+static void attn__format(char *out, size_t cap, const char *fmt, va_list ap) {
+    size_t n = 0;
+    while (*fmt && n + 1 < cap) {
+        char digits[24];
+        const char *s = digits;
+        int k = (int)sizeof digits - 1;
+        digits[k] = 0;
+        if (*fmt != '%') { out[n++] = *fmt++; continue; }
+        fmt++;
+        if (*fmt == 's') {
+            s = va_arg(ap, const char *);
+            if (!s) s = "(null)";
+            fmt++;
+        } else if (*fmt == 'd' || (fmt[0] == 'z' && fmt[1] == 'u')) {
+            unsigned long long v;
+            int negative = 0;
+            if (*fmt == 'd') {
+                int d = va_arg(ap, int);
+                negative = d < 0;
+                v = negative ? 0ull - (unsigned long long)(long long)d : (unsigned long long)d;
+                fmt++;
+            } else {
+                v = va_arg(ap, size_t);
+                fmt += 2;
+            }
+            do { digits[--k] = (char)('0' + (int)(v % 10)); v /= 10; } while (v);
+            if (negative) digits[--k] = '-';
+            s = digits + k;
+        } else {
+            s = "%";
+            if (*fmt) fmt++;
+        }
+        while (*s && n + 1 < cap) out[n++] = *s++;
+    }
+    out[n] = 0;
+}
+
+/* Record an error on ctx (if any) and return its status, for `return attn__fail(...)`. */
+static attn_status attn__fail(attn_context *ctx, attn_status status, const char *fmt, ...) {
+    va_list ap;
+    if (!ctx) return status;
+    ctx->status = status;
+    va_start(ap, fmt);
+    attn__format(ctx->message, sizeof ctx->message, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+ATTN_API const char *attn_status_name(attn_status status) {
+    switch (status) {
+    case ATTN_OK: return "ok";
+    case ATTN_ERR_INVALID_ARGUMENT: return "invalid argument";
+    case ATTN_ERR_SHAPE: return "shape mismatch";
+    case ATTN_ERR_OUT_OF_MEMORY: return "out of memory";
+    case ATTN_ERR_UNSUPPORTED: return "unsupported";
+    }
+    return "unknown status";
+}
+
+ATTN_API attn_status attn_error_status(const attn_context *ctx) { return ctx ? ctx->status : ATTN_ERR_INVALID_ARGUMENT; }
+ATTN_API const char *attn_error_message(const attn_context *ctx) { return ctx ? ctx->message : "no context"; }
+ATTN_API void attn_error_clear(attn_context *ctx) {
+    if (!ctx) return;
+    ctx->status = ATTN_OK;
+    ctx->message[0] = 0;
+}
+
+/* ============================================================================
+   3. Memory: arenas
+   ========================================================================= */
+/* A growing arena's block: this header, padded to 64 bytes, then the bytes. */
+typedef struct attn__block {
+    struct attn__block *next;
+    size_t size;
+} attn__block;
+#define ATTN__BLOCK_HEADER 64
+
+static unsigned char *attn__block_data(attn__block *b) { return (unsigned char *)b + ATTN__BLOCK_HEADER; }
+
+static size_t attn__align_pad(const unsigned char *p, size_t align) {
+    return (size_t)(0u - (uintptr_t)p) & (align - 1);
+}
+
+ATTN_API void attn_arena_init_buffer(attn_arena *arena, void *buf, size_t size) {
+    memset(arena, 0, sizeof *arena);
+    arena->base = (unsigned char *)buf;
+    arena->size = buf ? size : 0;
+}
+
+ATTN_API void attn_arena_init_growing(attn_arena *arena, size_t block_size, void *alloc_user) {
+    memset(arena, 0, sizeof *arena);
+    arena->block_size = block_size ? block_size : (size_t)1 << 20;
+    arena->alloc_user = alloc_user;
+}
+
+/* Step into the block after the current one, first making one big enough for
+   `need` bytes when the next one is missing or too small. */
+static int attn__arena_next_block(attn_arena *arena, size_t need) {
+    attn__block *cur = (attn__block *)arena->block;
+    attn__block *next = cur ? cur->next : (attn__block *)arena->first_block;
+    if (!next || next->size < need) {
+        size_t size = ATTN__MAX(arena->block_size, need);
+        attn__block *fresh;
+        if (size > (size_t)-1 - ATTN__BLOCK_HEADER) return 0;
+        fresh = (attn__block *)ATTN_MALLOC(size + ATTN__BLOCK_HEADER, arena->alloc_user);
+        if (!fresh) return 0;
+        fresh->size = size;
+        fresh->next = next;
+        if (cur) cur->next = fresh; else arena->first_block = fresh;
+        next = fresh;
+    }
+    arena->used_before += arena->used;
+    arena->block = next;
+    arena->base = attn__block_data(next);
+    arena->size = next->size;
+    arena->used = 0;
+    return 1;
+}
+
+ATTN_API void *attn_arena_alloc(attn_arena *arena, size_t bytes, size_t align) {
+    if (!arena) return NULL;
+    if (align == 0) align = 64;
+    if (align & (align - 1)) return NULL;
+    for (;;) {
+        if (arena->base) {
+            size_t room = arena->size - arena->used;
+            size_t pad = attn__align_pad(arena->base + arena->used, align);
+            if (pad <= room && bytes <= room - pad) {
+                void *p = arena->base + arena->used + pad;
+                size_t now;
+                arena->used += pad + bytes;
+                now = arena->used_before + arena->used;
+                if (now > arena->peak) arena->peak = now;
+                return p;
+            }
+        }
+        if (!arena->block_size) return NULL; /* fixed: out of room */
+        if (bytes > (size_t)-1 - align) return NULL;
+        if (!attn__arena_next_block(arena, bytes + align)) return NULL;
+    }
+}
+
+ATTN_API attn_arena_mark attn_arena_get_mark(const attn_arena *arena) {
+    attn_arena_mark m;
+    m.block = arena->block;
+    m.used = arena->used;
+    m.used_before = arena->used_before;
+    return m;
+}
+
+ATTN_API void attn_arena_reset(attn_arena *arena, attn_arena_mark mark) {
+    if (arena->block_size) {
+        attn__block *b = (attn__block *)mark.block;
+        arena->block = b;
+        arena->base = b ? attn__block_data(b) : NULL;
+        arena->size = b ? b->size : 0;
+    }
+    ATTN_ASSERT(mark.used <= arena->size);
+    arena->used = mark.used;
+    arena->used_before = mark.used_before;
+}
+
+ATTN_API size_t attn_arena_used(const attn_arena *arena) { return arena->used_before + arena->used; }
+ATTN_API size_t attn_arena_peak(const attn_arena *arena) { return arena->peak; }
+
+ATTN_API void attn_arena_release(attn_arena *arena) {
+    attn__block *b = (attn__block *)arena->first_block;
+    size_t block_size = arena->block_size;
+    void *user = arena->alloc_user;
+    if (!block_size) { /* fixed: just empty it */
+        arena->used = 0;
+        return;
+    }
+    while (b) {
+        attn__block *next = b->next;
+        ATTN_FREE(b, user);
+        b = next;
+    }
+    attn_arena_init_growing(arena, block_size, user);
+}
+
+/* ============================================================================
+   Context
+   ========================================================================= */
+ATTN_API size_t attn_context_overhead(void) { return sizeof(attn_context) + 63; }
+
+ATTN_API attn_context *attn_context_create(const attn_context_desc *desc) {
+    attn_context_desc d;
+    attn_context *ctx;
+    if (desc) d = *desc; else memset(&d, 0, sizeof d);
+    if (d.memory) {
+        unsigned char *p = (unsigned char *)d.memory;
+        size_t pad = attn__align_pad(p, 64);
+        if (d.memory_size < pad + sizeof(attn_context)) return NULL;
+        ctx = (attn_context *)(void *)(p + pad);
+        memset(ctx, 0, sizeof *ctx);
+        attn_arena_init_buffer(&ctx->arena, p + pad + sizeof(attn_context),
+                               d.memory_size - pad - sizeof(attn_context));
+    } else {
+        ctx = (attn_context *)ATTN_MALLOC(sizeof(attn_context), d.alloc_user);
+        if (!ctx) return NULL;
+        memset(ctx, 0, sizeof *ctx);
+        ctx->owns_self = 1;
+        attn_arena_init_growing(&ctx->arena, d.block_size, d.alloc_user);
+    }
+    ctx->alloc_user = d.alloc_user;
+    ctx->threads = d.threads;
+    if (!ctx->threads.parallel_for) ctx->threads = attn_threads_openmp();
+    if (ctx->threads.n_threads < 1) ctx->threads.n_threads = 1;
+    attn_rng_seed(&ctx->rng, d.seed);
+    return ctx;
+}
+
+ATTN_API void attn_context_destroy(attn_context *ctx) {
+    if (!ctx) return;
+    attn_arena_release(&ctx->arena);
+    if (ctx->owns_self) ATTN_FREE(ctx, ctx->alloc_user);
+}
+
+ATTN_API attn_arena *attn_context_arena(attn_context *ctx) { return &ctx->arena; }
+ATTN_API const attn_threads *attn_context_threads(const attn_context *ctx) { return &ctx->threads; }
+ATTN_API attn_rng *attn_context_rng(attn_context *ctx) { return &ctx->rng; }
+
+ATTN_API void *attn_alloc(attn_context *ctx, size_t bytes) {
+    void *p;
+    if (!ctx) return NULL;
+    p = attn_arena_alloc(&ctx->arena, bytes ? bytes : 1, 64);
+    if (!p)
+        attn__fail(ctx, ATTN_ERR_OUT_OF_MEMORY, "arena out of memory: asked for %zu bytes with %zu in use",
+                   bytes, attn_arena_used(&ctx->arena));
+    return p;
+}
+
+/* ============================================================================
+   4. Kernels
+   ========================================================================= */
+
+/* ---- 4a. Plain C references: the ground truth for the SIMD versions, and what
+   ATTN_NO_SIMD builds and CPUs without SIMD run. ---- */
+
+static void attn__scale_rows(int M, int N, float beta, float *C, int ldc) {
+    int i, j;
+    for (i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        if (beta == 0.0f) for (j = 0; j < N; j++) c[j] = 0.0f; /* never read C */
+        else if (beta != 1.0f) for (j = 0; j < N; j++) c[j] *= beta;
+    }
+}
+
+static void attn__sgemm_ref(int transA, int transB, int M, int N, int K, float alpha,
+                            const float *A, int lda, const float *B, int ldb, float beta,
+                            float *C, int ldc) {
+    int i, j, k;
+    if (M <= 0 || N <= 0) return;
+    if (transB) { /* rows of B are columns of op(B): dot products run along memory */
+        for (i = 0; i < M; i++)
+            for (j = 0; j < N; j++) {
+                float s = 0.0f, *c = C + (size_t)i * ldc + j;
+                const float *b = B + (size_t)j * ldb;
+                for (k = 0; k < K; k++)
+                    s += (transA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]) * b[k];
+                *c = beta == 0.0f ? alpha * s : alpha * s + beta * *c;
+            }
+        return;
+    }
+    attn__scale_rows(M, N, beta, C, ldc);
+    for (i = 0; i < M; i++) { /* C row += a(i,k) * B row: inner loop along memory */
+        float *c = C + (size_t)i * ldc;
+        for (k = 0; k < K; k++) {
+            float a = alpha * (transA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]);
+            const float *b = B + (size_t)k * ldb;
+            for (j = 0; j < N; j++) c[j] += a * b[j];
+        }
+    }
+}
+
+static void attn__softmax_rows_ref(int rows, int cols, const float *x, int ldx, float *y, int ldy) {
+    int r, j;
+    for (r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * ldx;
+        float *yr = y + (size_t)r * ldy;
+        float m = -INFINITY, s = 0.0f, inv;
+        for (j = 0; j < cols; j++) m = xr[j] > m ? xr[j] : m;
+        for (j = 0; j < cols; j++) { yr[j] = expf(xr[j] - m); s += yr[j]; }
+        inv = 1.0f / s;
+        for (j = 0; j < cols; j++) yr[j] *= inv;
+    }
+}
+
+static void attn__log_softmax_rows_ref(int rows, int cols, const float *x, int ldx, float *y, int ldy) {
+    int r, j;
+    for (r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * ldx;
+        float *yr = y + (size_t)r * ldy;
+        float m = -INFINITY, s = 0.0f, lse;
+        for (j = 0; j < cols; j++) m = xr[j] > m ? xr[j] : m;
+        for (j = 0; j < cols; j++) s += expf(xr[j] - m);
+        lse = logf(s);
+        for (j = 0; j < cols; j++) yr[j] = (xr[j] - m) - lse;
+    }
+}
+
+static void attn__layernorm_rows_ref(int rows, int cols, const float *x, int ldx, const float *gamma,
+                                     const float *beta, float eps, float *y, int ldy, float *mean,
+                                     float *rstd) {
+    int r, j;
+    for (r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * ldx;
+        float *yr = y + (size_t)r * ldy;
+        float mu = 0.0f, var = 0.0f, rs;
+        for (j = 0; j < cols; j++) mu += xr[j];
+        mu /= (float)cols;
+        for (j = 0; j < cols; j++) var += (xr[j] - mu) * (xr[j] - mu);
+        var /= (float)cols;
+        rs = 1.0f / sqrtf(var + eps);
+        for (j = 0; j < cols; j++) {
+            float v = (xr[j] - mu) * rs;
+            yr[j] = v * (gamma ? gamma[j] : 1.0f) + (beta ? beta[j] : 0.0f);
+        }
+        if (mean) mean[r] = mu;
+        if (rstd) rstd[r] = rs;
+    }
+}
+
+static void attn__gelu_ref(size_t n, const float *x, float *y) {
+    size_t i;
+    for (i = 0; i < n; i++) y[i] = 0.5f * x[i] * erfcf(-x[i] * 0.70710678118654752f);
+}
+static void attn__exp_ref(size_t n, const float *x, float *y) {
+    size_t i;
+    for (i = 0; i < n; i++) y[i] = expf(x[i]);
+}
+static void attn__add_ref(size_t n, const float *a, const float *b, float *y) {
+    size_t i;
+    for (i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+static void attn__sub_ref(size_t n, const float *a, const float *b, float *y) {
+    size_t i;
+    for (i = 0; i < n; i++) y[i] = a[i] - b[i];
+}
+static void attn__mul_ref(size_t n, const float *a, const float *b, float *y) {
+    size_t i;
+    for (i = 0; i < n; i++) y[i] = a[i] * b[i];
+}
+static void attn__scale_ref(size_t n, float s, const float *x, float *y) {
+    size_t i;
+    for (i = 0; i < n; i++) y[i] = s * x[i];
+}
+static void attn__axpy_ref(size_t n, float alpha, const float *x, float *y) {
+    size_t i;
+    for (i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+static void attn__relu_ref(size_t n, const float *x, float *y) {
+    size_t i;
+    for (i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f; /* NaN -> 0, as max(x,0) in C */
+}
+static float attn__sum_ref(size_t n, const float *x) {
+    double s = 0.0;
+    size_t i;
+    for (i = 0; i < n; i++) s += x[i];
+    return (float)s;
+}
+static float attn__dot_ref(size_t n, const float *a, const float *b) {
+    double s = 0.0;
+    size_t i;
+    for (i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return (float)s;
+}
+
+static const attn_kernels attn__kernels_ref = {
+    ATTN_SIMD_NONE, attn__sgemm_ref, attn__softmax_rows_ref, attn__log_softmax_rows_ref,
+    attn__layernorm_rows_ref, attn__gelu_ref, attn__exp_ref, attn__add_ref, attn__sub_ref,
+    attn__mul_ref, attn__scale_ref, attn__axpy_ref, attn__relu_ref, attn__sum_ref, attn__dot_ref
+};
+
+/* ---- 4b. The packed GEMM driver (BLIS-style loops), shared by every SIMD set.
+   jc (NC columns) -> pc (KC depth) -> pack B -> ic (MC rows) -> pack A ->
+   jr (NR) -> ir (MR) -> micro-kernel. Panels are zero-padded, so the
+   micro-kernel always runs a full MR x NR tile and each C element gets exactly
+   the same sequence of operations wherever its tile falls: that is what makes
+   threaded results bit-identical for any split. ---- */
+#if defined(ATTN__X86) || defined(ATTN__NEON)
+
+/* C[m x n] = alpha * (A panel)(B panel) + beta * C, beta == 0 never reads C. */
+typedef void (*attn__microkernel)(int kc, const float *a, const float *b, float *c, int ldc,
+                                  int m, int n, float alpha, float beta);
+
+static void attn__pack_a(int transA, const float *A, int lda, int mb, int kb, int mr, float *dst) {
+    int ip, i, k;
+    for (ip = 0; ip < mb; ip += mr) {
+        int m = ATTN__MIN(mr, mb - ip);
+        if (transA) {
+            for (k = 0; k < kb; k++, dst += mr) {
+                const float *src = A + (size_t)k * lda + ip;
+                for (i = 0; i < m; i++) dst[i] = src[i];
+                for (; i < mr; i++) dst[i] = 0.0f;
+            }
+        } else {
+            for (k = 0; k < kb; k++, dst += mr) {
+                const float *src = A + (size_t)ip * lda + k;
+                for (i = 0; i < m; i++) dst[i] = src[(size_t)i * lda];
+                for (; i < mr; i++) dst[i] = 0.0f;
+            }
+        }
+    }
+}
+
+static void attn__pack_b(int transB, const float *B, int ldb, int kb, int nb, int nr, float *dst) {
+    int jp, j, k;
+    for (jp = 0; jp < nb; jp += nr, dst += (size_t)nr * kb) {
+        int n = ATTN__MIN(nr, nb - jp);
+        if (transB) {
+            for (j = 0; j < n; j++) {
+                const float *src = B + (size_t)(jp + j) * ldb;
+                for (k = 0; k < kb; k++) dst[(size_t)k * nr + j] = src[k];
+            }
+            for (; j < nr; j++)
+                for (k = 0; k < kb; k++) dst[(size_t)k * nr + j] = 0.0f;
+        } else {
+            for (k = 0; k < kb; k++) {
+                const float *src = B + (size_t)k * ldb + jp;
+                float *d = dst + (size_t)k * nr;
+                for (j = 0; j < n; j++) d[j] = src[j];
+                for (; j < nr; j++) d[j] = 0.0f;
+            }
+        }
+    }
+}
+
+static void attn__sgemm_blocked(attn__microkernel kernel, int mr, int nr, int transA, int transB,
+                                int M, int N, int K, float alpha, const float *A, int lda,
+                                const float *B, int ldb, float beta, float *C, int ldc) {
+    /* The packing buffers live on the stack: kernels never allocate. */
+    float a_space[ATTN_GEMM_MC * ATTN_GEMM_KC + 16];
+    float b_space[ATTN_GEMM_KC * ATTN_GEMM_NC + 16];
+    float *ap = (float *)(void *)((uintptr_t)(a_space + 15) & ~(uintptr_t)63);
+    float *bp = (float *)(void *)((uintptr_t)(b_space + 15) & ~(uintptr_t)63);
+    int jc, pc, ic, jr, ir;
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) {
+        attn__scale_rows(M, N, beta, C, ldc);
+        return;
+    }
+    for (jc = 0; jc < N; jc += ATTN_GEMM_NC) {
+        int nb = ATTN__MIN(ATTN_GEMM_NC, N - jc);
+        for (pc = 0; pc < K; pc += ATTN_GEMM_KC) {
+            int kb = ATTN__MIN(ATTN_GEMM_KC, K - pc);
+            float beta_here = pc == 0 ? beta : 1.0f;
+            attn__pack_b(transB, transB ? B + (size_t)jc * ldb + pc : B + (size_t)pc * ldb + jc,
+                         ldb, kb, nb, nr, bp);
+            for (ic = 0; ic < M; ic += ATTN_GEMM_MC) {
+                int mb = ATTN__MIN(ATTN_GEMM_MC, M - ic);
+                attn__pack_a(transA, transA ? A + (size_t)pc * lda + ic : A + (size_t)ic * lda + pc,
+                             lda, mb, kb, mr, ap);
+                for (jr = 0; jr < nb; jr += nr)
+                    for (ir = 0; ir < mb; ir += mr)
+                        kernel(kb, ap + (size_t)ir * kb, bp + (size_t)jr * kb,
+                               C + (size_t)(ic + ir) * ldc + jc + jr, ldc,
+                               ATTN__MIN(mr, mb - ir), ATTN__MIN(nr, nb - jr), alpha, beta_here);
+            }
+        }
+    }
+}
+#endif
+
+/* ---- 4c. SIMD primitives. Only one set exists per build (x86 or ARM), so the
+   row kernels below are written once over attn__v. ---- */
+#if defined(ATTN__X86)
+typedef __m256 attn__v;
+#  define ATTN__W 8
+#  define ATTN__SIMD_ID ATTN_SIMD_AVX2
+ATTN__TARGET static inline attn__v attn__v_load(const float *p) { return _mm256_loadu_ps(p); }
+ATTN__TARGET static inline void attn__v_store(float *p, attn__v v) { _mm256_storeu_ps(p, v); }
+ATTN__TARGET static inline attn__v attn__v_set(float s) { return _mm256_set1_ps(s); }
+ATTN__TARGET static inline attn__v attn__v_add(attn__v a, attn__v b) { return _mm256_add_ps(a, b); }
+ATTN__TARGET static inline attn__v attn__v_sub(attn__v a, attn__v b) { return _mm256_sub_ps(a, b); }
+ATTN__TARGET static inline attn__v attn__v_mul(attn__v a, attn__v b) { return _mm256_mul_ps(a, b); }
+ATTN__TARGET static inline attn__v attn__v_div(attn__v a, attn__v b) { return _mm256_div_ps(a, b); }
+/* a * b + c, fused */
+ATTN__TARGET static inline attn__v attn__v_fma(attn__v a, attn__v b, attn__v c) { return _mm256_fmadd_ps(a, b, c); }
+/* max/min return the second operand when one is NaN: callers put x second. */
+ATTN__TARGET static inline attn__v attn__v_max(attn__v a, attn__v b) { return _mm256_max_ps(a, b); }
+ATTN__TARGET static inline attn__v attn__v_min(attn__v a, attn__v b) { return _mm256_min_ps(a, b); }
+ATTN__TARGET static inline attn__v attn__v_abs(attn__v a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+/* max(x, 0) with NaN -> 0, like the reference (maxps returns its second operand on NaN) */
+ATTN__TARGET static inline attn__v attn__v_relu(attn__v x) { return _mm256_max_ps(x, _mm256_setzero_ps()); }
+/* where x >= 0 (not NaN) pick a, else b */
+ATTN__TARGET static inline attn__v attn__v_select_nonneg(attn__v x, attn__v a, attn__v b) {
+    return _mm256_blendv_ps(b, a, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ));
+}
+ATTN__TARGET static inline float attn__v_hsum(attn__v v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+ATTN__TARGET static inline float attn__v_hmax(attn__v v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+/* 2^n for integer-valued n in [-126, 127] */
+ATTN__TARGET static inline attn__v attn__v_pow2i(attn__v n) {
+    __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
+}
+/* y where ok, else the given constant (over -> +inf) / zero (under) */
+ATTN__TARGET static inline attn__v attn__v_fix_range(attn__v x, attn__v y, float hi, float lo) {
+    y = _mm256_blendv_ps(y, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x, _mm256_set1_ps(hi), _CMP_GT_OQ));
+    return _mm256_andnot_ps(_mm256_cmp_ps(x, _mm256_set1_ps(lo), _CMP_LT_OQ), y);
+}
+#elif defined(ATTN__NEON)
+typedef float32x4_t attn__v;
+#  define ATTN__W 4
+#  define ATTN__SIMD_ID ATTN_SIMD_NEON
+#  if defined(__aarch64__) || defined(_M_ARM64) || defined(__ARM_FEATURE_FMA)
+#    define ATTN__NEON_FMA(acc, a, b) vfmaq_f32(acc, a, b)
+#  else
+#    define ATTN__NEON_FMA(acc, a, b) vmlaq_f32(acc, a, b) /* no fused op on plain ARMv7 NEON */
+#  endif
+static inline attn__v attn__v_load(const float *p) { return vld1q_f32(p); }
+static inline void attn__v_store(float *p, attn__v v) { vst1q_f32(p, v); }
+static inline attn__v attn__v_set(float s) { return vdupq_n_f32(s); }
+static inline attn__v attn__v_add(attn__v a, attn__v b) { return vaddq_f32(a, b); }
+static inline attn__v attn__v_sub(attn__v a, attn__v b) { return vsubq_f32(a, b); }
+static inline attn__v attn__v_mul(attn__v a, attn__v b) { return vmulq_f32(a, b); }
+static inline attn__v attn__v_div(attn__v a, attn__v b) {
+#  if defined(__aarch64__) || defined(_M_ARM64)
+    return vdivq_f32(a, b);
+#  else /* ARMv7 has no vector divide: reciprocal estimate and two Newton steps */
+    float32x4_t r = vrecpeq_f32(b);
+    r = vmulq_f32(r, vrecpsq_f32(b, r));
+    r = vmulq_f32(r, vrecpsq_f32(b, r));
+    return vmulq_f32(a, r);
+#  endif
+}
+static inline attn__v attn__v_fma(attn__v a, attn__v b, attn__v c) { return ATTN__NEON_FMA(c, a, b); }
+static inline attn__v attn__v_max(attn__v a, attn__v b) { return vmaxq_f32(a, b); } /* NaN propagates */
+static inline attn__v attn__v_min(attn__v a, attn__v b) { return vminq_f32(a, b); }
+static inline attn__v attn__v_abs(attn__v a) { return vabsq_f32(a); }
+static inline attn__v attn__v_relu(attn__v x) { /* NaN -> 0, like the reference */
+    return vbslq_f32(vcgtq_f32(x, vdupq_n_f32(0.0f)), x, vdupq_n_f32(0.0f));
+}
+static inline attn__v attn__v_select_nonneg(attn__v x, attn__v a, attn__v b) {
+    return vbslq_f32(vcgeq_f32(x, vdupq_n_f32(0.0f)), a, b);
+}
+static inline float attn__v_hsum(attn__v v) {
+    float32x2_t s = vadd_f32(vget_low_f32(v), vget_high_f32(v));
+    return vget_lane_f32(vpadd_f32(s, s), 0);
+}
+static inline float attn__v_hmax(attn__v v) {
+    float32x2_t s = vmax_f32(vget_low_f32(v), vget_high_f32(v));
+    return vget_lane_f32(vpmax_f32(s, s), 0);
+}
+static inline attn__v attn__v_pow2i(attn__v n) {
+    int32x4_t e = vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127));
+    return vreinterpretq_f32_s32(vshlq_n_s32(e, 23));
+}
+static inline attn__v attn__v_fix_range(attn__v x, attn__v y, float hi, float lo) {
+    y = vbslq_f32(vcgtq_f32(x, vdupq_n_f32(hi)), vdupq_n_f32(INFINITY), y);
+    return vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(y), vcltq_f32(x, vdupq_n_f32(lo))));
+}
+#endif
+
+#if defined(ATTN__X86) || defined(ATTN__NEON)
+/* Tails go through a full vector so they get exactly the same arithmetic. */
+ATTN__TARGET static inline attn__v attn__v_load_part(const float *p, size_t n, float fill) {
+    float tmp[ATTN__W];
+    size_t i;
+    for (i = 0; i < ATTN__W; i++) tmp[i] = i < n ? p[i] : fill;
+    return attn__v_load(tmp);
+}
+ATTN__TARGET static inline void attn__v_store_part(float *p, attn__v v, size_t n) {
+    float tmp[ATTN__W];
+    size_t i;
+    attn__v_store(tmp, v);
+    for (i = 0; i < n; i++) p[i] = tmp[i];
+}
+
+/* exp(x): x = n ln2 + r with |r| <= ln2/2 (Cody-Waite, ln2 split in two), then
+   e^r by its degree-7 Taylor polynomial (truncation < 5e-9 relative) and 2^n
+   built in the exponent bits. Measured max relative error 2.5e-7 over
+   [-87.3, 88.3] (tests check < 4e-7). Below -87.34 -> 0, above 88.37 -> +inf. */
+#define ATTN__EXP_HI 88.3762626647949f
+#define ATTN__EXP_LO -87.3365478515625f
+ATTN__TARGET static inline attn__v attn__v_exp(attn__v x) {
+    attn__v c = attn__v_min(attn__v_set(ATTN__EXP_HI), attn__v_max(attn__v_set(ATTN__EXP_LO), x));
+    attn__v magic = attn__v_set(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
+    attn__v n = attn__v_sub(attn__v_fma(c, attn__v_set(1.44269504088896341f), magic), magic);
+    attn__v r = attn__v_fma(n, attn__v_set(-0.693145751953125f), c);
+    attn__v p;
+    r = attn__v_fma(n, attn__v_set(-1.428606765330187e-06f), r);
+    p = attn__v_set(1.0f / 5040.0f);
+    p = attn__v_fma(p, r, attn__v_set(1.0f / 720.0f));
+    p = attn__v_fma(p, r, attn__v_set(1.0f / 120.0f));
+    p = attn__v_fma(p, r, attn__v_set(1.0f / 24.0f));
+    p = attn__v_fma(p, r, attn__v_set(1.0f / 6.0f));
+    p = attn__v_fma(p, r, attn__v_set(0.5f));
+    p = attn__v_fma(p, r, attn__v_set(1.0f));
+    p = attn__v_fma(p, r, attn__v_set(1.0f));
+    return attn__v_fix_range(x, attn__v_mul(p, attn__v_pow2i(n)), ATTN__EXP_HI, ATTN__EXP_LO);
+}
+
+/* GELU(x) = x * Phi(x), Phi(x) = erfc(-x/sqrt2)/2. For u = |x|/sqrt2,
+   erfc(u) = exp(-u^2) g(u) with g smooth; g(u) ~ t poly(t), t = 1/(1+u/2),
+   fitted by tools/fit_erfc.py (relative error 1.7e-8 in double). u^2 is split
+   into hi + lo so exp(-u^2) stays accurate for large u. The erfc form keeps
+   the relative accuracy for negative x, where 1 + erf(x) would cancel. */
+ATTN__TARGET static inline attn__v attn__v_gelu(attn__v x) {
+    static const float g[11] = {
+        3.940237717e-02f, -2.109200988e-01f, 4.287909263e-01f, -3.541067521e-01f,
+        3.349540755e-02f, 4.070932375e-03f, 6.662618995e-02f, 1.827181487e-01f,
+        2.456182185e-01f, 2.822147740e-01f, 2.820898930e-01f };
+    attn__v u = attn__v_mul(attn__v_abs(x), attn__v_set(0.70710678118654752f));
+    attn__v one = attn__v_set(1.0f);
+    attn__v t = attn__v_div(one, attn__v_fma(u, attn__v_set(0.5f), one));
+    attn__v p = attn__v_set(g[0]), hi, lo, erfc_u, half;
+    int i;
+    for (i = 1; i < 11; i++) p = attn__v_fma(p, t, attn__v_set(g[i]));
+    hi = attn__v_mul(u, u);
+    lo = attn__v_fma(u, u, attn__v_sub(attn__v_set(0.0f), hi)); /* exact: u*u - hi */
+    erfc_u = attn__v_mul(attn__v_mul(attn__v_exp(attn__v_sub(attn__v_set(0.0f), hi)),
+                                     attn__v_sub(one, lo)),
+                         attn__v_mul(t, p));
+    half = attn__v_mul(erfc_u, attn__v_set(0.5f));
+    return attn__v_mul(x, attn__v_select_nonneg(x, attn__v_sub(one, half), half));
+}
+
+/* ---- 4d. SIMD row and vector kernels ---- */
+ATTN__TARGET static float attn__row_max(int n, const float *x) {
+    attn__v m0 = attn__v_set(-INFINITY), m1 = m0;
+    int j = 0;
+    for (; j + 2 * ATTN__W <= n; j += 2 * ATTN__W) {
+        m0 = attn__v_max(m0, attn__v_load(x + j));
+        m1 = attn__v_max(m1, attn__v_load(x + j + ATTN__W));
+    }
+    for (; j + ATTN__W <= n; j += ATTN__W) m0 = attn__v_max(m0, attn__v_load(x + j));
+    if (j < n) m1 = attn__v_max(m1, attn__v_load_part(x + j, (size_t)(n - j), -INFINITY));
+    return attn__v_hmax(attn__v_max(m0, m1));
+}
+
+/* sum of exp(x - m); also stores the exps in y when y is not NULL */
+ATTN__TARGET static float attn__row_exp_sum(int n, const float *x, float m, float *y) {
+    attn__v vm = attn__v_set(m), s0 = attn__v_set(0.0f), s1 = s0;
+    int j = 0;
+    for (; j + 2 * ATTN__W <= n; j += 2 * ATTN__W) {
+        attn__v e0 = attn__v_exp(attn__v_sub(attn__v_load(x + j), vm));
+        attn__v e1 = attn__v_exp(attn__v_sub(attn__v_load(x + j + ATTN__W), vm));
+        if (y) { attn__v_store(y + j, e0); attn__v_store(y + j + ATTN__W, e1); }
+        s0 = attn__v_add(s0, e0);
+        s1 = attn__v_add(s1, e1);
+    }
+    for (; j < n; j += ATTN__W) {
+        size_t k = (size_t)ATTN__MIN(ATTN__W, n - j);
+        attn__v e = attn__v_exp(attn__v_sub(attn__v_load_part(x + j, k, -INFINITY), vm));
+        if (y) attn__v_store_part(y + j, e, k);
+        s0 = attn__v_add(s0, e);
+    }
+    return attn__v_hsum(attn__v_add(s0, s1));
+}
+
+/* y = (x + add) * mul over a row */
+ATTN__TARGET static void attn__row_affine(int n, const float *x, float add, float mul, float *y) {
+    attn__v va = attn__v_set(add), vm = attn__v_set(mul);
+    int j = 0;
+    for (; j + ATTN__W <= n; j += ATTN__W) attn__v_store(y + j, attn__v_mul(attn__v_add(attn__v_load(x + j), va), vm));
+    if (j < n) {
+        size_t k = (size_t)(n - j);
+        attn__v_store_part(y + j, attn__v_mul(attn__v_add(attn__v_load_part(x + j, k, 0.0f), va), vm), k);
+    }
+}
+
+ATTN__TARGET static void attn__softmax_rows_simd(int rows, int cols, const float *x, int ldx, float *y, int ldy) {
+    int r;
+    for (r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * ldx;
+        float *yr = y + (size_t)r * ldy;
+        float m = attn__row_max(cols, xr);
+        float s = attn__row_exp_sum(cols, xr, m, yr);
+        attn__row_affine(cols, yr, 0.0f, 1.0f / s, yr);
+    }
+}
+
+ATTN__TARGET static void attn__log_softmax_rows_simd(int rows, int cols, const float *x, int ldx, float *y, int ldy) {
+    int r;
+    for (r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * ldx;
+        float m = attn__row_max(cols, xr);
+        float lse = logf(attn__row_exp_sum(cols, xr, m, NULL));
+        /* (x - m) - lse, as the reference does, to keep the large terms apart */
+        attn__v vm = attn__v_set(m), vl = attn__v_set(lse);
+        float *yr = y + (size_t)r * ldy;
+        int j = 0;
+        for (; j + ATTN__W <= cols; j += ATTN__W)
+            attn__v_store(yr + j, attn__v_sub(attn__v_sub(attn__v_load(xr + j), vm), vl));
+        if (j < cols) {
+            size_t k = (size_t)(cols - j);
+            attn__v_store_part(yr + j, attn__v_sub(attn__v_sub(attn__v_load_part(xr + j, k, 0.0f), vm), vl), k);
+        }
+    }
+}
+
+ATTN__TARGET static void attn__layernorm_rows_simd(int rows, int cols, const float *x, int ldx,
+                                                   const float *gamma, const float *beta, float eps,
+                                                   float *y, int ldy, float *mean, float *rstd) {
+    int r, j;
+    for (r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * ldx;
+        float *yr = y + (size_t)r * ldy;
+        attn__v s0 = attn__v_set(0.0f), s1 = s0, vmu, vrs;
+        float mu, var, rs;
+        for (j = 0; j + ATTN__W <= cols; j += ATTN__W) s0 = attn__v_add(s0, attn__v_load(xr + j));
+        if (j < cols) s1 = attn__v_load_part(xr + j, (size_t)(cols - j), 0.0f);
+        mu = attn__v_hsum(attn__v_add(s0, s1)) / (float)cols;
+        vmu = attn__v_set(mu);
+        s0 = attn__v_set(0.0f);
+        s1 = s0;
+        for (j = 0; j + ATTN__W <= cols; j += ATTN__W) {
+            attn__v d = attn__v_sub(attn__v_load(xr + j), vmu);
+            s0 = attn__v_fma(d, d, s0);
+        }
+        if (j < cols) {
+            attn__v d = attn__v_sub(attn__v_load_part(xr + j, (size_t)(cols - j), mu), vmu);
+            s1 = attn__v_mul(d, d);
+        }
+        var = attn__v_hsum(attn__v_add(s0, s1)) / (float)cols;
+        rs = 1.0f / sqrtf(var + eps);
+        vrs = attn__v_set(rs);
+        for (j = 0; j < cols; j += ATTN__W) {
+            size_t k = (size_t)ATTN__MIN(ATTN__W, cols - j);
+            attn__v v = attn__v_mul(attn__v_sub(attn__v_load_part(xr + j, k, 0.0f), vmu), vrs);
+            attn__v g = gamma ? attn__v_load_part(gamma + j, k, 0.0f) : attn__v_set(1.0f);
+            attn__v b = beta ? attn__v_load_part(beta + j, k, 0.0f) : attn__v_set(0.0f);
+            attn__v_store_part(yr + j, attn__v_fma(v, g, b), k);
+        }
+        if (mean) mean[r] = mu;
+        if (rstd) rstd[r] = rs;
+    }
+}
+
+/* One elementwise loop for the vector kernels: stmt sees i_ (the offset) and k_
+   (lanes in play, ATTN__W except at the tail). */
+#define ATTN__EACH(n, stmt)                                                              \
+    do {                                                                                 \
+        size_t i_ = 0;                                                                   \
+        for (; i_ + ATTN__W <= (n); i_ += ATTN__W) { const size_t k_ = ATTN__W; stmt; }  \
+        if (i_ < (n)) { const size_t k_ = (n) - i_; stmt; }                              \
+    } while (0)
+#define ATTN__LD(p) (k_ == ATTN__W ? attn__v_load((p) + i_) : attn__v_load_part((p) + i_, k_, 0.0f))
+#define ATTN__ST(p, v) (k_ == ATTN__W ? attn__v_store((p) + i_, v) : attn__v_store_part((p) + i_, v, k_))
+
+ATTN__TARGET static void attn__gelu_simd(size_t n, const float *x, float *y) {
+    ATTN__EACH(n, ATTN__ST(y, attn__v_gelu(ATTN__LD(x))));
+}
+ATTN__TARGET static void attn__exp_simd(size_t n, const float *x, float *y) {
+    ATTN__EACH(n, ATTN__ST(y, attn__v_exp(ATTN__LD(x))));
+}
+ATTN__TARGET static void attn__add_simd(size_t n, const float *a, const float *b, float *y) {
+    ATTN__EACH(n, ATTN__ST(y, attn__v_add(ATTN__LD(a), ATTN__LD(b))));
+}
+ATTN__TARGET static void attn__sub_simd(size_t n, const float *a, const float *b, float *y) {
+    ATTN__EACH(n, ATTN__ST(y, attn__v_sub(ATTN__LD(a), ATTN__LD(b))));
+}
+ATTN__TARGET static void attn__mul_simd(size_t n, const float *a, const float *b, float *y) {
+    ATTN__EACH(n, ATTN__ST(y, attn__v_mul(ATTN__LD(a), ATTN__LD(b))));
+}
+ATTN__TARGET static void attn__scale_simd(size_t n, float s, const float *x, float *y) {
+    attn__v vs = attn__v_set(s);
+    ATTN__EACH(n, ATTN__ST(y, attn__v_mul(vs, ATTN__LD(x))));
+}
+ATTN__TARGET static void attn__axpy_simd(size_t n, float alpha, const float *x, float *y) {
+    attn__v va = attn__v_set(alpha);
+    ATTN__EACH(n, ATTN__ST(y, attn__v_fma(va, ATTN__LD(x), ATTN__LD(y))));
+}
+ATTN__TARGET static void attn__relu_simd(size_t n, const float *x, float *y) {
+    ATTN__EACH(n, ATTN__ST(y, attn__v_relu(ATTN__LD(x))));
+}
+ATTN__TARGET static float attn__sum_simd(size_t n, const float *x) {
+    attn__v s = attn__v_set(0.0f);
+    ATTN__EACH(n, s = attn__v_add(s, ATTN__LD(x)));
+    return attn__v_hsum(s);
+}
+ATTN__TARGET static float attn__dot_simd(size_t n, const float *a, const float *b) {
+    attn__v s = attn__v_set(0.0f);
+    ATTN__EACH(n, s = attn__v_fma(ATTN__LD(a), ATTN__LD(b), s));
+    return attn__v_hsum(s);
+}
+#endif /* SIMD primitives */
+
+/* ---- 4e. GEMM micro-kernels. Each keeps an MR x NR tile of C in registers for
+   the whole depth kc. The write-back goes through one helper per row, and edge
+   tiles go through a full-size scratch tile with the same helper, so every C
+   element sees the same operations. ---- */
+#if defined(ATTN__X86)
+#  define ATTN__MR 6
+#  define ATTN__NR 16
+/* c = alpha * acc + beta * c over 16 floats (beta == 0: c is not read) */
+ATTN__TARGET static inline void attn__avx_store_row(float *c, __m256 x0, __m256 x1, float alpha, float beta) {
+    __m256 va = _mm256_set1_ps(alpha);
+    x0 = _mm256_mul_ps(va, x0);
+    x1 = _mm256_mul_ps(va, x1);
+    if (beta != 0.0f) {
+        __m256 vb = _mm256_set1_ps(beta);
+        x0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c), x0);
+        x1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c + 8), x1);
+    }
+    _mm256_storeu_ps(c, x0);
+    _mm256_storeu_ps(c + 8, x1);
+}
+
+ATTN__TARGET static void attn__microkernel_avx2(int kc, const float *a, const float *b, float *c, int ldc,
+                                                int m, int n, float alpha, float beta) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    float tile[ATTN__MR * ATTN__NR];
+    float *out = c;
+    int ldo = ldc, k, i, j;
+    for (k = 0; k < kc; k++, a += ATTN__MR, b += ATTN__NR) {
+        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8), av;
+#  define ATTN__ROW(r)                                \
+        av = _mm256_broadcast_ss(a + r);              \
+        c##r##0 = _mm256_fmadd_ps(av, b0, c##r##0);   \
+        c##r##1 = _mm256_fmadd_ps(av, b1, c##r##1);
+        ATTN__ROW(0) ATTN__ROW(1) ATTN__ROW(2) ATTN__ROW(3) ATTN__ROW(4) ATTN__ROW(5)
+#  undef ATTN__ROW
+    }
+    if (m < ATTN__MR || n < ATTN__NR) { /* edge: work on a scratch copy of the tile */
+        out = tile;
+        ldo = ATTN__NR;
+        for (i = 0; i < ATTN__MR; i++)
+            for (j = 0; j < ATTN__NR; j++)
+                tile[i * ATTN__NR + j] = (i < m && j < n && beta != 0.0f) ? c[(size_t)i * ldc + j] : 0.0f;
+    }
+    attn__avx_store_row(out, c00, c01, alpha, beta);
+    attn__avx_store_row(out + ldo, c10, c11, alpha, beta);
+    attn__avx_store_row(out + 2 * ldo, c20, c21, alpha, beta);
+    attn__avx_store_row(out + 3 * ldo, c30, c31, alpha, beta);
+    attn__avx_store_row(out + 4 * ldo, c40, c41, alpha, beta);
+    attn__avx_store_row(out + 5 * ldo, c50, c51, alpha, beta);
+    if (out == tile)
+        for (i = 0; i < m; i++)
+            for (j = 0; j < n; j++) c[(size_t)i * ldc + j] = tile[i * ATTN__NR + j];
+}
+#  define ATTN__MICROKERNEL attn__microkernel_avx2
+#elif defined(ATTN__NEON)
+#  if defined(__aarch64__) || defined(_M_ARM64)
+#    define ATTN__MR 8 /* 16 accumulators of 32 registers */
+#  else
+#    define ATTN__MR 4 /* ARMv7 has 16 q registers */
+#  endif
+#  define ATTN__NR 8
+static inline void attn__neon_store_row(float *c, float32x4_t x0, float32x4_t x1, float alpha, float beta) {
+    x0 = vmulq_n_f32(x0, alpha);
+    x1 = vmulq_n_f32(x1, alpha);
+    if (beta != 0.0f) {
+        x0 = ATTN__NEON_FMA(x0, vld1q_f32(c), vdupq_n_f32(beta));
+        x1 = ATTN__NEON_FMA(x1, vld1q_f32(c + 4), vdupq_n_f32(beta));
+    }
+    vst1q_f32(c, x0);
+    vst1q_f32(c + 4, x1);
+}
+
+static void attn__microkernel_neon(int kc, const float *a, const float *b, float *c, int ldc,
+                                   int m, int n, float alpha, float beta) {
+    float32x4_t z = vdupq_n_f32(0.0f);
+    float32x4_t c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z;
+#  if ATTN__MR == 8
+    float32x4_t c40 = z, c41 = z, c50 = z, c51 = z, c60 = z, c61 = z, c70 = z, c71 = z;
+#  endif
+    float tile[ATTN__MR * ATTN__NR];
+    float *out = c;
+    int ldo = ldc, k, i, j;
+    for (k = 0; k < kc; k++, a += ATTN__MR, b += ATTN__NR) {
+        float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), av;
+#  define ATTN__ROW(r)                                 \
+        av = vld1q_dup_f32(a + r);                     \
+        c##r##0 = ATTN__NEON_FMA(c##r##0, b0, av);     \
+        c##r##1 = ATTN__NEON_FMA(c##r##1, b1, av);
+        ATTN__ROW(0) ATTN__ROW(1) ATTN__ROW(2) ATTN__ROW(3)
+#  if ATTN__MR == 8
+        ATTN__ROW(4) ATTN__ROW(5) ATTN__ROW(6) ATTN__ROW(7)
+#  endif
+#  undef ATTN__ROW
+    }
+    if (m < ATTN__MR || n < ATTN__NR) {
+        out = tile;
+        ldo = ATTN__NR;
+        for (i = 0; i < ATTN__MR; i++)
+            for (j = 0; j < ATTN__NR; j++)
+                tile[i * ATTN__NR + j] = (i < m && j < n && beta != 0.0f) ? c[(size_t)i * ldc + j] : 0.0f;
+    }
+    attn__neon_store_row(out, c00, c01, alpha, beta);
+    attn__neon_store_row(out + ldo, c10, c11, alpha, beta);
+    attn__neon_store_row(out + 2 * ldo, c20, c21, alpha, beta);
+    attn__neon_store_row(out + 3 * ldo, c30, c31, alpha, beta);
+#  if ATTN__MR == 8
+    attn__neon_store_row(out + 4 * ldo, c40, c41, alpha, beta);
+    attn__neon_store_row(out + 5 * ldo, c50, c51, alpha, beta);
+    attn__neon_store_row(out + 6 * ldo, c60, c61, alpha, beta);
+    attn__neon_store_row(out + 7 * ldo, c70, c71, alpha, beta);
+#  endif
+    if (out == tile)
+        for (i = 0; i < m; i++)
+            for (j = 0; j < n; j++) c[(size_t)i * ldc + j] = tile[i * ATTN__NR + j];
+}
+#  define ATTN__MICROKERNEL attn__microkernel_neon
+#endif
+
+#if defined(ATTN__MICROKERNEL)
+static void attn__sgemm_simd(int transA, int transB, int M, int N, int K, float alpha, const float *A,
+                             int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    attn__sgemm_blocked(ATTN__MICROKERNEL, ATTN__MR, ATTN__NR, transA, transB, M, N, K, alpha, A, lda,
+                        B, ldb, beta, C, ldc);
+}
+
+static const attn_kernels attn__kernels_simd = {
+    ATTN__SIMD_ID, attn__sgemm_simd, attn__softmax_rows_simd, attn__log_softmax_rows_simd,
+    attn__layernorm_rows_simd, attn__gelu_simd, attn__exp_simd, attn__add_simd, attn__sub_simd,
+    attn__mul_simd, attn__scale_simd, attn__axpy_simd, attn__relu_simd, attn__sum_simd, attn__dot_simd
+};
+#endif
+
+/* ---- 4f. Dispatch and the public kernels ---- */
+ATTN_API const attn_kernels *attn_kernels_get(attn_simd simd) {
+    if (simd == ATTN_SIMD_NONE) return &attn__kernels_ref;
+#if defined(ATTN__X86)
+    if (simd == ATTN_SIMD_AVX2 && attn__cpu_has_avx2_fma()) return &attn__kernels_simd;
+#elif defined(ATTN__NEON)
+    if (simd == ATTN_SIMD_NEON) return &attn__kernels_simd;
+#endif
+    return NULL;
+}
+
+static const attn_kernels *attn__kernels(void) {
+#if defined(ATTN__X86)
+    if (attn__cpu_has_avx2_fma()) return &attn__kernels_simd;
+#elif defined(ATTN__NEON)
+    return &attn__kernels_simd;
+#endif
+    return &attn__kernels_ref;
+}
+
+ATTN_API attn_simd attn_simd_active(void) { return attn__kernels()->simd; }
+
+static int attn__sgemm_args_ok(int transA, int transB, int M, int N, int K, const float *A, int lda,
+                               const float *B, int ldb, const float *C, int ldc) {
+    int a_width = transA ? M : K, b_width = transB ? K : N;
+    if ((transA != 0 && transA != 1) || (transB != 0 && transB != 1)) return 0;
+    if (M < 0 || N < 0 || K < 0) return 0;
+    if (lda < ATTN__MAX(1, a_width) || ldb < ATTN__MAX(1, b_width) || ldc < ATTN__MAX(1, N)) return 0;
+    if ((M > 0 && K > 0 && !A) || (N > 0 && K > 0 && !B) || (M > 0 && N > 0 && !C)) return 0;
+    return 1;
+}
+
+ATTN_API void attn_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A,
+                         int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    if (!attn__sgemm_args_ok(transA, transB, M, N, K, A, lda, B, ldb, C, ldc)) return;
+    attn__kernels()->sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* A threaded GEMM is several independent GEMMs on bands of C. */
+typedef struct attn__gemm_job {
+    const attn_kernels *k;
+    int transA, transB, M, N, K, lda, ldb, ldc, by_rows, band;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+} attn__gemm_job;
+
+static void attn__gemm_task(void *data, int task) {
+    const attn__gemm_job *j = (const attn__gemm_job *)data;
+    int start = task * j->band;
+    if (j->by_rows) {
+        int m = ATTN__MIN(j->band, j->M - start);
+        if (m <= 0) return;
+        j->k->sgemm(j->transA, j->transB, m, j->N, j->K, j->alpha,
+                    j->transA ? j->A + start : j->A + (size_t)start * j->lda, j->lda, j->B, j->ldb,
+                    j->beta, j->C + (size_t)start * j->ldc, j->ldc);
+    } else {
+        int n = ATTN__MIN(j->band, j->N - start);
+        if (n <= 0) return;
+        j->k->sgemm(j->transA, j->transB, j->M, n, j->K, j->alpha, j->A, j->lda,
+                    j->transB ? j->B + (size_t)start * j->ldb : j->B + start, j->ldb,
+                    j->beta, j->C + start, j->ldc);
+    }
+}
+
+ATTN_API attn_status attn_sgemm_mt(const attn_threads *threads, int transA, int transB, int M, int N,
+                                   int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                                   float beta, float *C, int ldc) {
+    attn__gemm_job j;
+    int nt = attn__thread_count(threads), tasks;
+    double flops = 2.0 * M * N * K;
+    if (!attn__sgemm_args_ok(transA, transB, M, N, K, A, lda, B, ldb, C, ldc)) return ATTN_ERR_INVALID_ARGUMENT;
+    j.k = attn__kernels();
+    if (nt <= 1 || flops < 4e6) { /* below ~40 us of work the hand-off costs more than it saves */
+        j.k->sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return ATTN_OK;
+    }
+    j.transA = transA; j.transB = transB; j.M = M; j.N = N; j.K = K;
+    j.lda = lda; j.ldb = ldb; j.ldc = ldc; j.alpha = alpha; j.beta = beta;
+    j.A = A; j.B = B; j.C = C;
+    /* Bands of whole micro-tiles (48 rows, 64 columns: multiples of every MR/NR). */
+    j.by_rows = M >= N;
+    if (j.by_rows) {
+        j.band = ((M + nt - 1) / nt + 47) / 48 * 48;
+        tasks = (M + j.band - 1) / j.band;
+    } else {
+        j.band = ((N + nt - 1) / nt + 63) / 64 * 64;
+        tasks = (N + j.band - 1) / j.band;
+    }
+    attn__parallel(threads, tasks, attn__gemm_task, &j);
+    return ATTN_OK;
+}
+
+/* Row kernels split their rows over threads the same way. */
+typedef struct attn__rows_job {
+    const attn_kernels *k;
+    int kind, rows, cols, ldx, ldy, band;
+    const float *x, *gamma, *beta;
+    float *y, *mean, *rstd;
+    float eps;
+} attn__rows_job;
+
+enum { ATTN__ROWS_SOFTMAX, ATTN__ROWS_LOG_SOFTMAX, ATTN__ROWS_LAYERNORM };
+
+static void attn__rows_task(void *data, int task) {
+    const attn__rows_job *j = (const attn__rows_job *)data;
+    int r0 = task * j->band, n = ATTN__MIN(j->band, j->rows - r0);
+    const float *x = j->x + (size_t)r0 * j->ldx;
+    float *y = j->y + (size_t)r0 * j->ldy;
+    if (n <= 0) return;
+    if (j->kind == ATTN__ROWS_SOFTMAX) j->k->softmax_rows(n, j->cols, x, j->ldx, y, j->ldy);
+    else if (j->kind == ATTN__ROWS_LOG_SOFTMAX) j->k->log_softmax_rows(n, j->cols, x, j->ldx, y, j->ldy);
+    else j->k->layernorm_rows(n, j->cols, x, j->ldx, j->gamma, j->beta, j->eps, y, j->ldy,
+                              j->mean ? j->mean + r0 : NULL, j->rstd ? j->rstd + r0 : NULL);
+}
+
+static void attn__rows_run(const attn_threads *threads, attn__rows_job *j) {
+    int nt = attn__thread_count(threads);
+    if (j->rows <= 0 || j->cols <= 0 || !j->x || !j->y || j->ldx < j->cols || j->ldy < j->cols) return;
+    j->k = attn__kernels();
+    if ((double)j->rows * j->cols < 32768.0) nt = 1; /* too little work to share */
+    j->band = (j->rows + nt - 1) / nt;
+    attn__parallel(threads, (j->rows + j->band - 1) / j->band, attn__rows_task, j);
+}
+
+ATTN_API void attn_softmax_rows(const attn_threads *threads, int rows, int cols, const float *x, int ldx,
+                                float *y, int ldy) {
+    attn__rows_job j;
+    memset(&j, 0, sizeof j);
+    j.kind = ATTN__ROWS_SOFTMAX; j.rows = rows; j.cols = cols; j.x = x; j.ldx = ldx; j.y = y; j.ldy = ldy;
+    attn__rows_run(threads, &j);
+}
+
+ATTN_API void attn_log_softmax_rows(const attn_threads *threads, int rows, int cols, const float *x,
+                                    int ldx, float *y, int ldy) {
+    attn__rows_job j;
+    memset(&j, 0, sizeof j);
+    j.kind = ATTN__ROWS_LOG_SOFTMAX; j.rows = rows; j.cols = cols; j.x = x; j.ldx = ldx; j.y = y; j.ldy = ldy;
+    attn__rows_run(threads, &j);
+}
+
+ATTN_API void attn_layernorm_rows(const attn_threads *threads, int rows, int cols, const float *x, int ldx,
+                                  const float *gamma, const float *beta, float eps, float *y, int ldy,
+                                  float *mean, float *rstd) {
+    attn__rows_job j;
+    memset(&j, 0, sizeof j);
+    j.kind = ATTN__ROWS_LAYERNORM; j.rows = rows; j.cols = cols; j.x = x; j.ldx = ldx; j.y = y; j.ldy = ldy;
+    j.gamma = gamma; j.beta = beta; j.eps = eps; j.mean = mean; j.rstd = rstd;
+    attn__rows_run(threads, &j);
+}
+
+ATTN_API void attn_gelu(size_t n, const float *x, float *y) { if (x && y) attn__kernels()->gelu(n, x, y); }
+ATTN_API void attn_vec_exp(size_t n, const float *x, float *y) { if (x && y) attn__kernels()->exp(n, x, y); }
+ATTN_API void attn_vec_add(size_t n, const float *a, const float *b, float *y) { if (a && b && y) attn__kernels()->add(n, a, b, y); }
+ATTN_API void attn_vec_sub(size_t n, const float *a, const float *b, float *y) { if (a && b && y) attn__kernels()->sub(n, a, b, y); }
+ATTN_API void attn_vec_mul(size_t n, const float *a, const float *b, float *y) { if (a && b && y) attn__kernels()->mul(n, a, b, y); }
+ATTN_API void attn_vec_scale(size_t n, float s, const float *x, float *y) { if (x && y) attn__kernels()->scale(n, s, x, y); }
+ATTN_API void attn_vec_axpy(size_t n, float alpha, const float *x, float *y) { if (x && y) attn__kernels()->axpy(n, alpha, x, y); }
+ATTN_API void attn_vec_relu(size_t n, const float *x, float *y) { if (x && y) attn__kernels()->relu(n, x, y); }
+ATTN_API float attn_vec_sum(size_t n, const float *x) { return x ? attn__kernels()->sum(n, x) : 0.0f; }
+ATTN_API float attn_vec_dot(size_t n, const float *a, const float *b) { return a && b ? attn__kernels()->dot(n, a, b) : 0.0f; }
+
+/* ============================================================================
+   5. Tensors
+   ========================================================================= */
+static attn_tensor *attn__tensor_header(attn_context *ctx) {
+    attn_tensor *t = (attn_tensor *)attn_alloc(ctx, sizeof(attn_tensor));
+    if (t) memset(t, 0, sizeof *t);
+    return t;
+}
+
+/* Fill shape/stride for a contiguous layout; fails on a bad or too large shape. */
+static attn_status attn__set_shape(attn_context *ctx, attn_tensor *t, int ndim, const int *shape, const char *who) {
+    int d;
+    size_t numel = 1;
+    if (ndim < 0 || ndim > ATTN_MAX_DIMS)
+        return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: %d dims (0..%d allowed)", who, ndim, ATTN_MAX_DIMS);
+    if (ndim > 0 && !shape) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: shape is NULL", who);
+    for (d = 0; d < ndim; d++) {
+        if (shape[d] < 0) return attn__fail(ctx, ATTN_ERR_SHAPE, "%s: dim %d is negative (%d)", who, d, shape[d]);
+        if (shape[d] > 0 && numel > (size_t)0x7fffffff / (size_t)shape[d])
+            return attn__fail(ctx, ATTN_ERR_SHAPE, "%s: more than 2^31-1 elements", who);
+        numel *= (size_t)shape[d];
+    }
+    t->ndim = ndim;
+    for (d = ATTN_MAX_DIMS - 1; d >= 0; d--) {
+        t->shape[d] = d < ndim ? shape[d] : 1;
+        t->stride[d] = 0;
+    }
+    {
+        int stride = 1;
+        for (d = ndim - 1; d >= 0; d--) {
+            t->stride[d] = stride;
+            stride *= t->shape[d] ? t->shape[d] : 1;
+        }
+    }
+    return ATTN_OK;
+}
+
+ATTN_API size_t attn_tensor_numel(const attn_tensor *t) {
+    size_t n = 1;
+    int d;
+    for (d = 0; d < t->ndim; d++) n *= (size_t)t->shape[d];
+    return n;
+}
+
+ATTN_API attn_tensor *attn_tensor_new(attn_context *ctx, int ndim, const int *shape) {
+    attn_arena_mark mark;
+    attn_tensor *t;
+    size_t bytes;
+    if (!ctx) return NULL;
+    mark = attn_arena_get_mark(&ctx->arena);
+    t = attn__tensor_header(ctx);
+    if (!t) return NULL;
+    if (attn__set_shape(ctx, t, ndim, shape, "attn_tensor_new")) goto fail;
+    bytes = attn_tensor_numel(t) * sizeof(float);
+    t->data = (float *)attn_alloc(ctx, bytes);
+    if (!t->data) goto fail;
+    memset(t->data, 0, bytes);
+    return t;
+fail:
+    attn_arena_reset(&ctx->arena, mark); /* nothing half-made stays behind */
+    return NULL;
+}
+
+ATTN_API attn_tensor *attn_tensor_1d(attn_context *ctx, int n0) { return attn_tensor_new(ctx, 1, &n0); }
+ATTN_API attn_tensor *attn_tensor_2d(attn_context *ctx, int n0, int n1) {
+    int s[2];
+    s[0] = n0; s[1] = n1;
+    return attn_tensor_new(ctx, 2, s);
+}
+ATTN_API attn_tensor *attn_tensor_3d(attn_context *ctx, int n0, int n1, int n2) {
+    int s[3];
+    s[0] = n0; s[1] = n1; s[2] = n2;
+    return attn_tensor_new(ctx, 3, s);
+}
+ATTN_API attn_tensor *attn_tensor_4d(attn_context *ctx, int n0, int n1, int n2, int n3) {
+    int s[4];
+    s[0] = n0; s[1] = n1; s[2] = n2; s[3] = n3;
+    return attn_tensor_new(ctx, 4, s);
+}
+
+ATTN_API attn_tensor *attn_tensor_wrap(attn_context *ctx, int ndim, const int *shape, float *data) {
+    attn_arena_mark mark;
+    attn_tensor *t;
+    if (!ctx) return NULL;
+    mark = attn_arena_get_mark(&ctx->arena);
+    t = attn__tensor_header(ctx);
+    if (!t) return NULL;
+    if (attn__set_shape(ctx, t, ndim, shape, "attn_tensor_wrap")) {
+        attn_arena_reset(&ctx->arena, mark);
+        return NULL;
+    }
+    if (!data && attn_tensor_numel(t) > 0) {
+        attn_arena_reset(&ctx->arena, mark);
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_tensor_wrap: data is NULL");
+        return NULL;
+    }
+    t->data = data;
+    return t;
+}
+
+ATTN_API int attn_tensor_is_contiguous(const attn_tensor *t) {
+    int d, expect = 1;
+    for (d = t->ndim - 1; d >= 0; d--) {
+        if (t->shape[d] != 1 && t->stride[d] != expect) return 0;
+        expect *= t->shape[d];
+    }
+    return 1;
+}
+
+static ptrdiff_t attn__offset(const attn_tensor *t, const int *index) {
+    ptrdiff_t off = 0;
+    int d;
+    for (d = 0; d < t->ndim; d++) off += (ptrdiff_t)index[d] * t->stride[d];
+    return off;
+}
+
+/* Advance a row-major index over t's shape; 0 once it wraps around. */
+static int attn__next_index(const attn_tensor *t, int *index) {
+    int d;
+    for (d = t->ndim - 1; d >= 0; d--) {
+        if (++index[d] < t->shape[d]) return 1;
+        index[d] = 0;
+    }
+    return 0;
+}
+
+ATTN_API float *attn_tensor_elem(const attn_tensor *t, const int *index) {
+    int d;
+    if (!t || (t->ndim > 0 && !index)) return NULL;
+    for (d = 0; d < t->ndim; d++)
+        if (index[d] < 0 || index[d] >= t->shape[d]) return NULL;
+    return t->data + attn__offset(t, index);
+}
+
+static attn_tensor *attn__view(attn_context *ctx, const attn_tensor *t, const char *who) {
+    attn_tensor *v;
+    if (!ctx) return NULL;
+    if (!t) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: tensor is NULL", who);
+        return NULL;
+    }
+    v = attn__tensor_header(ctx);
+    if (v) *v = *t;
+    return v;
+}
+
+ATTN_API attn_tensor *attn_tensor_reshape(attn_context *ctx, const attn_tensor *t, int ndim, const int *shape) {
+    int d, infer = -1, s[ATTN_MAX_DIMS];
+    size_t known = 1, numel;
+    attn_tensor *v;
+    if (!ctx) return NULL;
+    if (!t || ndim < 0 || ndim > ATTN_MAX_DIMS || (ndim > 0 && !shape)) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_tensor_reshape: bad tensor, ndim or shape");
+        return NULL;
+    }
+    if (!attn_tensor_is_contiguous(t)) {
+        attn__fail(ctx, ATTN_ERR_SHAPE, "attn_tensor_reshape: the tensor is not contiguous (use attn_tensor_contiguous)");
+        return NULL;
+    }
+    numel = attn_tensor_numel(t);
+    for (d = 0; d < ndim; d++) {
+        s[d] = shape[d];
+        if (shape[d] == -1 && infer < 0) { infer = d; continue; }
+        if (shape[d] < 0) {
+            attn__fail(ctx, ATTN_ERR_SHAPE, "attn_tensor_reshape: dim %d is %d", d, shape[d]);
+            return NULL;
+        }
+        known *= (size_t)shape[d];
+        if (known > numel && numel > 0) break;
+    }
+    if (infer >= 0) {
+        if (known == 0 || numel % known) {
+            attn__fail(ctx, ATTN_ERR_SHAPE, "attn_tensor_reshape: %zu elements do not divide into the shape", numel);
+            return NULL;
+        }
+        s[infer] = (int)(numel / known);
+        known *= (size_t)s[infer];
+    }
+    if (known != numel) {
+        attn__fail(ctx, ATTN_ERR_SHAPE, "attn_tensor_reshape: %zu elements cannot take a shape of %zu", numel, known);
+        return NULL;
+    }
+    v = attn__view(ctx, t, "attn_tensor_reshape");
+    if (v && attn__set_shape(ctx, v, ndim, s, "attn_tensor_reshape")) return NULL;
+    return v;
+}
+
+ATTN_API attn_tensor *attn_tensor_transpose(attn_context *ctx, const attn_tensor *t, int d0, int d1) {
+    attn_tensor *v;
+    int tmp;
+    if (!ctx) return NULL;
+    if (t && (d0 < 0 || d1 < 0 || d0 >= t->ndim || d1 >= t->ndim)) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_tensor_transpose: dims %d, %d of a %d-dim tensor", d0, d1, t->ndim);
+        return NULL;
+    }
+    v = attn__view(ctx, t, "attn_tensor_transpose");
+    if (!v) return NULL;
+    tmp = v->shape[d0]; v->shape[d0] = v->shape[d1]; v->shape[d1] = tmp;
+    tmp = v->stride[d0]; v->stride[d0] = v->stride[d1]; v->stride[d1] = tmp;
+    return v;
+}
+
+ATTN_API attn_tensor *attn_tensor_slice(attn_context *ctx, const attn_tensor *t, int dim, int start, int end) {
+    attn_tensor *v;
+    if (!ctx) return NULL;
+    if (t && (dim < 0 || dim >= t->ndim || start < 0 || end < start || end > t->shape[dim])) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_tensor_slice: [%d, %d) of dim %d does not fit", start, end, dim);
+        return NULL;
+    }
+    v = attn__view(ctx, t, "attn_tensor_slice");
+    if (!v) return NULL;
+    if (end > start) v->data += (ptrdiff_t)start * v->stride[dim];
+    v->shape[dim] = end - start;
+    return v;
+}
+
+ATTN_API attn_status attn_tensor_copy(attn_context *ctx, attn_tensor *dst, const attn_tensor *src) {
+    int d, index[ATTN_MAX_DIMS] = {0, 0, 0, 0};
+    if (!dst || !src) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_tensor_copy: tensor is NULL");
+    if (dst->ndim != src->ndim) return attn__fail(ctx, ATTN_ERR_SHAPE, "attn_tensor_copy: %d dims into %d", src->ndim, dst->ndim);
+    for (d = 0; d < src->ndim; d++)
+        if (dst->shape[d] != src->shape[d])
+            return attn__fail(ctx, ATTN_ERR_SHAPE, "attn_tensor_copy: dim %d is %d in src, %d in dst", d, src->shape[d], dst->shape[d]);
+    if (attn_tensor_numel(src) == 0) return ATTN_OK;
+    if (attn_tensor_is_contiguous(src) && attn_tensor_is_contiguous(dst)) {
+        memmove(dst->data, src->data, attn_tensor_numel(src) * sizeof(float));
+        return ATTN_OK;
+    }
+    do dst->data[attn__offset(dst, index)] = src->data[attn__offset(src, index)];
+    while (attn__next_index(src, index));
+    return ATTN_OK;
+}
+
+ATTN_API attn_tensor *attn_tensor_contiguous(attn_context *ctx, const attn_tensor *t) {
+    attn_tensor *c;
+    if (!ctx) return NULL;
+    if (!t) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_tensor_contiguous: tensor is NULL");
+        return NULL;
+    }
+    if (attn_tensor_is_contiguous(t)) return (attn_tensor *)t;
+    c = attn_tensor_new(ctx, t->ndim, t->shape);
+    if (c) attn_tensor_copy(ctx, c, t);
+    return c;
+}
+
+ATTN_API void attn_tensor_fill(attn_tensor *t, float value) {
+    int index[ATTN_MAX_DIMS] = {0, 0, 0, 0};
+    if (!t || attn_tensor_numel(t) == 0) return;
+    do t->data[attn__offset(t, index)] = value;
+    while (attn__next_index(t, index));
+}
+
+/* ---- Random numbers: PCG32 (M. O'Neill, 2014), all state in attn_rng ---- */
+ATTN_API uint32_t attn_rng_u32(attn_rng *rng) {
+    uint64_t old = rng->state;
+    uint32_t xorshifted = (uint32_t)(((old >> 18) ^ old) >> 27);
+    uint32_t rot = (uint32_t)(old >> 59);
+    rng->state = old * 6364136223846793005ull + rng->inc;
+    return (xorshifted >> rot) | (xorshifted << ((32u - rot) & 31u));
+}
+
+ATTN_API void attn_rng_seed(attn_rng *rng, uint64_t seed) {
+    rng->state = 0;
+    rng->inc = 1442695040888963407ull; /* any odd increment picks a stream; this one is fixed */
+    attn_rng_u32(rng);
+    rng->state += seed;
+    attn_rng_u32(rng);
+}
+
+ATTN_API float attn_rng_uniform(attn_rng *rng) { return (float)(attn_rng_u32(rng) >> 8) * (1.0f / 16777216.0f); }
+
+ATTN_API float attn_rng_normal(attn_rng *rng) {
+    /* u1 in (0, 1] so the log is finite */
+    float u1 = (float)((attn_rng_u32(rng) >> 8) + 1) * (1.0f / 16777216.0f);
+    float u2 = attn_rng_uniform(rng);
+    return sqrtf(-2.0f * logf(u1)) * cosf(6.28318530717958648f * u2);
+}
+
+enum { ATTN__INIT_UNIFORM, ATTN__INIT_NORMAL };
+
+static attn_status attn__init_fill(attn_context *ctx, attn_tensor *t, int kind, float a, float b, const char *who) {
+    int index[ATTN_MAX_DIMS] = {0, 0, 0, 0};
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    if (!t) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: tensor is NULL", who);
+    if (!(a == a) || !(b == b)) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: NaN parameter", who);
+    if (attn_tensor_numel(t) == 0) return ATTN_OK;
+    do {
+        float v = kind == ATTN__INIT_UNIFORM ? a + (b - a) * attn_rng_uniform(&ctx->rng)
+                                             : a + b * attn_rng_normal(&ctx->rng);
+        t->data[attn__offset(t, index)] = v;
+    } while (attn__next_index(t, index));
+    return ATTN_OK;
+}
+
+/* PyTorch's fans: dim 1 is input, dim 0 output, the rest a receptive field. */
+static attn_status attn__fans(attn_context *ctx, const attn_tensor *t, float *fan_in, float *fan_out, const char *who) {
+    float receptive = 1.0f;
+    int d;
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    if (!t) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: tensor is NULL", who);
+    if (t->ndim < 2) return attn__fail(ctx, ATTN_ERR_SHAPE, "%s: fans need at least 2 dims, got %d", who, t->ndim);
+    for (d = 2; d < t->ndim; d++) receptive *= (float)t->shape[d];
+    *fan_in = (float)t->shape[1] * receptive;
+    *fan_out = (float)t->shape[0] * receptive;
+    if (*fan_in <= 0.0f || *fan_out <= 0.0f) return attn__fail(ctx, ATTN_ERR_SHAPE, "%s: a fan is zero", who);
+    return ATTN_OK;
+}
+
+ATTN_API attn_status attn_init_uniform(attn_context *ctx, attn_tensor *t, float lo, float hi) {
+    return attn__init_fill(ctx, t, ATTN__INIT_UNIFORM, lo, hi, "attn_init_uniform");
+}
+ATTN_API attn_status attn_init_normal(attn_context *ctx, attn_tensor *t, float mean, float std) {
+    return attn__init_fill(ctx, t, ATTN__INIT_NORMAL, mean, std, "attn_init_normal");
+}
+ATTN_API attn_status attn_init_xavier_uniform(attn_context *ctx, attn_tensor *t, float gain) {
+    float fi, fo, bound;
+    attn_status s = attn__fans(ctx, t, &fi, &fo, "attn_init_xavier_uniform");
+    if (s) return s;
+    bound = gain * sqrtf(6.0f / (fi + fo));
+    return attn__init_fill(ctx, t, ATTN__INIT_UNIFORM, -bound, bound, "attn_init_xavier_uniform");
+}
+ATTN_API attn_status attn_init_xavier_normal(attn_context *ctx, attn_tensor *t, float gain) {
+    float fi, fo;
+    attn_status s = attn__fans(ctx, t, &fi, &fo, "attn_init_xavier_normal");
+    if (s) return s;
+    return attn__init_fill(ctx, t, ATTN__INIT_NORMAL, 0.0f, gain * sqrtf(2.0f / (fi + fo)), "attn_init_xavier_normal");
+}
+ATTN_API attn_status attn_init_kaiming_uniform(attn_context *ctx, attn_tensor *t, float a) {
+    float fi, fo, bound;
+    attn_status s = attn__fans(ctx, t, &fi, &fo, "attn_init_kaiming_uniform");
+    if (s) return s;
+    bound = sqrtf(2.0f / (1.0f + a * a)) * sqrtf(3.0f / fi);
+    return attn__init_fill(ctx, t, ATTN__INIT_UNIFORM, -bound, bound, "attn_init_kaiming_uniform");
+}
+ATTN_API attn_status attn_init_kaiming_normal(attn_context *ctx, attn_tensor *t, float a) {
+    float fi, fo;
+    attn_status s = attn__fans(ctx, t, &fi, &fo, "attn_init_kaiming_normal");
+    if (s) return s;
+    return attn__init_fill(ctx, t, ATTN__INIT_NORMAL, 0.0f, sqrtf(2.0f / (1.0f + a * a)) / sqrtf(fi), "attn_init_kaiming_normal");
+}
+
+#endif /* ATTN_IMPLEMENTATION_DONE */
+#endif /* ATTN_IMPLEMENTATION */
+
+/*
+   LICENSE: choose either.
+   MIT: Copyright (c) 2026 the attn.h authors. Permission is hereby granted, free
+   of charge, to any person obtaining a copy of this software, to deal in it
+   without restriction, including the rights to use, copy, modify, merge,
+   publish, distribute, sublicense and/or sell copies, subject to keeping this
+   notice. THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND.
+   Public domain (unlicense): anyone may use this file for any purpose,
+   commercial or not, in any form, with no conditions.
+*/
