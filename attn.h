@@ -245,7 +245,8 @@ ATTN_API void attn_layernorm_rows(const attn_threads *threads, int rows, int col
                                   const float *x, int ldx, const float *gamma,
                                   const float *beta, float eps, float *y, int ldy,
                                   float *mean, float *rstd);
-/* y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), PyTorch's default GELU. */
+/* y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), PyTorch's default GELU. SIMD versions:
+   relative error < 5e-7 (tests check it on [-10, 10]). */
 ATTN_API void attn_gelu(size_t n, const float *x, float *y);
 /* y = exp(x). SIMD versions: relative error < 4e-7 for x in [-87.3, 88.3];
    below -87.34 the result is 0 (no denormals), above 88.37 it is +inf. */
@@ -901,26 +902,22 @@ static const attn_kernels attn__kernels_ref = {
    threaded results bit-identical for any split. ---- */
 #if defined(ATTN__X86) || defined(ATTN__NEON)
 
-/* C[m x n] = alpha * (A panel)(B panel) + beta * C, beta == 0 never reads C. */
-typedef void (*attn__microkernel)(int kc, const float *a, const float *b, float *c, int ldc,
+/* C[m x n] = alpha * (A panel)(B panel) + beta * C, beta == 0 never reads C.
+   lda == 0: a is a packed panel (a[k*MR + i]); lda > 0: a is row-major A itself
+   (a[i*lda + k]), which spares packing when A is not transposed: its rows are
+   read in order, which the prefetchers follow. */
+typedef void (*attn__microkernel)(int kc, const float *a, int lda, const float *b, float *c, int ldc,
                                   int m, int n, float alpha, float beta);
 
-static void attn__pack_a(int transA, const float *A, int lda, int mb, int kb, int mr, float *dst) {
+/* Panels of a transposed A (stored K x M): mr consecutive floats per k. */
+static void attn__pack_a(const float *A, int lda, int mb, int kb, int mr, float *dst) {
     int ip, i, k;
     for (ip = 0; ip < mb; ip += mr) {
         int m = ATTN__MIN(mr, mb - ip);
-        if (transA) {
-            for (k = 0; k < kb; k++, dst += mr) {
-                const float *src = A + (size_t)k * lda + ip;
-                for (i = 0; i < m; i++) dst[i] = src[i];
-                for (; i < mr; i++) dst[i] = 0.0f;
-            }
-        } else {
-            for (k = 0; k < kb; k++, dst += mr) {
-                const float *src = A + (size_t)ip * lda + k;
-                for (i = 0; i < m; i++) dst[i] = src[(size_t)i * lda];
-                for (; i < mr; i++) dst[i] = 0.0f;
-            }
+        for (k = 0; k < kb; k++, dst += mr) {
+            const float *src = A + (size_t)k * lda + ip;
+            for (i = 0; i < m; i++) dst[i] = src[i];
+            for (; i < mr; i++) dst[i] = 0.0f;
         }
     }
 }
@@ -936,6 +933,8 @@ static void attn__pack_b(int transB, const float *B, int ldb, int kb, int nb, in
             }
             for (; j < nr; j++)
                 for (k = 0; k < kb; k++) dst[(size_t)k * nr + j] = 0.0f;
+        } else if (n == nr) { /* the common case: whole rows of the panel */
+            for (k = 0; k < kb; k++) memcpy(dst + (size_t)k * nr, B + (size_t)k * ldb + jp, (size_t)nr * sizeof(float));
         } else {
             for (k = 0; k < kb; k++) {
                 const float *src = B + (size_t)k * ldb + jp;
@@ -970,11 +969,11 @@ static void attn__sgemm_blocked(attn__microkernel kernel, int mr, int nr, int tr
                          ldb, kb, nb, nr, bp);
             for (ic = 0; ic < M; ic += ATTN_GEMM_MC) {
                 int mb = ATTN__MIN(ATTN_GEMM_MC, M - ic);
-                attn__pack_a(transA, transA ? A + (size_t)pc * lda + ic : A + (size_t)ic * lda + pc,
-                             lda, mb, kb, mr, ap);
+                if (transA) attn__pack_a(A + (size_t)pc * lda + ic, lda, mb, kb, mr, ap);
                 for (jr = 0; jr < nb; jr += nr)
                     for (ir = 0; ir < mb; ir += mr)
-                        kernel(kb, ap + (size_t)ir * kb, bp + (size_t)jr * kb,
+                        kernel(kb, transA ? ap + (size_t)ir * kb : A + (size_t)(ic + ir) * lda + pc,
+                               transA ? 0 : lda, bp + (size_t)jr * kb,
                                C + (size_t)(ic + ir) * ldc + jc + jr, ldc,
                                ATTN__MIN(mr, mb - ir), ATTN__MIN(nr, nb - jr), alpha, beta_here);
             }
@@ -1004,6 +1003,10 @@ ATTN__TARGET static inline attn__v attn__v_min(attn__v a, attn__v b) { return _m
 ATTN__TARGET static inline attn__v attn__v_abs(attn__v a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
 /* max(x, 0) with NaN -> 0, like the reference (maxps returns its second operand on NaN) */
 ATTN__TARGET static inline attn__v attn__v_relu(attn__v x) { return _mm256_max_ps(x, _mm256_setzero_ps()); }
+/* x with the low 12 mantissa bits cleared: its square is exact in float */
+ATTN__TARGET static inline attn__v attn__v_high_half(attn__v x) {
+    return _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32((int)0xFFFFF000u)));
+}
 /* where x >= 0 (not NaN) pick a, else b */
 ATTN__TARGET static inline attn__v attn__v_select_nonneg(attn__v x, attn__v a, attn__v b) {
     return _mm256_blendv_ps(b, a, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ));
@@ -1059,6 +1062,9 @@ static inline attn__v attn__v_fma(attn__v a, attn__v b, attn__v c) { return ATTN
 static inline attn__v attn__v_max(attn__v a, attn__v b) { return vmaxq_f32(a, b); } /* NaN propagates */
 static inline attn__v attn__v_min(attn__v a, attn__v b) { return vminq_f32(a, b); }
 static inline attn__v attn__v_abs(attn__v a) { return vabsq_f32(a); }
+static inline attn__v attn__v_high_half(attn__v x) {
+    return vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(x), vdupq_n_u32(0xFFFFF000u)));
+}
 static inline attn__v attn__v_relu(attn__v x) { /* NaN -> 0, like the reference */
     return vbslq_f32(vcgtq_f32(x, vdupq_n_f32(0.0f)), x, vdupq_n_f32(0.0f));
 }
@@ -1124,8 +1130,8 @@ ATTN__TARGET static inline attn__v attn__v_exp(attn__v x) {
 
 /* GELU(x) = x * Phi(x), Phi(x) = erfc(-x/sqrt2)/2. For u = |x|/sqrt2,
    erfc(u) = exp(-u^2) g(u) with g smooth; g(u) ~ t poly(t), t = 1/(1+u/2),
-   fitted by tools/fit_erfc.py (relative error 1.7e-8 in double). u^2 is split
-   into hi + lo so exp(-u^2) stays accurate for large u. The erfc form keeps
+   fitted by tools/fit_erfc.py (relative error 1.7e-8 in double). x^2 is split
+   into hi + lo so exp(-x^2/2) stays accurate for large |x|. The erfc form keeps
    the relative accuracy for negative x, where 1 + erf(x) would cancel. */
 ATTN__TARGET static inline attn__v attn__v_gelu(attn__v x) {
     static const float g[11] = {
@@ -1135,13 +1141,22 @@ ATTN__TARGET static inline attn__v attn__v_gelu(attn__v x) {
     attn__v u = attn__v_mul(attn__v_abs(x), attn__v_set(0.70710678118654752f));
     attn__v one = attn__v_set(1.0f);
     attn__v t = attn__v_div(one, attn__v_fma(u, attn__v_set(0.5f), one));
-    attn__v p = attn__v_set(g[0]), hi, lo, erfc_u, half;
+    attn__v p = attn__v_set(g[0]), xh, xl, hi, lo, exp_lo, erfc_u, half;
     int i;
     for (i = 1; i < 11; i++) p = attn__v_fma(p, t, attn__v_set(g[i]));
-    hi = attn__v_mul(u, u);
-    lo = attn__v_fma(u, u, attn__v_sub(attn__v_set(0.0f), hi)); /* exact: u*u - hi */
-    erfc_u = attn__v_mul(attn__v_mul(attn__v_exp(attn__v_sub(attn__v_set(0.0f), hi)),
-                                     attn__v_sub(one, lo)),
+    /* exp(-x^2/2) from x, not from the rounded u. With x = xh + xl, xh*xh is
+       exact and b = -(2 xh + xl) xl / 2 is small (|b| < 0.1 where the result
+       is not 0), so exp(-xh^2/2) * (degree-4 series of e^b) needs no fused
+       multiply-add and stays accurate. */
+    xh = attn__v_high_half(x);
+    xl = attn__v_sub(x, xh);
+    hi = attn__v_mul(xh, xh);
+    lo = attn__v_mul(attn__v_mul(attn__v_fma(xh, attn__v_set(2.0f), xl), xl), attn__v_set(-0.5f));
+    exp_lo = attn__v_fma(lo, attn__v_set(1.0f / 24.0f), attn__v_set(1.0f / 6.0f));
+    exp_lo = attn__v_fma(exp_lo, lo, attn__v_set(0.5f));
+    exp_lo = attn__v_fma(exp_lo, lo, one);
+    exp_lo = attn__v_fma(exp_lo, lo, one);
+    erfc_u = attn__v_mul(attn__v_mul(attn__v_exp(attn__v_mul(hi, attn__v_set(-0.5f))), exp_lo),
                          attn__v_mul(t, p));
     half = attn__v_mul(erfc_u, attn__v_set(0.5f));
     return attn__v_mul(x, attn__v_select_nonneg(x, attn__v_sub(one, half), half));
@@ -1329,22 +1344,34 @@ ATTN__TARGET static inline void attn__avx_store_row(float *c, __m256 x0, __m256 
     _mm256_storeu_ps(c + 8, x1);
 }
 
-ATTN__TARGET static void attn__microkernel_avx2(int kc, const float *a, const float *b, float *c, int ldc,
-                                                int m, int n, float alpha, float beta) {
+ATTN__TARGET static void attn__microkernel_avx2(int kc, const float *a, int lda, const float *b, float *c,
+                                                int ldc, int m, int n, float alpha, float beta) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     float tile[ATTN__MR * ATTN__NR];
     float *out = c;
     int ldo = ldc, k, i, j;
-    for (k = 0; k < kc; k++, a += ATTN__MR, b += ATTN__NR) {
-        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8), av;
-#  define ATTN__ROW(r)                                \
-        av = _mm256_broadcast_ss(a + r);              \
-        c##r##0 = _mm256_fmadd_ps(av, b0, c##r##0);   \
+#  define ATTN__ROW(r, addr)                          \
+        av = _mm256_broadcast_ss(addr);                 \
+        c##r##0 = _mm256_fmadd_ps(av, b0, c##r##0);     \
         c##r##1 = _mm256_fmadd_ps(av, b1, c##r##1);
-        ATTN__ROW(0) ATTN__ROW(1) ATTN__ROW(2) ATTN__ROW(3) ATTN__ROW(4) ATTN__ROW(5)
-#  undef ATTN__ROW
+    if (lda == 0) {
+        for (k = 0; k < kc; k++, a += ATTN__MR, b += ATTN__NR) {
+            __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8), av;
+            ATTN__ROW(0, a) ATTN__ROW(1, a + 1) ATTN__ROW(2, a + 2)
+            ATTN__ROW(3, a + 3) ATTN__ROW(4, a + 4) ATTN__ROW(5, a + 5)
+        }
+    } else { /* rows past m repeat row 0: never read outside A, results dropped */
+        const float *a0 = a, *a1 = m > 1 ? a + lda : a, *a2 = m > 2 ? a + 2 * (size_t)lda : a;
+        const float *a3 = m > 3 ? a + 3 * (size_t)lda : a, *a4 = m > 4 ? a + 4 * (size_t)lda : a;
+        const float *a5 = m > 5 ? a + 5 * (size_t)lda : a;
+        for (k = 0; k < kc; k++, b += ATTN__NR) {
+            __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8), av;
+            ATTN__ROW(0, a0 + k) ATTN__ROW(1, a1 + k) ATTN__ROW(2, a2 + k)
+            ATTN__ROW(3, a3 + k) ATTN__ROW(4, a4 + k) ATTN__ROW(5, a5 + k)
+        }
     }
+#  undef ATTN__ROW
     if (m < ATTN__MR || n < ATTN__NR) { /* edge: work on a scratch copy of the tile */
         out = tile;
         ldo = ATTN__NR;
@@ -1381,7 +1408,7 @@ static inline void attn__neon_store_row(float *c, float32x4_t x0, float32x4_t x1
     vst1q_f32(c + 4, x1);
 }
 
-static void attn__microkernel_neon(int kc, const float *a, const float *b, float *c, int ldc,
+static void attn__microkernel_neon(int kc, const float *a, int lda, const float *b, float *c, int ldc,
                                    int m, int n, float alpha, float beta) {
     float32x4_t z = vdupq_n_f32(0.0f);
     float32x4_t c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z;
@@ -1391,10 +1418,14 @@ static void attn__microkernel_neon(int kc, const float *a, const float *b, float
     float tile[ATTN__MR * ATTN__NR];
     float *out = c;
     int ldo = ldc, k, i, j;
-    for (k = 0; k < kc; k++, a += ATTN__MR, b += ATTN__NR) {
+    const float *ar[ATTN__MR]; /* row starts; rows past m repeat row 0 (results dropped) */
+    size_t step = lda ? 1 : ATTN__MR;
+    for (i = 0; i < ATTN__MR; i++) ar[i] = lda == 0 ? a + i : (i < m ? a + (size_t)i * lda : a);
+    for (k = 0; k < kc; k++, b += ATTN__NR) {
         float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), av;
+        size_t o = (size_t)k * step;
 #  define ATTN__ROW(r)                                 \
-        av = vld1q_dup_f32(a + r);                     \
+        av = vld1q_dup_f32(ar[r] + o);                 \
         c##r##0 = ATTN__NEON_FMA(c##r##0, b0, av);     \
         c##r##1 = ATTN__NEON_FMA(c##r##1, b1, av);
         ATTN__ROW(0) ATTN__ROW(1) ATTN__ROW(2) ATTN__ROW(3)
