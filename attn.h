@@ -1028,9 +1028,12 @@ ATTN__TARGET static inline attn__v attn__v_pow2i(attn__v n) {
     __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
     return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
 }
-/* y where ok, else the given constant (over -> +inf) / zero (under) */
-ATTN__TARGET static inline attn__v attn__v_fix_range(attn__v x, attn__v y, float hi, float lo) {
-    y = _mm256_blendv_ps(y, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x, _mm256_set1_ps(hi), _CMP_GT_OQ));
+/* y, but +inf where x > hi */
+ATTN__TARGET static inline attn__v attn__v_inf_above(attn__v x, attn__v y, float hi) {
+    return _mm256_blendv_ps(y, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x, _mm256_set1_ps(hi), _CMP_GT_OQ));
+}
+/* y, but 0 where x < lo */
+ATTN__TARGET static inline attn__v attn__v_zero_below(attn__v x, attn__v y, float lo) {
     return _mm256_andnot_ps(_mm256_cmp_ps(x, _mm256_set1_ps(lo), _CMP_LT_OQ), y);
 }
 #elif defined(ATTN__NEON)
@@ -1083,8 +1086,10 @@ static inline attn__v attn__v_pow2i(attn__v n) {
     int32x4_t e = vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127));
     return vreinterpretq_f32_s32(vshlq_n_s32(e, 23));
 }
-static inline attn__v attn__v_fix_range(attn__v x, attn__v y, float hi, float lo) {
-    y = vbslq_f32(vcgtq_f32(x, vdupq_n_f32(hi)), vdupq_n_f32(INFINITY), y);
+static inline attn__v attn__v_inf_above(attn__v x, attn__v y, float hi) {
+    return vbslq_f32(vcgtq_f32(x, vdupq_n_f32(hi)), vdupq_n_f32(INFINITY), y);
+}
+static inline attn__v attn__v_zero_below(attn__v x, attn__v y, float lo) {
     return vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(y), vcltq_f32(x, vdupq_n_f32(lo))));
 }
 #endif
@@ -1105,27 +1110,34 @@ ATTN__TARGET static inline void attn__v_store_part(float *p, attn__v v, size_t n
 }
 
 /* exp(x): x = n ln2 + r with |r| <= ln2/2 (Cody-Waite, ln2 split in two), then
-   e^r by its degree-7 Taylor polynomial (truncation < 5e-9 relative) and 2^n
-   built in the exponent bits. Measured max relative error 2.5e-7 over
-   [-87.3, 88.3] (tests check < 4e-7). Below -87.34 -> 0, above 88.37 -> +inf. */
+   e^r by a degree-6 polynomial (fitted by tools/fit_exp.py: truncation 3e-9
+   relative) and 2^n built in the exponent bits. Max relative error 4e-7 over
+   [-87.3, 88.3] (the tests check it). Below -87.34 -> 0, above 88.37 -> +inf.
+   The core wants c already clamped to [ATTN__EXP_LO, ATTN__EXP_HI]. */
 #define ATTN__EXP_HI 88.3762626647949f
 #define ATTN__EXP_LO -87.3365478515625f
-ATTN__TARGET static inline attn__v attn__v_exp(attn__v x) {
-    attn__v c = attn__v_min(attn__v_set(ATTN__EXP_HI), attn__v_max(attn__v_set(ATTN__EXP_LO), x));
+ATTN__TARGET static inline attn__v attn__v_exp_core(attn__v c) {
     attn__v magic = attn__v_set(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
     attn__v n = attn__v_sub(attn__v_fma(c, attn__v_set(1.44269504088896341f), magic), magic);
     attn__v r = attn__v_fma(n, attn__v_set(-0.693145751953125f), c);
     attn__v p;
     r = attn__v_fma(n, attn__v_set(-1.428606765330187e-06f), r);
-    p = attn__v_set(1.0f / 5040.0f);
-    p = attn__v_fma(p, r, attn__v_set(1.0f / 720.0f));
-    p = attn__v_fma(p, r, attn__v_set(1.0f / 120.0f));
-    p = attn__v_fma(p, r, attn__v_set(1.0f / 24.0f));
-    p = attn__v_fma(p, r, attn__v_set(1.0f / 6.0f));
-    p = attn__v_fma(p, r, attn__v_set(0.5f));
+    p = attn__v_set(1.381461104e-03f);
+    p = attn__v_fma(p, r, attn__v_set(8.368710080e-03f));
+    p = attn__v_fma(p, r, attn__v_set(4.166838741e-02f));
+    p = attn__v_fma(p, r, attn__v_set(1.666652069e-01f));
+    p = attn__v_fma(p, r, attn__v_set(4.999999345e-01f));
     p = attn__v_fma(p, r, attn__v_set(1.0f));
     p = attn__v_fma(p, r, attn__v_set(1.0f));
-    return attn__v_fix_range(x, attn__v_mul(p, attn__v_pow2i(n)), ATTN__EXP_HI, ATTN__EXP_LO);
+    return attn__v_mul(p, attn__v_pow2i(n));
+}
+ATTN__TARGET static inline attn__v attn__v_exp(attn__v x) {
+    attn__v c = attn__v_min(attn__v_set(ATTN__EXP_HI), attn__v_max(attn__v_set(ATTN__EXP_LO), x));
+    return attn__v_zero_below(x, attn__v_inf_above(x, attn__v_exp_core(c), ATTN__EXP_HI), ATTN__EXP_LO);
+}
+/* exp(x) for x <= 0 (or -inf, or NaN), as softmax has after subtracting the max. */
+ATTN__TARGET static inline attn__v attn__v_exp_nonpos(attn__v x) {
+    return attn__v_zero_below(x, attn__v_exp_core(attn__v_max(attn__v_set(ATTN__EXP_LO), x)), ATTN__EXP_LO);
 }
 
 /* GELU(x) = x * Phi(x), Phi(x) = erfc(-x/sqrt2)/2. For u = |x|/sqrt2,
@@ -1180,15 +1192,15 @@ ATTN__TARGET static float attn__row_exp_sum(int n, const float *x, float m, floa
     attn__v vm = attn__v_set(m), s0 = attn__v_set(0.0f), s1 = s0;
     int j = 0;
     for (; j + 2 * ATTN__W <= n; j += 2 * ATTN__W) {
-        attn__v e0 = attn__v_exp(attn__v_sub(attn__v_load(x + j), vm));
-        attn__v e1 = attn__v_exp(attn__v_sub(attn__v_load(x + j + ATTN__W), vm));
+        attn__v e0 = attn__v_exp_nonpos(attn__v_sub(attn__v_load(x + j), vm));
+        attn__v e1 = attn__v_exp_nonpos(attn__v_sub(attn__v_load(x + j + ATTN__W), vm));
         if (y) { attn__v_store(y + j, e0); attn__v_store(y + j + ATTN__W, e1); }
         s0 = attn__v_add(s0, e0);
         s1 = attn__v_add(s1, e1);
     }
     for (; j < n; j += ATTN__W) {
         size_t k = (size_t)ATTN__MIN(ATTN__W, n - j);
-        attn__v e = attn__v_exp(attn__v_sub(attn__v_load_part(x + j, k, -INFINITY), vm));
+        attn__v e = attn__v_exp_nonpos(attn__v_sub(attn__v_load_part(x + j, k, -INFINITY), vm));
         if (y) attn__v_store_part(y + j, e, k);
         s0 = attn__v_add(s0, e);
     }
