@@ -1150,7 +1150,11 @@ ATTN__TARGET static inline attn__v attn__v_gelu(attn__v x) {
         3.940237717e-02f, -2.109200988e-01f, 4.287909263e-01f, -3.541067521e-01f,
         3.349540755e-02f, 4.070932375e-03f, 6.662618995e-02f, 1.827181487e-01f,
         2.456182185e-01f, 2.822147740e-01f, 2.820898930e-01f };
-    attn__v u = attn__v_mul(attn__v_abs(x), attn__v_set(0.70710678118654752f));
+    /* Phi is exactly 0 or 1 in float beyond |x| = 14: clamping keeps the
+       arithmetic finite, so GELU(+inf) = inf and GELU(-inf) = NaN as in PyTorch
+       (NaN stays NaN: x is the operand that max/min pass through). */
+    attn__v xc = attn__v_min(attn__v_set(14.0f), attn__v_max(attn__v_set(-14.0f), x));
+    attn__v u = attn__v_mul(attn__v_abs(xc), attn__v_set(0.70710678118654752f));
     attn__v one = attn__v_set(1.0f);
     attn__v t = attn__v_div(one, attn__v_fma(u, attn__v_set(0.5f), one));
     attn__v p = attn__v_set(g[0]), xh, xl, hi, lo, exp_lo, erfc_u, half;
@@ -1160,8 +1164,8 @@ ATTN__TARGET static inline attn__v attn__v_gelu(attn__v x) {
        exact and b = -(2 xh + xl) xl / 2 is small (|b| < 0.1 where the result
        is not 0), so exp(-xh^2/2) * (degree-4 series of e^b) needs no fused
        multiply-add and stays accurate. */
-    xh = attn__v_high_half(x);
-    xl = attn__v_sub(x, xh);
+    xh = attn__v_high_half(xc);
+    xl = attn__v_sub(xc, xh);
     hi = attn__v_mul(xh, xh);
     lo = attn__v_mul(attn__v_mul(attn__v_fma(xh, attn__v_set(2.0f), xl), xl), attn__v_set(-0.5f));
     exp_lo = attn__v_fma(lo, attn__v_set(1.0f / 24.0f), attn__v_set(1.0f / 6.0f));
@@ -1748,6 +1752,7 @@ ATTN_API attn_tensor *attn_tensor_wrap(attn_context *ctx, int ndim, const int *s
 
 ATTN_API int attn_tensor_is_contiguous(const attn_tensor *t) {
     int d, expect = 1;
+    if (attn_tensor_numel(t) == 0) return 1; /* nothing to lay out, as in PyTorch */
     for (d = t->ndim - 1; d >= 0; d--) {
         if (t->shape[d] != 1 && t->stride[d] != expect) return 0;
         expect *= t->shape[d];
