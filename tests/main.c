@@ -1,0 +1,173 @@
+/* tests/main.c - the runner, the harness, and the one attn.h implementation.
+
+   The allocator hooks are defined here, before the implementation, so that
+   every call the library makes to an allocator lands in test_alloc_*: the
+   no-malloc tests count those calls and can make them fail. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test.h"
+
+#define ATTN_MALLOC(sz, u) test_alloc_malloc((sz), (u))
+#define ATTN_REALLOC(p, sz, u) test_alloc_realloc((p), (sz), (u))
+#define ATTN_FREE(p, u) test_alloc_free((p), (u))
+#define ATTN_IMPLEMENTATION
+#include "attn.h"
+
+/* ---- The groups, one per test file ---- */
+extern const test_case test_group_kernels[];
+extern const test_case test_group_gemm[];
+extern const test_case test_group_threads[];
+extern const test_case test_group_memory[];
+extern const test_case test_group_tensor[];
+
+static const test_case *const groups[] = {
+    test_group_kernels, test_group_gemm, test_group_threads, test_group_memory, test_group_tensor
+};
+
+/* ---- Checks ---- */
+#define MAX_FAIL_LINES 20 /* per test: past this a loop gone wrong is only counted */
+
+static const char *current_test = "";
+static int current_failures;
+
+int test_check(const char *file, int line, int ok, const char *fmt, ...) {
+    va_list ap;
+    if (ok) return 1;
+    current_failures++;
+    if (current_failures > MAX_FAIL_LINES) return 0;
+    printf("FAIL %s %s:%d: ", current_test, file, line);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    fflush(stdout);
+    return 0;
+}
+
+int test_quick(void) {
+    const char *q = getenv("ATTN_TEST_QUICK");
+    return q && q[0] && strcmp(q, "0") != 0;
+}
+
+/* ---- Test data ---- */
+void test_rng_seed(test_rng *r, uint64_t seed) { r->s = seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull; }
+
+uint32_t test_rng_u32(test_rng *r) {
+    uint64_t x = r->s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    r->s = x;
+    return (uint32_t)((x * 0x2545F4914F6CDD1Dull) >> 32);
+}
+
+double test_rng_uniform(test_rng *r) { return test_rng_u32(r) * (1.0 / 4294967296.0); }
+
+float test_rng_range(test_rng *r, float lo, float hi) {
+    float v = (float)(lo + (hi - (double)lo) * test_rng_uniform(r));
+    return v < hi ? v : lo; /* rounding up to hi would break [lo, hi) */
+}
+
+void test_fill(test_rng *r, float *x, size_t n, float lo, float hi) {
+    size_t i;
+    for (i = 0; i < n; i++) x[i] = test_rng_range(r, lo, hi);
+}
+
+uint32_t test_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+int test_is_nan(float x) { return isnan(x); }
+int test_is_inf(float x) { return isinf(x); }
+
+/* ---- Guarded buffers ---- */
+#define GUARD 16
+static const uint32_t guard_bits = TEST_SENTINEL_BITS;
+
+float *test_buf_new(test_buf *b, size_t n, size_t offset) {
+    size_t i, total = GUARD + offset + n + GUARD;
+    b->mem = (float *)malloc(total * sizeof(float));
+    b->n = n;
+    b->offset = offset;
+    b->p = b->mem ? b->mem + GUARD + offset : NULL;
+    if (!b->mem) return NULL;
+    for (i = 0; i < total; i++) memcpy(b->mem + i, &guard_bits, sizeof guard_bits);
+    return b->p;
+}
+
+int test_buf_guards_ok(const test_buf *b) {
+    size_t i, total = GUARD + b->offset + b->n + GUARD;
+    for (i = 0; i < total; i++) {
+        if (b->mem + i >= b->p && b->mem + i < b->p + b->n) continue;
+        if (test_bits(b->mem[i]) != guard_bits) return 0;
+    }
+    return 1;
+}
+
+void test_buf_free(test_buf *b) {
+    free(b->mem);
+    b->mem = b->p = NULL;
+}
+
+/* ---- The allocator hooks ---- */
+static test_allocator global_allocator;
+
+test_allocator *test_allocator_global(void) { return &global_allocator; }
+
+static test_allocator *pick(void *user) { return user ? (test_allocator *)user : &global_allocator; }
+
+void *test_alloc_malloc(size_t size, void *user) {
+    test_allocator *a = pick(user);
+    void *p;
+    a->mallocs++;
+    if (a->fail) return NULL;
+    if (a->fail_after > 0 && --a->fail_after == 0) a->fail = 1;
+    p = malloc(size ? size : 1);
+    if (p) a->live++;
+    return p;
+}
+
+void *test_alloc_realloc(void *p, size_t size, void *user) {
+    test_allocator *a = pick(user);
+    void *q;
+    a->reallocs++;
+    if (a->fail) return NULL;
+    q = realloc(p, size ? size : 1);
+    if (q && !p) a->live++;
+    return q;
+}
+
+void test_alloc_free(void *p, void *user) {
+    test_allocator *a = pick(user);
+    a->frees++;
+    if (p) a->live--;
+    free(p);
+}
+
+long test_alloc_calls(void) { return global_allocator.mallocs + global_allocator.reallocs + global_allocator.frees; }
+
+/* ---- The runner ---- */
+int main(void) {
+    int passed = 0, failed = 0;
+    size_t g;
+    printf("attn.h %s tests, kernels: %s%s\n", ATTN_VERSION_STRING, attn_simd_name(attn_simd_active()),
+           test_quick() ? " (quick)" : "");
+    for (g = 0; g < sizeof groups / sizeof groups[0]; g++) {
+        const test_case *t;
+        for (t = groups[g]; t->name; t++) {
+            current_test = t->name;
+            current_failures = 0;
+            t->fn();
+            if (current_failures > MAX_FAIL_LINES)
+                printf("FAIL %s: %d more failures not shown\n", t->name, current_failures - MAX_FAIL_LINES);
+            if (current_failures) failed++; else passed++;
+        }
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,848 @@
+#!/usr/bin/env bash
+# tools/check-all.sh - the portability matrix behind `make check-all`.
+#
+# Builds attn.h (and the test suite, tests/*.c) under many compilers, targets and
+# config macros, runs what can run here (aarch64 and armhf under qemu-user), and
+# prints one line per configuration:
+#     ok   <name>  (time)  notes
+#     FAIL <name>  (time)  reason, then the tail of its log
+#     skip <name>  (why)   an optional toolchain is missing
+# Logs and build products live in build/check-all/<name>.log and build/check-all/<name>/.
+# Exit status: nonzero when a required configuration failed (optional ones only
+# report, unless CHECK_ALL_STRICT=1).
+#
+# Environment:
+#   CHECK_ALL_JOBS=N      configurations run at once (default: number of CPUs, at most 4)
+#   CHECK_ALL_ONLY=REGEX  run only configurations whose name matches (grep -E)
+#   CHECK_ALL_TIMEOUT=S   limit for each program run (default 600 s)
+#   CHECK_ALL_STRICT=1    optional configurations that fail also fail the run
+#   CHECK_ALL_TEST_SRC    test sources to use instead of tests/*.c (for trying the script)
+set -u
+
+cd "$(dirname "$0")/.." || exit 2
+ROOT=$PWD
+OUT=build/check-all
+WARN="-std=c99 -Wall -Wextra -pedantic -Werror"
+CXXWARN="-std=c++11 -Wall -Wextra -pedantic -Werror"
+TIMEOUT=${CHECK_ALL_TIMEOUT:-600}
+STRICT=${CHECK_ALL_STRICT:-0}
+ONLY=${CHECK_ALL_ONLY:-}
+JOBS=${CHECK_ALL_JOBS:-$(nproc 2>/dev/null || echo 2)}
+[ "$JOBS" -gt 4 ] 2>/dev/null && JOBS=4
+[ "$JOBS" -ge 1 ] 2>/dev/null || JOBS=2
+
+rm -rf "$OUT"
+mkdir -p "$OUT/src" "$OUT/.res" "$OUT/include"
+SRC=$OUT/src
+# Every configuration builds the same sources: attn.h and tests/ are copied now
+# (build/check-all/include/attn.h comes first on the include path; the tests are
+# built from build/check-all/tests/), so edits made while this runs do not mix in.
+cp attn.h "$OUT/include/attn.h" || exit 2
+INC="-I$OUT/include -I."
+if [ -n "${CHECK_ALL_TEST_SRC:-}" ]; then
+    TEST_SRC=$CHECK_ALL_TEST_SRC
+elif ls tests/*.c > /dev/null 2>&1; then
+    cp -R tests "$OUT/tests" || exit 2
+    TEST_SRC=$(ls "$OUT"/tests/*.c | LC_ALL=C sort | tr '\n' ' ')
+else
+    TEST_SRC=""
+fi
+
+# The host CPU decides what the x86 dispatch should pick.
+if grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo 2>/dev/null; then
+    HOST_AVX2=1
+else
+    HOST_AVX2=0
+fi
+case "$(uname -m)" in x86_64 | amd64) HOST_X86=1 ;; *) HOST_X86=0 ;; esac
+
+# ---------------------------------------------------------------------------
+# Small programs of our own. They live in build/, never in the repository.
+# ---------------------------------------------------------------------------
+
+# The implementation, alone in its translation unit. Included twice: the second
+# inclusion (even with ATTN_IMPLEMENTATION still defined) must be a no-op.
+cat > "$SRC/impl.c" <<'EOF'
+#define ATTN_IMPLEMENTATION
+#include "attn.h"
+#include "attn.h"
+EOF
+
+# A second includer, declarations only.
+cat > "$SRC/use2.c" <<'EOF'
+#include "attn.h"
+#ifdef __cplusplus
+extern "C"
+#endif
+int smoke_other_tu(void);
+int smoke_other_tu(void) { return (int)attn_simd_active(); }
+EOF
+
+# The main program, declarations only; valid C99 and C++11. Prints the SIMD set
+# in use ("simd avx2") and "smoke ok" when the numbers are right.
+cat > "$SRC/use.c" <<'EOF'
+#include <stdio.h>
+#include <string.h>
+#include "attn.h"
+#include "attn.h"
+
+#ifdef __cplusplus
+extern "C" int smoke_other_tu(void);
+#else
+int smoke_other_tu(void);
+#endif
+
+static double smoke_abs(double x) { return x < 0 ? -x : x; }
+
+enum { M = 37, N = 29, K = 23 };
+static float a[M * K], b[K * N], c[M * N], c2[M * N], r[M * N];
+
+int main(void) {
+    attn_context *ctx = attn_context_create(NULL);
+    attn_threads th = attn_threads_openmp();
+    const attn_kernels *ref = attn_kernels_get(ATTN_SIMD_NONE);
+    attn_tensor *t;
+    int i, j, k, bad = 0;
+    double err = 0, err_ref = 0;
+    if (!ctx || !ref) { puts("smoke: no context or no reference kernels"); return 1; }
+    t = attn_tensor_2d(ctx, M, K);
+    if (!t || attn_init_normal(ctx, t, 0.0f, 1.0f) != ATTN_OK) {
+        printf("smoke: tensor: %s\n", attn_error_message(ctx));
+        return 1;
+    }
+    memcpy(a, t->data, sizeof a);
+    for (i = 0; i < K * N; i++) b[i] = attn_rng_uniform(attn_context_rng(ctx)) - 0.5f;
+    attn_sgemm(0, 0, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
+    ref->sgemm(0, 0, M, N, K, 1.0f, a, K, b, N, 0.0f, r, N);
+    for (i = 0; i < M; i++)
+        for (j = 0; j < N; j++) {
+            double acc = 0;
+            for (k = 0; k < K; k++) acc += (double)a[i * K + k] * b[k * N + j];
+            if (smoke_abs(acc - c[i * N + j]) > err) err = smoke_abs(acc - c[i * N + j]);
+            if (smoke_abs(acc - r[i * N + j]) > err_ref) err_ref = smoke_abs(acc - r[i * N + j]);
+        }
+    if (err > 1e-4 || err_ref > 1e-4) {
+        printf("smoke: sgemm error %g (reference kernel %g)\n", err, err_ref);
+        bad = 1;
+    }
+    if (attn_sgemm_mt(&th, 0, 0, M, N, K, 1.0f, a, K, b, N, 0.0f, c2, N) != ATTN_OK ||
+        memcmp(c, c2, sizeof c) != 0) {
+        puts("smoke: attn_sgemm_mt differs from attn_sgemm");
+        bad = 1;
+    }
+    attn_softmax_rows(&th, M, N, c, N, c, N);
+    for (i = 0; i < M; i++) {
+        double s = 0;
+        for (j = 0; j < N; j++) s += c[i * N + j];
+        if (smoke_abs(s - 1.0) > 1e-5) { printf("smoke: softmax row %d sums to %g\n", i, s); bad = 1; break; }
+    }
+    if (smoke_other_tu() != (int)attn_simd_active()) { puts("smoke: translation units disagree"); bad = 1; }
+    printf("simd %s\n", attn_simd_name(attn_simd_active()));
+    printf("threads %d\n", th.n_threads);
+    attn_context_destroy(ctx);
+    printf("smoke %s\n", bad ? "FAIL" : "ok");
+    return bad;
+}
+EOF
+
+# ATTN_STATIC: two translation units, each with its own private implementation.
+for x in a b; do
+    cat > "$SRC/static_$x.c" <<EOF
+#define ATTN_STATIC
+#define ATTN_IMPLEMENTATION
+#include "attn.h"
+float static_$x(void);
+float static_$x(void) {
+    float v[3] = {1.0f, 2.0f, 3.0f}, y[3];
+    attn_softmax_rows(0, 1, 3, v, 3, y, 3);
+    return attn_vec_dot(3, v, v) + attn_vec_sum(3, y); /* 14 + 1 */
+}
+EOF
+done
+cat > "$SRC/static_main.c" <<'EOF'
+#include <stdio.h>
+float static_a(void);
+float static_b(void);
+int main(void) {
+    float x = static_a(), y = static_b();
+    int ok = x > 14.99f && x < 15.01f && y > 14.99f && y < 15.01f;
+    printf("static_a %g static_b %g: %s\n", x, y, ok ? "ok" : "FAIL");
+    return !ok;
+}
+EOF
+
+# Allocator hooks (-DHOOKS) and ATTN_NO_MALLOC (-DNOMALLOC).
+cat > "$SRC/alloc.c" <<'EOF'
+#include <stdio.h>
+#include <string.h>
+#ifdef HOOKS
+#include <stdlib.h>
+static long live, total;
+static int tag_ok = 1;
+static int tag;
+static void *hk_malloc(size_t n, void *u) {
+    void *p = malloc(n);
+    if (u != &tag) tag_ok = 0;
+    if (p) live++, total++;
+    return p;
+}
+static void *hk_realloc(void *p, size_t n, void *u) {
+    void *q = realloc(p, n);
+    if (u != &tag) tag_ok = 0;
+    if (!p && q) live++, total++;
+    return q;
+}
+static void hk_free(void *p, void *u) {
+    if (u != &tag) tag_ok = 0;
+    if (p) live--;
+    free(p);
+}
+#define ATTN_MALLOC(sz, u) hk_malloc(sz, u)
+#define ATTN_REALLOC(p, sz, u) hk_realloc(p, sz, u)
+#define ATTN_FREE(p, u) hk_free(p, u)
+#else
+#define ATTN_NO_MALLOC
+#endif
+#define ATTN_IMPLEMENTATION
+#include "attn.h"
+
+int main(void) {
+    attn_context_desc d;
+    attn_context *ctx;
+    int i;
+    memset(&d, 0, sizeof d);
+#ifdef HOOKS
+    (void)hk_realloc; /* the library may not need realloc */
+    d.alloc_user = &tag;
+    d.block_size = 4096;
+    ctx = attn_context_create(&d);
+    if (!ctx) { puts("hooks: no context"); return 1; }
+    for (i = 0; i < 200; i++)
+        if (!attn_alloc(ctx, 1000)) { printf("hooks: alloc %d failed: %s\n", i, attn_error_message(ctx)); return 1; }
+    attn_context_destroy(ctx);
+    printf("hooks: %ld allocations, %ld live after destroy, user pointer %s\n", total, live,
+           tag_ok ? "passed through" : "WRONG");
+    return !(total > 1 && live == 0 && tag_ok);
+#else
+    {
+        static unsigned char mem[64 * 1024];
+        if (attn_context_create(NULL) != NULL) { puts("no-malloc: a context without memory"); return 1; }
+        d.memory = mem;
+        d.memory_size = sizeof mem;
+        ctx = attn_context_create(&d);
+        if (!ctx) { puts("no-malloc: no context in 64 KiB"); return 1; }
+        for (i = 0; i < 10; i++)
+            if (!attn_alloc(ctx, 1000)) { puts("no-malloc: alloc failed"); return 1; }
+        if (attn_alloc(ctx, 1 << 20) != NULL || attn_error_status(ctx) != ATTN_ERR_OUT_OF_MEMORY) {
+            puts("no-malloc: 1 MiB from a 64 KiB arena did not fail with out of memory");
+            return 1;
+        }
+        attn_context_destroy(ctx);
+        puts("no-malloc: ok");
+        return 0;
+    }
+#endif
+}
+EOF
+
+# A compile-only translation unit for targets without a C library.
+cat > "$SRC/decl.c" <<'EOF'
+#include "attn.h"
+int decl_only(void);
+int decl_only(void) { return ATTN_VERSION_MAJOR + (int)sizeof(attn_kernels); }
+EOF
+
+# Minimal C library headers for a freestanding MSVC-target syntax check: just what
+# attn.h's implementation calls, so a new dependency shows up as an error here.
+mkdir -p "$SRC/msvc-stubs"
+cat > "$SRC/msvc-stubs/string.h" <<'EOF'
+#pragma once
+#include <stddef.h>
+void *memset(void *, int, size_t);
+void *memcpy(void *, const void *, size_t);
+void *memmove(void *, const void *, size_t);
+int memcmp(const void *, const void *, size_t);
+size_t strlen(const char *);
+EOF
+cat > "$SRC/msvc-stubs/stdlib.h" <<'EOF'
+#pragma once
+#include <stddef.h>
+void *malloc(size_t);
+void *realloc(void *, size_t);
+void free(void *);
+void abort(void);
+EOF
+cat > "$SRC/msvc-stubs/assert.h" <<'EOF'
+#pragma once
+void _wassert(const unsigned short *, const unsigned short *, unsigned);
+#define assert(x) ((void)0)
+EOF
+cat > "$SRC/msvc-stubs/math.h" <<'EOF'
+#pragma once
+double sqrt(double); double exp(double); double log(double); double erf(double);
+double erfc(double); double cos(double); double sin(double); double tanh(double);
+double fabs(double); double pow(double, double); double floor(double); double ceil(double);
+float sqrtf(float); float expf(float); float logf(float); float erff(float); float erfcf(float);
+float cosf(float); float sinf(float); float tanhf(float); float fabsf(float);
+float powf(float, float); float floorf(float); float ceilf(float); float fmaxf(float, float);
+float fminf(float, float); float log1pf(float); float expm1f(float); float roundf(float);
+#define INFINITY __builtin_inff()
+#define NAN __builtin_nanf("")
+#define HUGE_VALF __builtin_huge_valf()
+#define isnan(x) __builtin_isnan(x)
+#define isinf(x) __builtin_isinf(x)
+#define isfinite(x) __builtin_isfinite(x)
+EOF
+
+# ---------------------------------------------------------------------------
+# Helpers. Each configuration runs in its own subshell with W (its folder) and
+# LOG (its log) set; it returns 0 (ok), 1 (fail) or 3 (skip), and may leave a
+# one-line reason in $W/reason and notes for the ok line in $W/note.
+# ---------------------------------------------------------------------------
+say() { printf '%s\n' "$*" >> "$LOG"; }
+fail() { printf '%s\n' "$*" > "$W/reason"; return 1; }
+skip() { printf '%s\n' "$*" > "$W/reason"; return 3; }
+note() { printf '%s; ' "$*" >> "$W/note"; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# step "what" cmd...: run a build step into the log; on error the reason says what failed.
+step() {
+    local what=$1
+    shift
+    say "+ $*"
+    "$@" > "$W/step.out" 2>&1
+    local rc=$?
+    cat "$W/step.out" >> "$LOG"
+    if [ $rc -ne 0 ]; then
+        local first
+        first=$(grep -m1 -E 'error|undefined reference' "$W/step.out" | cut -c1-220)
+        fail "$what failed (exit $rc)${first:+: $first}"
+    fi
+    return $rc
+}
+
+# runprog "what" outfile cmd...: run a program with the time limit; output to outfile and the log.
+runprog() {
+    local what=$1 outf=$2
+    shift 2
+    say "+ $*"
+    timeout -k 10 "$TIMEOUT" "$@" > "$outf" 2>&1
+    local rc=$?
+    cat "$outf" >> "$LOG"
+    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+        fail "$what timed out after ${TIMEOUT}s"
+        return 1
+    fi
+    return $rc
+}
+
+# smoke CC "FLAGS" "LDFLAGS" [runner...]: the three-TU smoke program; checks "smoke ok".
+# Leaves the SIMD set it reported in $W/simd.
+smoke() {
+    local cc=$1 flags=$2 ldflags=$3
+    shift 3
+    local f
+    for f in impl use use2; do
+        # shellcheck disable=SC2086
+        step "compile $f.c ($cc $flags)" $cc $flags $INC -c "$SRC/$f.c" -o "$W/$f.o" || return 1
+    done
+    # shellcheck disable=SC2086
+    step "link smoke" $cc $flags "$W/impl.o" "$W/use.o" "$W/use2.o" -o "$W/smoke" $ldflags || return 1
+    runprog "smoke" "$W/smoke.out" "$@" "$W/smoke" || {
+        [ -s "$W/reason" ] || fail "smoke program failed: $(grep -m1 'smoke' "$W/smoke.out" || tail -n1 "$W/smoke.out")"
+        return 1
+    }
+    grep -q '^smoke ok$' "$W/smoke.out" || { fail "smoke program did not say ok"; return 1; }
+    sed -n 's/^simd //p' "$W/smoke.out" > "$W/simd"
+    return 0
+}
+
+# expect_simd NAME: the smoke program must have picked that kernel set.
+expect_simd() {
+    local got
+    got=$(cat "$W/simd" 2>/dev/null)
+    if [ "$got" != "$1" ]; then
+        fail "expected the $1 kernels, the build uses '${got:-?}'"
+        return 1
+    fi
+    note "simd=$got"
+}
+
+# tests CC "FLAGS" "LDFLAGS" [runner...]: build tests/*.c into $W/tests and run it.
+tests() {
+    local cc=$1 flags=$2 ldflags=$3
+    shift 3
+    if [ -z "$TEST_SRC" ]; then
+        fail "no tests/*.c in the repository"
+        return 1
+    fi
+    # shellcheck disable=SC2086
+    step "build tests ($cc $flags)" $cc $WARN $flags $INC $TEST_SRC -o "$W/tests" $ldflags || return 1
+    runprog "tests" "$W/tests.out" "$@" "$W/tests"
+    local rc=$? last
+    last=$(grep -v '^[[:space:]]*$' "$W/tests.out" | tail -n1)
+    if [ -s "$W/reason" ]; then return 1; fi
+    if [ $rc -ne 0 ] || ! printf '%s\n' "$last" | grep -qE '^[0-9]+ passed, 0 failed$'; then
+        # The names of the failing tests ("FAIL <name> <file>:<line>: ..."), each once.
+        local failed
+        failed=$(sed -n 's/^FAIL \([A-Za-z0-9_]*\).*/\1/p' "$W/tests.out" | awk '!seen[$0]++' | head -n 8 | paste -sd' ' -)
+        fail "tests exit $rc: ${last:-no output}${failed:+ -- $failed}"
+        return 1
+    fi
+    note "${last%%,*}"
+}
+
+# ---------------------------------------------------------------------------
+# Configurations. Name, required (req) or optional (opt), function.
+# ---------------------------------------------------------------------------
+
+# 1. The stb contract: one implementation TU, two declaration-only includers, C99 -Werror.
+stb() {
+    local cc=$1
+    have "$cc" || { fail "$cc not found"; return 1; }
+    smoke "$cc" "$WARN -O2" "-lm" || return 1
+    # The includers must define nothing of the library's.
+    if nm --defined-only "$W/use.o" "$W/use2.o" 2>>"$LOG" | grep -E ' [A-Za-z] attn_' >> "$LOG"; then
+        fail "a declaration-only translation unit defines attn_ symbols"
+        return 1
+    fi
+    nm --defined-only "$W/impl.o" | grep -q ' T attn_sgemm$' || { fail "impl.o does not export attn_sgemm"; return 1; }
+    [ "$HOST_X86" = 1 ] && { expect_simd "$([ "$HOST_AVX2" = 1 ] && echo avx2 || echo none)" || return 1; }
+    return 0
+}
+cfg_stb_gcc() { stb gcc; }
+cfg_stb_clang() { stb clang; }
+
+# ATTN_STATIC: two private implementations linked into one program must not clash.
+static_cfg() {
+    local cc=$1 x
+    have "$cc" || { fail "$cc not found"; return 1; }
+    for x in a b; do
+        # shellcheck disable=SC2086
+        step "compile static_$x.c" $cc $WARN -O2 $INC -c "$SRC/static_$x.c" -o "$W/static_$x.o" || return 1
+    done
+    # shellcheck disable=SC2086
+    step "compile static_main.c" $cc $WARN -O2 -c "$SRC/static_main.c" -o "$W/static_main.o" || return 1
+    step "link" $cc "$W/static_main.o" "$W/static_a.o" "$W/static_b.o" -o "$W/static" -lm || return 1
+    if nm -g --defined-only "$W/static_a.o" "$W/static_b.o" | grep -E ' attn_' >> "$LOG"; then
+        fail "ATTN_STATIC still exports attn_ symbols"
+        return 1
+    fi
+    runprog "static program" "$W/static.out" "$W/static" || { [ -s "$W/reason" ] || fail "$(cat "$W/static.out")"; return 1; }
+    note "two private implementations, no exported attn_ symbols"
+}
+cfg_static_gcc() { static_cfg gcc; }
+cfg_static_clang() { static_cfg clang; }
+
+# ATTN_NO_STDIO: builds and works, and the implementation does not pull in <stdio.h>.
+nostdio() {
+    local cc=$1 with without
+    have "$cc" || { fail "$cc not found"; return 1; }
+    # shellcheck disable=SC2086
+    step "preprocess with ATTN_NO_STDIO" $cc $WARN -E -DATTN_NO_STDIO $INC "$SRC/impl.c" -o "$W/impl-nostdio.i" || return 1
+    # shellcheck disable=SC2086
+    step "preprocess without" $cc $WARN -E $INC "$SRC/impl.c" -o "$W/impl-stdio.i" || return 1
+    with=$(grep -cE '^# [0-9]+ ".*/stdio\.h"' "$W/impl-nostdio.i")
+    without=$(grep -cE '^# [0-9]+ ".*/stdio\.h"' "$W/impl-stdio.i")
+    if [ "$with" != 0 ]; then
+        grep -m3 -E '^# [0-9]+ ".*/stdio\.h"' "$W/impl-nostdio.i" >> "$LOG"
+        fail "the implementation includes <stdio.h> under ATTN_NO_STDIO"
+        return 1
+    fi
+    if [ "$without" != 0 ]; then
+        note "stdio.h only without ATTN_NO_STDIO"
+    else
+        note "no stdio.h with or without ATTN_NO_STDIO"
+    fi
+    # Also no FILE-based symbols in the object (fopen & co.).
+    smoke "$cc" "$WARN -O2 -DATTN_NO_STDIO" "-lm" || return 1
+    if nm -u "$W/impl.o" | grep -wE 'fopen|fclose|fread|fwrite|fprintf|printf|puts|fputs|fseek|ftell|snprintf|vsnprintf|sprintf' >> "$LOG"; then
+        fail "the ATTN_NO_STDIO implementation calls stdio functions"
+        return 1
+    fi
+}
+cfg_nostdio_gcc() { nostdio gcc; }
+cfg_nostdio_clang() { nostdio clang; }
+
+# Allocator hooks and ATTN_NO_MALLOC.
+cfg_alloc_hooks() {
+    # shellcheck disable=SC2086
+    step "compile with ATTN_MALLOC/REALLOC/FREE" gcc $WARN -O2 -DHOOKS $INC "$SRC/alloc.c" -o "$W/hooks" -lm || return 1
+    runprog "hooks program" "$W/hooks.out" "$W/hooks" || { [ -s "$W/reason" ] || fail "$(tail -n1 "$W/hooks.out")"; return 1; }
+    # shellcheck disable=SC2086
+    step "compile with ATTN_NO_MALLOC" gcc $WARN -O2 -DNOMALLOC $INC -c "$SRC/alloc.c" -o "$W/nomalloc.o" || return 1
+    if nm -u "$W/nomalloc.o" | grep -wE 'malloc|calloc|realloc|free' >> "$LOG"; then
+        fail "ATTN_NO_MALLOC still references the C allocator"
+        return 1
+    fi
+    step "link no-malloc" gcc "$W/nomalloc.o" -o "$W/nomalloc" -lm || return 1
+    runprog "no-malloc program" "$W/nomalloc.out" "$W/nomalloc" || { [ -s "$W/reason" ] || fail "$(tail -n1 "$W/nomalloc.out")"; return 1; }
+    note "ATTN_MALLOC/FREE hooks balanced; ATTN_NO_MALLOC references no allocator"
+}
+
+# ATTN_OPENMP: the ready parallel-for really runs threads, and sgemm_mt stays bit-identical.
+cfg_openmp_gcc() {
+    # shellcheck disable=SC2086
+    step "compile with ATTN_OPENMP" gcc $WARN -O2 -DATTN_OPENMP -fopenmp $INC -c "$SRC/impl.c" -o "$W/impl.o" || return 1
+    local f
+    for f in use use2; do
+        # shellcheck disable=SC2086
+        step "compile $f.c" gcc $WARN -O2 $INC -c "$SRC/$f.c" -o "$W/$f.o" || return 1
+    done
+    step "link" gcc -fopenmp "$W/impl.o" "$W/use.o" "$W/use2.o" -o "$W/smoke" -lm || return 1
+    OMP_NUM_THREADS=3 runprog "smoke" "$W/smoke.out" "$W/smoke" || { [ -s "$W/reason" ] || fail "$(grep -m1 smoke "$W/smoke.out")"; return 1; }
+    grep -q '^threads 3$' "$W/smoke.out" || { fail "attn_threads_openmp() did not report OMP_NUM_THREADS=3 threads"; return 1; }
+    grep -q '^smoke ok$' "$W/smoke.out" || { fail "smoke program did not say ok"; return 1; }
+    note "3 threads, sgemm_mt bit-identical to sgemm"
+}
+
+# 2. C++: the implementation compiled as C++, linked with C and C++ includers both ways.
+cxx() {
+    local cxx=$1 cc=$2
+    have "$cxx" || { fail "$cxx not found"; return 1; }
+    local f
+    for f in impl use use2; do
+        # shellcheck disable=SC2086
+        step "compile $f.c as C++ ($cxx $CXXWARN)" $cxx $CXXWARN -O2 -x c++ $INC -c "$SRC/$f.c" -o "$W/$f.cxx.o" || return 1
+        # shellcheck disable=SC2086
+        step "compile $f.c as C" $cc $WARN -O2 $INC -c "$SRC/$f.c" -o "$W/$f.c.o" || return 1
+    done
+    step "link all-C++" $cxx "$W/impl.cxx.o" "$W/use.cxx.o" "$W/use2.cxx.o" -o "$W/smoke-cxx" -lm || return 1
+    step "link C++ implementation + C includers" $cxx "$W/impl.cxx.o" "$W/use.c.o" "$W/use2.c.o" -o "$W/smoke-mix1" -lm || return 1
+    step "link C implementation + C++ includers" $cxx "$W/impl.c.o" "$W/use.cxx.o" "$W/use2.cxx.o" -o "$W/smoke-mix2" -lm || return 1
+    for f in smoke-cxx smoke-mix1 smoke-mix2; do
+        runprog "$f" "$W/$f.out" "$W/$f" || { [ -s "$W/reason" ] || fail "$f: $(grep -m1 smoke "$W/$f.out")"; return 1; }
+    done
+    note "-std=c++11 -pedantic; C/C++ mixed links"
+}
+cfg_cxx_gpp() { cxx g++ gcc; }
+cfg_cxx_clangpp() { cxx clang++ clang; }
+
+# 3-5. The test suite natively.
+cfg_tests_gcc() {
+    smoke gcc "$WARN -O2" "-lm" || return 1
+    expect_simd "$([ "$HOST_AVX2" = 1 ] && echo avx2 || echo none)" || return 1
+    tests gcc "-O2" "-lm -lpthread"
+}
+cfg_tests_clang() {
+    smoke clang "$WARN -O2" "-lm" || return 1
+    expect_simd "$([ "$HOST_AVX2" = 1 ] && echo avx2 || echo none)" || return 1
+    tests clang "-O2" "-lm -lpthread"
+}
+cfg_tests_gcc_mavx2() {
+    local fl="-O2 -mavx2 -mfma"
+    if [ "$HOST_AVX2" != 1 ]; then
+        # Still prove the path compiles; it cannot run on this CPU.
+        # shellcheck disable=SC2086
+        step "compile" gcc $WARN $fl $INC -c "$SRC/impl.c" -o "$W/impl.o" || return 1
+        # shellcheck disable=SC2086
+        step "build tests" gcc $WARN $fl $INC $TEST_SRC -o "$W/tests" -lm -lpthread || return 1
+        note "compile only: this CPU has no AVX2+FMA"
+        return 0
+    fi
+    smoke gcc "$WARN $fl" "-lm" || return 1
+    expect_simd avx2 || return 1
+    tests gcc "$fl" "-lm -lpthread"
+}
+cfg_tests_no_simd() {
+    smoke gcc "$WARN -O2 -DATTN_NO_SIMD" "-lm" || return 1
+    expect_simd none || return 1
+    tests gcc "-O2 -DATTN_NO_SIMD" "-lm -lpthread"
+}
+SAN="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all"
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+sanitized() {
+    local cc=$1
+    have "$cc" || { fail "$cc not found"; return 1; }
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1}
+    smoke "$cc" "$WARN $SAN" "-lm" || return 1
+    tests "$cc" "$SAN" "-lm -lpthread"
+}
+cfg_tests_asan_ubsan() { sanitized gcc; }
+# clang's runtime comes from libclang-rt-14-dev.
+cfg_tests_clang_asan_ubsan() { sanitized clang; }
+
+# 6-7. ARM under qemu-user, quick sizes.
+cross() { # cc sysroot qemu flags expect-fma(0/1/-) expect-simd run-tests(1/0)
+    local cc=$1 sysroot=$2 qemu=$3 fl=$4 fma=$5 simd=$6 run_tests=$7
+    have "${cc%% *}" || { fail "${cc%% *} not found (Debian: gcc-aarch64-linux-gnu / gcc-arm-linux-gnueabihf)"; return 1; }
+    have "$qemu" || { fail "$qemu not found (Debian: qemu-user)"; return 1; }
+    [ -d "$sysroot" ] || { fail "$sysroot missing (Debian: libc6-dev-*-cross)"; return 1; }
+    if [ "$fma" != - ]; then
+        # shellcheck disable=SC2086
+        local has
+        has=$($cc $fl -dM -E - < /dev/null | grep -c '__ARM_FEATURE_FMA ')
+        [ "$has" = "$fma" ] || { fail "$cc $fl: __ARM_FEATURE_FMA defined=$has, expected $fma"; return 1; }
+        [ "$fma" = 1 ] && note "vfmaq_f32 path" || note "vmlaq_f32 path (no FMA)"
+    fi
+    export ATTN_TEST_QUICK=1
+    smoke "$cc" "$WARN $fl" "-lm" "$qemu" -L "$sysroot" || return 1
+    expect_simd "$simd" || return 1
+    if [ "$run_tests" = 1 ]; then
+        tests "$cc" "$fl" "-lm -lpthread" "$qemu" -L "$sysroot"
+    else
+        note "smoke program only"
+    fi
+}
+A64=/usr/aarch64-linux-gnu
+AHF=/usr/arm-linux-gnueabihf
+cfg_aarch64() { cross aarch64-linux-gnu-gcc $A64 qemu-aarch64 "-O2" - neon 1; }
+cfg_armhf_neon() { cross arm-linux-gnueabihf-gcc $AHF qemu-arm "-O2 -mfpu=neon" 0 neon 1; }
+cfg_armhf_neon_vfpv4() { cross arm-linux-gnueabihf-gcc $AHF qemu-arm "-O2 -mfpu=neon-vfpv4" 1 neon 1; }
+# The NEON kernels' edges (partial vectors, tails) under gcc's ASan+UBSan. LeakSanitizer
+# cannot run under qemu-user; leaks are checked by the native sanitizer builds.
+cfg_aarch64_asan() {
+    export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1
+    cross aarch64-linux-gnu-gcc $A64 qemu-aarch64 "$SAN" - neon 1
+}
+cfg_armhf_asan() {
+    export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1
+    cross arm-linux-gnueabihf-gcc $AHF qemu-arm "$SAN -mfpu=neon" 0 neon 1
+}
+# Debian's armhf default (VFPv3-D16, no NEON): the reference kernels.
+cfg_armhf_vfp() { cross arm-linux-gnueabihf-gcc $AHF qemu-arm "-O2" - none 0; }
+# clang's own arm_neon.h, on gcc's cross sysroots.
+cfg_aarch64_clang() {
+    have clang || { fail "clang not found"; return 1; }
+    cross "clang --target=aarch64-linux-gnu" $A64 qemu-aarch64 "-O2" - neon 0
+}
+cfg_armhf_clang() {
+    have clang || { fail "clang not found"; return 1; }
+    cross "clang --target=arm-linux-gnueabihf" $AHF qemu-arm "-O2 -mfpu=neon" 0 neon 0 || return 1
+    local top=$W rc
+    W=$top/vfpv4
+    mkdir -p "$W"
+    cross "clang --target=arm-linux-gnueabihf" $AHF qemu-arm "-O2 -mfpu=neon-vfpv4" 1 neon 0
+    rc=$?
+    [ -s "$W/reason" ] && cp "$W/reason" "$top/reason"
+    [ $rc -eq 0 ] && echo "simd=neon with -mfpu=neon (vmlaq) and -mfpu=neon-vfpv4 (vfmaq); smoke program only" > "$top/note"
+    W=$top
+    return $rc
+}
+
+# 8. Optional toolchains.
+cfg_tcc() {
+    have tcc || { skip "tcc not installed (Debian: tcc)"; return 3; }
+    local f
+    for f in impl use use2; do
+        step "compile $f.c" tcc -std=c99 -Wall -Werror $INC -c "$SRC/$f.c" -o "$W/$f.o" || return 1
+    done
+    step "link" tcc "$W/impl.o" "$W/use.o" "$W/use2.o" -o "$W/smoke" -lm || return 1
+    runprog "smoke" "$W/smoke.out" "$W/smoke" || { [ -s "$W/reason" ] || fail "$(grep -m1 smoke "$W/smoke.out")"; return 1; }
+    grep -q '^smoke ok$' "$W/smoke.out" || { fail "smoke program did not say ok"; return 1; }
+    sed -n 's/^simd //p' "$W/smoke.out" > "$W/simd"
+    expect_simd none || return 1
+    note "reference kernels (no immintrin.h)"
+}
+cfg_cortex_m() {
+    have arm-none-eabi-gcc || { skip "arm-none-eabi-gcc not installed (Debian: gcc-arm-none-eabi libnewlib-arm-none-eabi)"; return 3; }
+    local m4="-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -Os -ffunction-sections -fdata-sections"
+    local m0="-mcpu=cortex-m0 -mthumb -mfloat-abi=soft -Os -ffunction-sections -fdata-sections"
+    # shellcheck disable=SC2086
+    step "Cortex-M4 compile" arm-none-eabi-gcc $WARN $m4 -DATTN_NO_STDIO $INC -c "$SRC/impl.c" -o "$W/m4.o" || return 1
+    # shellcheck disable=SC2086
+    step "Cortex-M4 compile, ATTN_NO_MALLOC" arm-none-eabi-gcc $WARN $m4 -DATTN_NO_STDIO -DATTN_NO_MALLOC $INC -c "$SRC/impl.c" -o "$W/m4-nomalloc.o" || return 1
+    # shellcheck disable=SC2086
+    step "Cortex-M0 compile" arm-none-eabi-gcc $WARN $m0 -DATTN_NO_STDIO $INC -c "$SRC/impl.c" -o "$W/m0.o" || return 1
+    # shellcheck disable=SC2086
+    step "preprocess" arm-none-eabi-gcc $WARN $m4 -DATTN_NO_STDIO $INC -E "$SRC/impl.c" -o "$W/m4.i" || return 1
+    if grep -qE '^# [0-9]+ ".*/stdio\.h"' "$W/m4.i"; then
+        fail "newlib's <stdio.h> is included under ATTN_NO_STDIO"
+        return 1
+    fi
+    if have arm-none-eabi-size; then
+        arm-none-eabi-size "$W/m4.o" "$W/m4-nomalloc.o" "$W/m0.o" >> "$LOG" 2>&1
+        local s
+        s=$(arm-none-eabi-size "$W/m4.o" | awk 'NR==2 {print "text " $1 " data " $2 " bss " $3}')
+        note "M4 -Os: $s"
+        s=$(arm-none-eabi-size "$W/m0.o" | awk 'NR==2 {print "text " $1}')
+        note "M0: $s"
+    fi
+}
+cfg_mingw() {
+    have x86_64-w64-mingw32-gcc || { skip "x86_64-w64-mingw32-gcc not installed (Debian: gcc-mingw-w64-x86-64)"; return 3; }
+    local cc=x86_64-w64-mingw32-gcc f
+    for f in impl use use2; do
+        # shellcheck disable=SC2086
+        step "compile $f.c" $cc $WARN -O2 $INC -c "$SRC/$f.c" -o "$W/$f.o" || return 1
+    done
+    step "link smoke" $cc -static "$W/impl.o" "$W/use.o" "$W/use2.o" -o "$W/smoke.exe" -lm || return 1
+    if [ -z "$TEST_SRC" ]; then fail "no tests/*.c in the repository"; return 1; fi
+    # shellcheck disable=SC2086
+    step "build tests" $cc $WARN -O2 $INC $TEST_SRC -o "$W/tests.exe" -static -lm -lpthread || return 1
+    local wine=""
+    if [ -x /usr/lib/wine/wine64 ]; then wine=/usr/lib/wine/wine64; elif have wine64; then wine=wine64; fi
+    if [ -n "$wine" ]; then
+        mkdir -p "$ROOT/build/wine"
+        export WINEPREFIX=$ROOT/build/wine WINEDEBUG=-all
+        runprog "smoke under wine" "$W/smoke.out" "$wine" "$W/smoke.exe" || { [ -s "$W/reason" ] || fail "smoke.exe under wine: $(tail -n1 "$W/smoke.out")"; return 1; }
+        grep -q 'smoke ok' "$W/smoke.out" || { fail "smoke.exe did not say ok"; return 1; }
+        runprog "tests under wine" "$W/tests.out" "$wine" "$W/tests.exe"
+        local rc=$? last
+        [ -s "$W/reason" ] && return 1
+        last=$(tr -d '\r' < "$W/tests.out" | grep -v '^[[:space:]]*$' | tail -n1)
+        if [ $rc -ne 0 ] || ! printf '%s\n' "$last" | grep -qE '^[0-9]+ passed, 0 failed$'; then
+            fail "tests.exe under wine exit $rc: ${last:-no output}"
+            return 1
+        fi
+        note "ran under wine: ${last%%,*}"
+    else
+        note "compile and link only (no wine)"
+    fi
+}
+cfg_msvc_target() {
+    have clang || { skip "clang not installed"; return 3; }
+    local t fl
+    for t in x86_64-pc-windows-msvc aarch64-pc-windows-msvc; do
+        fl="--target=$t -ffreestanding -fsyntax-only -Wall -Wextra -Werror"
+        # shellcheck disable=SC2086
+        step "$t: declarations (C)" clang $fl -std=c99 -pedantic $INC "$SRC/decl.c" || return 1
+        # shellcheck disable=SC2086
+        step "$t: declarations (C++)" clang $fl -x c++ -std=c++11 -pedantic $INC "$SRC/decl.c" || return 1
+        # The implementation needs a C library; stub headers stand in for the MSVC ones.
+        # shellcheck disable=SC2086
+        if ! step "$t: implementation (stub libc headers)" clang $fl -std=c99 -I"$SRC/msvc-stubs" $INC "$SRC/impl.c"; then
+            # clang <= 18 hides the AVX/AVX2/FMA intrinsics from <immintrin.h> on MSVC
+            # targets unless they are enabled for the whole file: say so if that is it.
+            # shellcheck disable=SC2086
+            case $t in x86_64-*)
+                if clang $fl -mavx2 -mfma -std=c99 -I"$SRC/msvc-stubs" $INC "$SRC/impl.c" >> "$LOG" 2>&1; then
+                    fail "$t: the implementation compiles only with -mavx2 -mfma (clang's <immintrin.h> on MSVC targets declares AVX2/FMA intrinsics only when enabled; include <avxintrin.h> <avx2intrin.h> <fmaintrin.h> after it for clang-cl)"
+                fi
+                ;;
+            esac
+            return 1
+        fi
+    done
+    note "x64 and arm64 (freestanding, libc stubbed)"
+}
+
+# name:required(req|opt):function
+CONFIGS="
+aarch64-qemu:req:cfg_aarch64
+armhf-neon-qemu:req:cfg_armhf_neon
+armhf-neon-vfpv4-qemu:req:cfg_armhf_neon_vfpv4
+aarch64-asan-ubsan-qemu:req:cfg_aarch64_asan
+armhf-asan-ubsan-qemu:req:cfg_armhf_asan
+tests-asan-ubsan:req:cfg_tests_asan_ubsan
+tests-clang-asan-ubsan:req:cfg_tests_clang_asan_ubsan
+armhf-vfp-qemu:req:cfg_armhf_vfp
+aarch64-clang-qemu:req:cfg_aarch64_clang
+armhf-clang-qemu:req:cfg_armhf_clang
+stb-gcc:req:cfg_stb_gcc
+stb-clang:req:cfg_stb_clang
+static-gcc:req:cfg_static_gcc
+static-clang:req:cfg_static_clang
+no-stdio-gcc:req:cfg_nostdio_gcc
+no-stdio-clang:req:cfg_nostdio_clang
+alloc-hooks:req:cfg_alloc_hooks
+openmp-gcc:req:cfg_openmp_gcc
+cxx-g++:req:cfg_cxx_gpp
+cxx-clang++:req:cfg_cxx_clangpp
+tests-gcc:req:cfg_tests_gcc
+tests-gcc-mavx2:req:cfg_tests_gcc_mavx2
+tests-clang:req:cfg_tests_clang
+tests-no-simd:req:cfg_tests_no_simd
+tcc:opt:cfg_tcc
+cortex-m:opt:cfg_cortex_m
+mingw:opt:cfg_mingw
+msvc-target:opt:cfg_msvc_target
+"
+
+now_ms() { date +%s%3N; }
+
+run_one() {
+    local name=$1 fn=$2 t0 rc
+    W=$OUT/$name
+    LOG=$OUT/$name.log
+    mkdir -p "$W"
+    : > "$LOG"
+    t0=$(now_ms)
+    ("$fn")
+    rc=$?
+    printf '%s %s\n' "$rc" "$(($(now_ms) - t0))" > "$OUT/.res/$name"
+}
+
+NAMES=()
+declare -A REQ FN PRINTED
+for line in $CONFIGS; do
+    n=${line%%:*}
+    rest=${line#*:}
+    if [ -n "$ONLY" ] && ! printf '%s\n' "$n" | grep -qE "$ONLY"; then continue; fi
+    NAMES+=("$n")
+    REQ[$n]=${rest%%:*}
+    FN[$n]=${rest#*:}
+done
+
+report() { # print the lines of configurations that have finished
+    local n rc ms reason secs tag
+    for n in "${NAMES[@]}"; do
+        [ -n "${PRINTED[$n]:-}" ] && continue
+        [ -f "$OUT/.res/$n" ] || continue
+        PRINTED[$n]=1
+        read -r rc ms < "$OUT/.res/$n"
+        secs=$(awk -v m="$ms" 'BEGIN { printf "%.1fs", m / 1000 }')
+        tag=""
+        [ "${REQ[$n]}" = opt ] && tag=" [optional]"
+        reason=$(cat "$OUT/$n/reason" 2>/dev/null)
+        case $rc in
+        0)
+            local notes
+            notes=$(sed 's/; $//' "$OUT/$n/note" 2>/dev/null)
+            printf 'ok   %-24s %7s  %s\n' "$n" "$secs" "$notes"
+            echo "ok" > "$OUT/.res/$n.status"
+            ;;
+        3)
+            printf 'skip %-24s %7s  (%s)\n' "$n" "" "$reason"
+            echo "skip" > "$OUT/.res/$n.status"
+            ;;
+        *)
+            printf 'FAIL %-24s %7s  %s%s\n' "$n" "$secs" "${reason:-exit $rc}" "$tag"
+            tail -n 12 "$OUT/$n.log" | cut -c1-220 | sed 's/^/       | /'
+            printf '       | (log: %s)\n' "$OUT/$n.log"
+            echo "fail" > "$OUT/.res/$n.status"
+            ;;
+        esac
+    done
+}
+
+trap 'kill $(jobs -p) 2>/dev/null; exit 130' INT TERM
+T_START=$(now_ms)
+echo "check-all: ${#NAMES[@]} configurations, $JOBS at a time; logs in $OUT/"
+[ -z "$TEST_SRC" ] && echo "check-all: warning: no tests/*.c found; configurations that run the tests will fail"
+for n in "${NAMES[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do
+        wait -n
+        report
+    done
+    run_one "$n" "${FN[$n]}" &
+done
+while [ "$(jobs -rp | wc -l)" -gt 0 ]; do
+    wait -n
+    report
+done
+wait
+report
+
+n_ok=0 n_fail=0 n_skip=0 n_optfail=0
+failed=""
+for n in "${NAMES[@]}"; do
+    s=$(cat "$OUT/.res/$n.status" 2>/dev/null || echo fail)
+    case $s in
+    ok) n_ok=$((n_ok + 1)) ;;
+    skip) n_skip=$((n_skip + 1)) ;;
+    *)
+        if [ "${REQ[$n]}" = opt ] && [ "$STRICT" != 1 ]; then
+            n_optfail=$((n_optfail + 1))
+            failed="$failed $n(optional)"
+        else
+            n_fail=$((n_fail + 1))
+            failed="$failed $n"
+        fi
+        ;;
+    esac
+done
+total=$(awk -v m="$(($(now_ms) - T_START))" 'BEGIN { printf "%.0f", m / 1000 }')
+echo "----"
+echo "check-all: $n_ok ok, $n_fail failed, $n_optfail optional failed, $n_skip skipped in ${total}s${failed:+; failed:$failed}"
+[ "$n_fail" -eq 0 ]
