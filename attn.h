@@ -317,6 +317,10 @@ ATTN_API attn_tensor *attn_tensor_3d(attn_context *ctx, int n0, int n1, int n2);
 ATTN_API attn_tensor *attn_tensor_4d(attn_context *ctx, int n0, int n1, int n2, int n3);
 /* A contiguous tensor over caller memory (not copied, not owned). */
 ATTN_API attn_tensor *attn_tensor_wrap(attn_context *ctx, int ndim, const int *shape, float *data);
+/* Arena bytes attn_tensor_new takes for this shape, padding included (an upper
+   bound to size a fixed buffer with, next to attn_context_overhead); 0 if the
+   shape is invalid. */
+ATTN_API size_t attn_tensor_bytes(int ndim, const int *shape);
 /* Number of elements. */
 ATTN_API size_t attn_tensor_numel(const attn_tensor *t);
 /* 1 when the elements are dense in row-major order. */
@@ -1685,6 +1689,16 @@ static attn_status attn__set_shape(attn_context *ctx, attn_tensor *t, int ndim, 
         }
     }
     return ATTN_OK;
+}
+
+ATTN_API size_t attn_tensor_bytes(int ndim, const int *shape) {
+    attn_tensor probe;
+    size_t data;
+    if (attn__set_shape(NULL, &probe, ndim, shape, "attn_tensor_bytes")) return 0;
+    data = attn_tensor_numel(&probe) * sizeof(float);
+    /* each allocation starts 64-aligned: at most 63 bytes of padding before the
+       header, and the header and data each rounded up to 64 */
+    return 63 + ((sizeof(attn_tensor) + 63) & ~(size_t)63) + ((ATTN__MAX(data, 1) + 63) & ~(size_t)63);
 }
 
 ATTN_API size_t attn_tensor_numel(const attn_tensor *t) {
