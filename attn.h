@@ -122,8 +122,8 @@ ATTN_API attn_threads attn_threads_openmp(void);
    ========================================================================= */
 typedef enum attn_status {
     ATTN_OK = 0,
-    ATTN_ERR_INVALID_ARGUMENT, /* a NULL, a negative size, a bad flag */
-    ATTN_ERR_SHAPE,            /* shapes or strides that do not fit together */
+    ATTN_ERR_INVALID_ARGUMENT, /* a NULL, a bad flag or index */
+    ATTN_ERR_SHAPE,            /* a bad shape (negative or too big) or shapes that do not fit together */
     ATTN_ERR_OUT_OF_MEMORY,    /* the arena (or the allocator) ran out */
     ATTN_ERR_UNSUPPORTED       /* valid, but this build cannot do it */
 } attn_status;
@@ -248,8 +248,9 @@ ATTN_API void attn_layernorm_rows(const attn_threads *threads, int rows, int col
 /* y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), PyTorch's default GELU. SIMD versions:
    relative error < 5e-7 (tests check it on [-10, 10]). */
 ATTN_API void attn_gelu(size_t n, const float *x, float *y);
-/* y = exp(x). SIMD versions: relative error < 4e-7 for x in [-87.3, 88.3];
-   below -87.34 the result is 0 (no denormals), above 88.37 it is +inf. */
+/* y = exp(x). SIMD versions: relative error < 4e-7 for x in [-87.3, 88.376];
+   below -87.3366 the result is 0 (no denormals), above 88.3763 it is +inf
+   (the true overflow is at 88.7228). */
 ATTN_API void attn_vec_exp(size_t n, const float *x, float *y);
 /* y = a + b, a - b, a * b (elementwise; y may alias a or b). */
 ATTN_API void attn_vec_add(size_t n, const float *a, const float *b, float *y);
@@ -847,9 +848,17 @@ static void attn__layernorm_rows_ref(int rows, int cols, const float *x, int ldx
     }
 }
 
+/* erfc(u) loses 2 u^2 times the rounding error of u = -x/sqrt2, so u's error d
+   is measured (two double operations, cheap even without a double FPU) and
+   corrected to first order: erfc(u + d) = erfc(u) - d 2/sqrt(pi) e^(-u^2). */
 static void attn__gelu_ref(size_t n, const float *x, float *y) {
     size_t i;
-    for (i = 0; i < n; i++) y[i] = 0.5f * x[i] * erfcf(-x[i] * 0.70710678118654752f);
+    for (i = 0; i < n; i++) {
+        double ud = -(double)x[i] * 0.70710678118654752;
+        float u = (float)ud, d = (float)(ud - (double)u);
+        if (d != d) d = 0.0f; /* u is infinite: nothing to correct */
+        y[i] = 0.5f * x[i] * (erfcf(u) - d * 1.12837916709551257f * expf(-u * u));
+    }
 }
 static void attn__exp_ref(size_t n, const float *x, float *y) {
     size_t i;
@@ -1676,6 +1685,8 @@ static attn_status attn__set_shape(attn_context *ctx, attn_tensor *t, int ndim, 
             return attn__fail(ctx, ATTN_ERR_SHAPE, "%s: more than 2^31-1 elements", who);
         numel *= (size_t)shape[d];
     }
+    if (numel > (size_t)-1 / sizeof(float)) /* a 32-bit size_t cannot count the bytes */
+        return attn__fail(ctx, ATTN_ERR_SHAPE, "%s: %zu elements do not fit in this platform's memory", who, numel);
     t->ndim = ndim;
     for (d = ATTN_MAX_DIMS - 1; d >= 0; d--) {
         t->shape[d] = d < ndim ? shape[d] : 1;
@@ -1964,6 +1975,7 @@ static attn_status attn__init_fill(attn_context *ctx, attn_tensor *t, int kind, 
 static attn_status attn__fans(attn_context *ctx, const attn_tensor *t, float *fan_in, float *fan_out, const char *who) {
     float receptive = 1.0f;
     int d;
+    *fan_in = *fan_out = 0.0f;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
     if (!t) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: tensor is NULL", who);
     if (t->ndim < 2) return attn__fail(ctx, ATTN_ERR_SHAPE, "%s: fans need at least 2 dims, got %d", who, t->ndim);
