@@ -183,6 +183,14 @@ TEST(arena_growing_allocator_failure) {
     CHECK(attn_arena_alloc(&arena, 1000, 8) != NULL, "alloc inside the current block needed the allocator");
     CHECK(attn_arena_alloc(&arena, (size_t)2 << 20, 8) == NULL, "a new block from a failing allocator");
     al.fail = 0;
+    /* sizes near SIZE_MAX must not wrap into a small block */
+    {
+        size_t used = attn_arena_used(&arena);
+        CHECK(attn_arena_alloc(&arena, (size_t)-1, 64) == NULL && attn_arena_alloc(&arena, (size_t)-1 - 70, 64) == NULL &&
+              attn_arena_alloc(&arena, (size_t)-1 - 200, 4096) == NULL && attn_arena_alloc(&arena, (size_t)-1 / 2, 8) == NULL,
+              "a request near SIZE_MAX did not return NULL");
+        CHECK(attn_arena_used(&arena) == used, "refused huge requests changed used()");
+    }
     attn_arena_release(&arena);
     CHECK(al.live == 0, "release left %ld blocks", al.live);
 }
