@@ -175,6 +175,37 @@ TEST(tensor_byte_count_does_not_wrap) {
     attn_context_destroy(ctx);
 }
 
+/* The sizing promise: a buffer of attn_context_overhead() plus the sum of
+   attn_tensor_bytes() holds exactly those tensors, whatever the buffer's own
+   alignment - and the bound stays close (within 256 bytes of the data). */
+TEST(tensor_bytes_sizes_a_fixed_buffer) {
+    static const int shapes[5][3] = { { 1, 1, 1 }, { 3, 5, 7 }, { 64, 64, 1 }, { 0, 3, 1 }, { 17, 1, 33 } };
+    static unsigned char buf[64 * 1024 + 64];
+    int bad[2] = { -1, 2 }, offset, k;
+    size_t need = attn_context_overhead();
+    for (k = 0; k < 5; k++) {
+        size_t b = attn_tensor_bytes(3, shapes[k]);
+        size_t data = (size_t)shapes[k][0] * shapes[k][1] * shapes[k][2] * sizeof(float);
+        CHECK(b >= data && b <= data + 256, "attn_tensor_bytes(%d) = %d for %d data bytes", k, (int)b, (int)data);
+        need += b;
+    }
+    CHECK(need <= sizeof buf - 64, "test buffer too small for %d bytes", (int)need);
+    for (offset = 0; offset < 64; offset += 7) { /* every alignment of the caller's buffer */
+        attn_context_desc d;
+        attn_context *ctx;
+        memset(&d, 0, sizeof d);
+        d.memory = buf + offset;
+        d.memory_size = need;
+        ctx = attn_context_create(&d);
+        if (!CHECK(ctx != NULL, "context in %d bytes at offset %d", (int)need, offset)) continue;
+        for (k = 0; k < 5; k++)
+            CHECK(attn_tensor_new(ctx, 3, shapes[k]) != NULL, "tensor %d did not fit at offset %d: %s", k, offset,
+                  attn_error_message(ctx));
+    }
+    CHECK(attn_tensor_bytes(2, bad) == 0, "a negative dim must give 0 bytes");
+    CHECK(attn_tensor_bytes(5, shapes[0]) == 0, "5 dims must give 0 bytes");
+}
+
 TEST(tensor_wrap_and_elem) {
     attn_context *ctx = fresh_ctx(1);
     float data[24];
@@ -693,6 +724,7 @@ TEST_GROUP(tensor) = {
     TEST_ENTRY(tensor_empty_tensors_are_contiguous),
     TEST_ENTRY(tensor_bad_shapes_fail_cleanly),
     TEST_ENTRY(tensor_byte_count_does_not_wrap),
+    TEST_ENTRY(tensor_bytes_sizes_a_fixed_buffer),
     TEST_ENTRY(tensor_wrap_and_elem),
     TEST_ENTRY(tensor_reshape),
     TEST_ENTRY(tensor_transpose_views_share_data),
