@@ -1036,10 +1036,9 @@ ATTN__TARGET static inline float attn__v_hmax(attn__v v) {
     s = _mm_max_ss(s, _mm_shuffle_ps(s, s, 1));
     return _mm_cvtss_f32(s);
 }
-/* 2^n for integer-valued n in [-126, 127] */
-ATTN__TARGET static inline attn__v attn__v_pow2i(attn__v n) {
-    __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
+/* the low 9 bits of t's pattern moved to the top (see attn__v_exp_core) */
+ATTN__TARGET static inline attn__v attn__v_low_bits_to_exponent(attn__v t) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23));
 }
 /* y, but +inf where x > hi */
 ATTN__TARGET static inline attn__v attn__v_inf_above(attn__v x, attn__v y, float hi) {
@@ -1095,9 +1094,8 @@ static inline float attn__v_hmax(attn__v v) {
     float32x2_t s = vmax_f32(vget_low_f32(v), vget_high_f32(v));
     return vget_lane_f32(vpmax_f32(s, s), 0);
 }
-static inline attn__v attn__v_pow2i(attn__v n) {
-    int32x4_t e = vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127));
-    return vreinterpretq_f32_s32(vshlq_n_s32(e, 23));
+static inline attn__v attn__v_low_bits_to_exponent(attn__v t) {
+    return vreinterpretq_f32_u32(vshlq_n_u32(vreinterpretq_u32_f32(t), 23));
 }
 static inline attn__v attn__v_inf_above(attn__v x, attn__v y, float hi) {
     return vbslq_f32(vcgtq_f32(x, vdupq_n_f32(hi)), vdupq_n_f32(INFINITY), y);
@@ -1126,12 +1124,15 @@ ATTN__TARGET static inline void attn__v_store_part(float *p, attn__v v, size_t n
    e^r by a degree-6 polynomial (fitted by tools/fit_exp.py: truncation 3e-9
    relative) and 2^n built in the exponent bits. Max relative error 4e-7 over
    [-87.3, 88.3] (the tests check it). Below -87.34 -> 0, above 88.37 -> +inf.
-   The core wants c already clamped to [ATTN__EXP_LO, ATTN__EXP_HI]. */
+   The core wants c already clamped to [ATTN__EXP_LO, ATTN__EXP_HI].
+   Rounding adds 1.5 * 2^23 + 127: the sum's low mantissa bits then hold n + 127
+   (1..254), so shifting its bit pattern left by 23 is 2^n, with no conversion. */
 #define ATTN__EXP_HI 88.3762626647949f
 #define ATTN__EXP_LO -87.3365478515625f
 ATTN__TARGET static inline attn__v attn__v_exp_core(attn__v c) {
-    attn__v magic = attn__v_set(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
-    attn__v n = attn__v_sub(attn__v_fma(c, attn__v_set(1.44269504088896341f), magic), magic);
+    attn__v magic = attn__v_set(12583039.0f); /* 1.5 * 2^23 + 127 */
+    attn__v t = attn__v_fma(c, attn__v_set(1.44269504088896341f), magic);
+    attn__v n = attn__v_sub(t, magic);
     attn__v r = attn__v_fma(n, attn__v_set(-0.693145751953125f), c);
     attn__v p;
     r = attn__v_fma(n, attn__v_set(-1.428606765330187e-06f), r);
@@ -1142,7 +1143,7 @@ ATTN__TARGET static inline attn__v attn__v_exp_core(attn__v c) {
     p = attn__v_fma(p, r, attn__v_set(4.999999345e-01f));
     p = attn__v_fma(p, r, attn__v_set(1.0f));
     p = attn__v_fma(p, r, attn__v_set(1.0f));
-    return attn__v_mul(p, attn__v_pow2i(n));
+    return attn__v_mul(p, attn__v_low_bits_to_exponent(t));
 }
 ATTN__TARGET static inline attn__v attn__v_exp(attn__v x) {
     attn__v c = attn__v_min(attn__v_set(ATTN__EXP_HI), attn__v_max(attn__v_set(ATTN__EXP_LO), x));
