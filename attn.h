@@ -1193,6 +1193,17 @@ ATTN__TARGET static inline attn__v attn__v_gelu(attn__v x) {
 }
 
 /* ---- 4d. SIMD row and vector kernels ---- */
+/* One elementwise loop for the vector kernels: stmt sees i_ (the offset) and k_
+   (lanes in play, ATTN__W except at the tail). */
+#define ATTN__EACH(n, stmt)                                                              \
+    do {                                                                                 \
+        size_t i_ = 0;                                                                   \
+        for (; i_ + ATTN__W <= (n); i_ += ATTN__W) { const size_t k_ = ATTN__W; stmt; }  \
+        if (i_ < (n)) { const size_t k_ = (n) - i_; stmt; }                              \
+    } while (0)
+#define ATTN__LD(p) (k_ == ATTN__W ? attn__v_load((p) + i_) : attn__v_load_part((p) + i_, k_, 0.0f))
+#define ATTN__ST(p, v) (k_ == ATTN__W ? attn__v_store((p) + i_, v) : attn__v_store_part((p) + i_, v, k_))
+
 ATTN__TARGET static float attn__row_max(int n, const float *x) {
     attn__v m0 = attn__v_set(-INFINITY), m1 = m0;
     int j = 0;
@@ -1292,28 +1303,16 @@ ATTN__TARGET static void attn__layernorm_rows_simd(int rows, int cols, const flo
         var = attn__v_hsum(attn__v_add(s0, s1)) / (float)cols;
         rs = 1.0f / sqrtf(var + eps);
         vrs = attn__v_set(rs);
-        for (j = 0; j < cols; j += ATTN__W) {
-            size_t k = (size_t)ATTN__MIN(ATTN__W, cols - j);
-            attn__v v = attn__v_mul(attn__v_sub(attn__v_load_part(xr + j, k, 0.0f), vmu), vrs);
-            attn__v g = gamma ? attn__v_load_part(gamma + j, k, 0.0f) : attn__v_set(1.0f);
-            attn__v b = beta ? attn__v_load_part(beta + j, k, 0.0f) : attn__v_set(0.0f);
-            attn__v_store_part(yr + j, attn__v_fma(v, g, b), k);
-        }
+        ATTN__EACH((size_t)cols, {
+            attn__v v = attn__v_mul(attn__v_sub(ATTN__LD(xr), vmu), vrs);
+            attn__v g = gamma ? ATTN__LD(gamma) : attn__v_set(1.0f);
+            attn__v b = beta ? ATTN__LD(beta) : attn__v_set(0.0f);
+            ATTN__ST(yr, attn__v_fma(v, g, b));
+        });
         if (mean) mean[r] = mu;
         if (rstd) rstd[r] = rs;
     }
 }
-
-/* One elementwise loop for the vector kernels: stmt sees i_ (the offset) and k_
-   (lanes in play, ATTN__W except at the tail). */
-#define ATTN__EACH(n, stmt)                                                              \
-    do {                                                                                 \
-        size_t i_ = 0;                                                                   \
-        for (; i_ + ATTN__W <= (n); i_ += ATTN__W) { const size_t k_ = ATTN__W; stmt; }  \
-        if (i_ < (n)) { const size_t k_ = (n) - i_; stmt; }                              \
-    } while (0)
-#define ATTN__LD(p) (k_ == ATTN__W ? attn__v_load((p) + i_) : attn__v_load_part((p) + i_, k_, 0.0f))
-#define ATTN__ST(p, v) (k_ == ATTN__W ? attn__v_store((p) + i_, v) : attn__v_store_part((p) + i_, v, k_))
 
 ATTN__TARGET static void attn__gelu_simd(size_t n, const float *x, float *y) {
     ATTN__EACH(n, ATTN__ST(y, attn__v_gelu(ATTN__LD(x))));
