@@ -8,6 +8,24 @@
 #     FAIL <name>  (time)  reason, then the tail of its log
 #     skip <name>  (why)   an optional toolchain is missing
 # Logs and build products live in build/check-all/<name>.log and build/check-all/<name>/.
+#
+# Configurations (required unless marked optional):
+#   stb-{gcc,clang}        C99 -Werror: one implementation TU + two declaration-only includers, linked
+#   static-{gcc,clang}     ATTN_STATIC: two private implementations in one program, nothing exported
+#   no-stdio-{gcc,clang}   ATTN_NO_STDIO builds, runs, and the preprocessed implementation has no stdio.h
+#   alloc-hooks            ATTN_MALLOC/REALLOC/FREE hooks balanced; ATTN_NO_MALLOC references no allocator
+#   openmp-gcc             ATTN_OPENMP: real threads, sgemm_mt bit-identical to sgemm
+#   cxx-{g++,clang++}      the header as C++11 -pedantic -Werror, C/C++ mixed links both ways
+#   tests-gcc, tests-clang default build (run-time AVX2 dispatch); tests-gcc-mavx2 (-mavx2 -mfma)
+#   tests-no-simd          ATTN_NO_SIMD
+#   tests-{,clang-}asan-ubsan  -fsanitize=address,undefined -fno-sanitize-recover=all
+#   aarch64-qemu, armhf-neon-qemu, armhf-neon-vfpv4-qemu   tests under qemu-user (ATTN_TEST_QUICK=1)
+#   {aarch64,armhf}-asan-ubsan-qemu   the same with gcc's sanitizers (no leak check under qemu)
+#   armhf-vfp-qemu, aarch64-clang-qemu, armhf-clang-qemu   smoke program only
+#   optional: tcc (reference kernels, tests), cortex-m (M4/M0 compile + size),
+#             mingw (tests compiled; run under wine when present, prefix in build/wine),
+#             msvc-target (clang --target=*-windows-msvc -ffreestanding, libc stubbed)
+# Each build also checks which kernel set the binary picked (avx2 / neon / none).
 # Exit status: nonzero when a required configuration failed (optional ones only
 # report, unless CHECK_ALL_STRICT=1).
 #
@@ -565,9 +583,9 @@ cfg_tests_clang_asan_ubsan() { sanitized clang; }
 # 6-7. ARM under qemu-user, quick sizes.
 cross() { # cc sysroot qemu flags expect-fma(0/1/-) expect-simd run-tests(1/0)
     local cc=$1 sysroot=$2 qemu=$3 fl=$4 fma=$5 simd=$6 run_tests=$7
-    have "${cc%% *}" || { fail "${cc%% *} not found (Debian: gcc-aarch64-linux-gnu / gcc-arm-linux-gnueabihf)"; return 1; }
-    have "$qemu" || { fail "$qemu not found (Debian: qemu-user)"; return 1; }
-    [ -d "$sysroot" ] || { fail "$sysroot missing (Debian: libc6-dev-*-cross)"; return 1; }
+    have "${cc%% *}" || { fail "${cc%% *} not found; Debian: gcc-aarch64-linux-gnu / gcc-arm-linux-gnueabihf"; return 1; }
+    have "$qemu" || { fail "$qemu not found; Debian: qemu-user"; return 1; }
+    [ -d "$sysroot" ] || { fail "$sysroot missing; Debian: libc6-dev-*-cross"; return 1; }
     if [ "$fma" != - ]; then
         # shellcheck disable=SC2086
         local has
@@ -622,7 +640,7 @@ cfg_armhf_clang() {
 
 # 8. Optional toolchains.
 cfg_tcc() {
-    have tcc || { skip "tcc not installed (Debian: tcc)"; return 3; }
+    have tcc || { skip "tcc not installed; Debian: tcc"; return 3; }
     local f
     for f in impl use use2; do
         step "compile $f.c" tcc -std=c99 -Wall -Werror $INC -c "$SRC/$f.c" -o "$W/$f.o" || return 1
@@ -633,9 +651,10 @@ cfg_tcc() {
     sed -n 's/^simd //p' "$W/smoke.out" > "$W/simd"
     expect_simd none || return 1
     note "reference kernels (no immintrin.h)"
+    tests tcc "" "-lm -lpthread"
 }
 cfg_cortex_m() {
-    have arm-none-eabi-gcc || { skip "arm-none-eabi-gcc not installed (Debian: gcc-arm-none-eabi libnewlib-arm-none-eabi)"; return 3; }
+    have arm-none-eabi-gcc || { skip "arm-none-eabi-gcc not installed; Debian: gcc-arm-none-eabi libnewlib-arm-none-eabi"; return 3; }
     local m4="-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -Os -ffunction-sections -fdata-sections"
     local m0="-mcpu=cortex-m0 -mthumb -mfloat-abi=soft -Os -ffunction-sections -fdata-sections"
     # shellcheck disable=SC2086
@@ -660,7 +679,7 @@ cfg_cortex_m() {
     fi
 }
 cfg_mingw() {
-    have x86_64-w64-mingw32-gcc || { skip "x86_64-w64-mingw32-gcc not installed (Debian: gcc-mingw-w64-x86-64)"; return 3; }
+    have x86_64-w64-mingw32-gcc || { skip "x86_64-w64-mingw32-gcc not installed; Debian: gcc-mingw-w64-x86-64"; return 3; }
     local cc=x86_64-w64-mingw32-gcc f
     for f in impl use use2; do
         # shellcheck disable=SC2086
