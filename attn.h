@@ -434,8 +434,17 @@ ATTN_API attn_status attn_init_kaiming_normal(attn_context *ctx, attn_tensor *t,
 
 #if defined(ATTN__X86)
 #  include <immintrin.h>
-#  if defined(_MSC_VER) && !defined(__clang__)
+#  if defined(_MSC_VER)
 #    include <intrin.h>
+#  endif
+#  if defined(_MSC_VER) && defined(__clang__)
+     /* clang's <immintrin.h> hides AVX/AVX2/FMA on MSVC targets unless the whole
+        file is built for them; the target attribute below needs them declared */
+#    include <avxintrin.h>
+#    include <avx2intrin.h>
+#    include <fmaintrin.h>
+#  endif
+#  if defined(_MSC_VER) && !defined(__clang__)
 #    define ATTN__TARGET
 #  else
 #    define ATTN__TARGET __attribute__((target("avx2,fma")))
@@ -450,9 +459,13 @@ ATTN_API attn_status attn_init_kaiming_normal(attn_context *ctx, attn_tensor *t,
 
 #if defined(ATTN__X86)
 /* Asked on every call: gcc and clang read a table that libgcc / compiler-rt fill
-   once at start-up, so there is no state of ours to keep. */
+   once at start-up, so there is no state of ours to keep. MSVC-style compilers
+   (clang-cl may lack compiler-rt's table) ask cpuid itself. */
+#  if defined(_MSC_VER) && defined(__clang__)
+__attribute__((target("xsave")))
+#  endif
 static int attn__cpu_has_avx2_fma(void) {
-#  if defined(_MSC_VER) && !defined(__clang__)
+#  if defined(_MSC_VER)
     int r[4];
     __cpuid(r, 1);
     if (!((r[2] >> 12) & 1) || !((r[2] >> 27) & 1) || !((r[2] >> 28) & 1)) return 0;
@@ -848,16 +861,45 @@ static void attn__layernorm_rows_ref(int rows, int cols, const float *x, int ldx
     }
 }
 
-/* erfc(u) loses 2 u^2 times the rounding error of u = -x/sqrt2, so u's error d
-   is measured (two double operations, cheap even without a double FPU) and
-   corrected to first order: erfc(u + d) = erfc(u) - d 2/sqrt(pi) e^(-u^2). */
+/* GELU(x) = x Phi(x), Phi(x) = erfc(-x/sqrt2)/2. For u = |x|/sqrt2,
+   erfc(u) = exp(-u^2) g(u) with g smooth; g(u) ~ t poly(t), t = 1/(1+u/2), with
+   these coefficients fitted by tools/fit_erfc.py (relative error 1.7e-8 in
+   double). The SIMD versions compute the same formula. It needs only expf from
+   libm (some libms' erfcf lose 2e-6 in the tail) and keeps the relative
+   accuracy for negative x, where 1 + erf(x) would cancel. */
+static const float attn__erfc_coef[11] = {
+    3.940237717e-02f, -2.109200988e-01f, 4.287909263e-01f, -3.541067521e-01f,
+    3.349540755e-02f, 4.070932375e-03f, 6.662618995e-02f, 1.827181487e-01f,
+    2.456182185e-01f, 2.822147740e-01f, 2.820898930e-01f };
+
+/* x with the low 12 mantissa bits cleared: its square is exact in float */
+static float attn__high_half(float x) {
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    bits &= 0xFFFFF000u;
+    memcpy(&x, &bits, sizeof bits);
+    return x;
+}
+
 static void attn__gelu_ref(size_t n, const float *x, float *y) {
     size_t i;
+    int k;
     for (i = 0; i < n; i++) {
-        double ud = -(double)x[i] * 0.70710678118654752;
-        float u = (float)ud, d = (float)(ud - (double)u);
-        if (d != d) d = 0.0f; /* u is infinite: nothing to correct */
-        y[i] = 0.5f * x[i] * (erfcf(u) - d * 1.12837916709551257f * expf(-u * u));
+        float xi = x[i], u, t, p, xh, xl, b, exp_b, half;
+        /* beyond |x| = 14, Phi is exactly 1 or 0 in float (-inf gives NaN, as in
+           PyTorch); NaN takes the main path and stays NaN */
+        if (xi > 14.0f) { y[i] = xi; continue; }
+        if (xi < -14.0f) { y[i] = xi * 0.0f; continue; }
+        u = fabsf(xi) * 0.70710678118654752f;
+        t = 1.0f / (1.0f + 0.5f * u);
+        xh = attn__high_half(xi);
+        xl = xi - xh;
+        b = -0.5f * (2.0f * xh + xl) * xl; /* x^2/2 = xh^2/2 - b, xh^2 exact */
+        exp_b = 1.0f + b * (1.0f + b * (0.5f + b * (1.0f / 6.0f + b * (1.0f / 24.0f))));
+        p = attn__erfc_coef[0];
+        for (k = 1; k < 11; k++) p = p * t + attn__erfc_coef[k];
+        half = 0.5f * expf(-0.5f * (xh * xh)) * exp_b * t * p;
+        y[i] = xi * (xi >= 0.0f ? 1.0f - half : half);
     }
 }
 static void attn__exp_ref(size_t n, const float *x, float *y) {
@@ -1154,16 +1196,9 @@ ATTN__TARGET static inline attn__v attn__v_exp_nonpos(attn__v x) {
     return attn__v_zero_below(x, attn__v_exp_core(attn__v_max(attn__v_set(ATTN__EXP_LO), x)), ATTN__EXP_LO);
 }
 
-/* GELU(x) = x * Phi(x), Phi(x) = erfc(-x/sqrt2)/2. For u = |x|/sqrt2,
-   erfc(u) = exp(-u^2) g(u) with g smooth; g(u) ~ t poly(t), t = 1/(1+u/2),
-   fitted by tools/fit_erfc.py (relative error 1.7e-8 in double). x^2 is split
-   into hi + lo so exp(-x^2/2) stays accurate for large |x|. The erfc form keeps
-   the relative accuracy for negative x, where 1 + erf(x) would cancel. */
+/* GELU by the formula of attn__gelu_ref (see there). */
 ATTN__TARGET static inline attn__v attn__v_gelu(attn__v x) {
-    static const float g[11] = {
-        3.940237717e-02f, -2.109200988e-01f, 4.287909263e-01f, -3.541067521e-01f,
-        3.349540755e-02f, 4.070932375e-03f, 6.662618995e-02f, 1.827181487e-01f,
-        2.456182185e-01f, 2.822147740e-01f, 2.820898930e-01f };
+    const float *g = attn__erfc_coef;
     /* Phi is exactly 0 or 1 in float beyond |x| = 14: clamping keeps the
        arithmetic finite, so GELU(+inf) = inf and GELU(-inf) = NaN as in PyTorch
        (NaN stays NaN: x is the operand that max/min pass through). */
