@@ -1558,6 +1558,15 @@ static const attn_kernels *attn__kernels(void) {
 
 ATTN_API attn_simd attn_simd_active(void) { return attn__kernels()->simd; }
 
+/* Rows of C one micro-kernel call makes with kernel set k. */
+static int attn__gemm_tile_rows(const attn_kernels *k) {
+#if defined(ATTN__MICROKERNEL)
+    if (k == &attn__kernels_simd) return ATTN__MR;
+#endif
+    (void)k;
+    return 8;
+}
+
 static int attn__sgemm_args_ok(int transA, int transB, int M, int N, int K, const float *A, int lda,
                                const float *B, int ldb, const float *C, int ldc) {
     int a_width = transA ? M : K, b_width = transB ? K : N;
@@ -1609,20 +1618,22 @@ ATTN_API attn_status attn_sgemm_mt(const attn_threads *threads, int transA, int 
     double flops = 2.0 * M * N * K;
     if (!attn__sgemm_args_ok(transA, transB, M, N, K, A, lda, B, ldb, C, ldc)) return ATTN_ERR_INVALID_ARGUMENT;
     j.k = attn__kernels();
-    if (nt <= 1 || flops < 4e6) { /* below ~40 us of work the hand-off costs more than it saves */
+    if (nt <= 1 || flops < 1e6) { /* below ~10 us of work a hand-off costs more than it saves */
         j.k->sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return ATTN_OK;
     }
     j.transA = transA; j.transB = transB; j.M = M; j.N = N; j.K = K;
     j.lda = lda; j.ldb = ldb; j.ldc = ldc; j.alpha = alpha; j.beta = beta;
     j.A = A; j.B = B; j.C = C;
-    /* Bands of whole micro-tiles (48 rows, 64 columns: multiples of every MR/NR). */
+    /* One band per thread, cut at whole micro-tiles so no band ends in a ragged
+       tile (any cut gives the same bits; this one gives the least waste). */
     j.by_rows = M >= N;
     if (j.by_rows) {
-        j.band = ((M + nt - 1) / nt + 47) / 48 * 48;
+        int mr = attn__gemm_tile_rows(j.k);
+        j.band = ((M + nt - 1) / nt + mr - 1) / mr * mr;
         tasks = (M + j.band - 1) / j.band;
     } else {
-        j.band = ((N + nt - 1) / nt + 63) / 64 * 64;
+        j.band = ((N + nt - 1) / nt + 15) / 16 * 16;
         tasks = (N + j.band - 1) / j.band;
     }
     attn__parallel(threads, tasks, attn__gemm_task, &j);
