@@ -864,4 +864,7 @@ done
 total=$(awk -v m="$(($(now_ms) - T_START))" 'BEGIN { printf "%.0f", m / 1000 }')
 echo "----"
 echo "check-all: $n_ok ok, $n_fail failed, $n_optfail optional failed, $n_skip skipped in ${total}s${failed:+; failed:$failed}"
+# The same closing line as the test runner (here counting configurations), so
+# that a CI log ending with check-all still ends with 'N passed, N failed'.
+echo "$n_ok passed, $((n_fail + n_optfail)) failed"
 [ "$n_fail" -eq 0 ]
