@@ -950,11 +950,12 @@ static const attn_kernels attn__kernels_ref = {
 };
 
 /* ---- 4b. The packed GEMM driver (BLIS-style loops), shared by every SIMD set.
-   jc (NC columns) -> pc (KC depth) -> pack B -> ic (MC rows) -> pack A ->
-   jr (NR) -> ir (MR) -> micro-kernel. Panels are zero-padded, so the
-   micro-kernel always runs a full MR x NR tile and each C element gets exactly
-   the same sequence of operations wherever its tile falls: that is what makes
-   threaded results bit-identical for any split. ---- */
+   jc (NC columns) -> pc (KC depth) -> pack B -> ic (MC rows) -> pack A (only
+   when transposed: row-major A is read in place) -> jr (NR) -> ir (MR) ->
+   micro-kernel. Panels are zero-padded (and rows of A past the edge repeat a
+   valid row), so the micro-kernel always runs a full MR x NR tile and each C
+   element gets exactly the same sequence of operations wherever its tile
+   falls: that is what makes threaded results bit-identical for any split. ---- */
 #if defined(ATTN__X86) || defined(ATTN__NEON)
 
 /* C[m x n] = alpha * (A panel)(B panel) + beta * C, beta == 0 never reads C.
