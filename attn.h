@@ -50,7 +50,9 @@
    3. Memory: arenas         bump allocation over a buffer or growing blocks
    4. Kernels                sgemm, softmax, log-softmax, layernorm, GELU, exp, vectors
    5. Tensors                f32, up to 4 dims, strided views, seeded RNG and init
-   (Autodiff, layers, training, files and backends come in later sections.)
+   6. Autodiff               the tape, ops with backward, parameters
+   8. Training               losses, optimizers, clipping, LR schedules
+   (7. Layers, 9. Files and 10. Backends come in later issues.)
 
    CONVENTIONS
    -----------
@@ -247,7 +249,7 @@ ATTN_API void attn_layernorm_rows(const attn_threads *threads, int rows, int col
                                   float *mean, float *rstd);
 /* y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), PyTorch's default GELU. SIMD versions:
    relative error < 5e-7 (tests check it on [-10, 10]). */
-ATTN_API void attn_gelu(size_t n, const float *x, float *y);
+ATTN_API void attn_vec_gelu(size_t n, const float *x, float *y);
 /* y = exp(x). SIMD versions: relative error < 4e-7 for x in [-87.3, 88.376];
    below -87.3366 the result is 0 (no denormals), above 88.3763 it is +inf
    (the true overflow is at 88.7228). */
@@ -308,6 +310,10 @@ typedef struct attn_tensor {
     int shape[ATTN_MAX_DIMS];     /* unused dims are 1 */
     int stride[ATTN_MAX_DIMS];    /* in elements; unused dims are 0 */
     attn_dtype dtype;
+    /* autodiff (section 6): */
+    float *grad;                  /* d loss / d this, contiguous row-major; NULL until needed */
+    int requires_grad;            /* parameters, and results of ops on them while grad is on */
+    struct attn_node *node;       /* the op that made it (NULL for leaves) */
 } attn_tensor;
 
 /* A zero-filled contiguous tensor. NULL (and an error on ctx) on bad shape or no room. */
@@ -362,6 +368,163 @@ ATTN_API attn_status attn_init_xavier_normal(attn_context *ctx, attn_tensor *t, 
 /* Kaiming with leaky_relu slope a and fan_in mode; a = sqrt(5) is nn.Linear's default. */
 ATTN_API attn_status attn_init_kaiming_uniform(attn_context *ctx, attn_tensor *t, float a);
 ATTN_API attn_status attn_init_kaiming_normal(attn_context *ctx, attn_tensor *t, float a);
+
+/* ============================================================================
+   6. Autodiff (declarations)
+   Define-by-run: every op below computes at once and, when grad is on and an
+   input requires grad, records a node on the context's tape (in its arena).
+   attn_backward walks the tape in reverse and accumulates into ->grad.
+   Grads are contiguous row-major buffers of the tensor's shape. Parameter
+   grads live as long as the parameter; other grads are made in the arena by
+   the backward pass and go away with the next attn_context_reset.
+   ========================================================================= */
+typedef struct attn_node attn_node;
+
+/* Turn recording on or off (on by default); returns the previous setting.
+   Off: ops record nothing and allocate no more than their results. */
+ATTN_API int attn_grad_enable(attn_context *ctx, int on);
+/* Where the arena and the tape are now, and going back there in O(1): drops
+   every tensor, node and activation grad made since (parameters made before
+   stay). Use these rather than the raw arena calls once ops are recorded. */
+typedef struct attn_mark { attn_arena_mark arena; attn_node *tape; } attn_mark;
+ATTN_API attn_mark attn_context_mark(const attn_context *ctx);
+ATTN_API void attn_context_reset(attn_context *ctx, attn_mark mark);
+/* Backpropagate from a scalar (one-element) loss: adds d loss / d t into the
+   grad of every tensor t that requires grad. Frees the graph: a second backward
+   through it is an error (use attn_backward_ex with retain). */
+ATTN_API attn_status attn_backward(attn_context *ctx, attn_tensor *loss);
+/* seed: d ? / d out (numel floats, row-major), required when out is not a
+   scalar; retain != 0 keeps the graph for another backward. */
+ATTN_API attn_status attn_backward_ex(attn_context *ctx, attn_tensor *out, const float *seed, int retain);
+/* A view of t that shares its data but is cut from the graph. */
+ATTN_API attn_tensor *attn_detach(attn_context *ctx, const attn_tensor *t);
+
+/* Named parameters (their names are what files save and load). */
+typedef struct attn_param {
+    const char *name;
+    attn_tensor *tensor;          /* requires_grad = 1, grad allocated and zeroed */
+    struct attn_param *next;      /* in registration order */
+} attn_param;
+/* Register t as a parameter named name (copied; unique per context). */
+ATTN_API attn_status attn_param_add(attn_context *ctx, const char *name, attn_tensor *t);
+/* A new zero-filled tensor registered as a parameter; NULL and an error on failure. */
+ATTN_API attn_tensor *attn_param_new(attn_context *ctx, const char *name, int ndim, const int *shape);
+/* The first parameter (follow ->next), or NULL. */
+ATTN_API attn_param *attn_params(attn_context *ctx);
+/* The parameter with this name, or NULL. */
+ATTN_API attn_param *attn_param_find(attn_context *ctx, const char *name);
+/* Set every parameter's grad to zero. */
+ATTN_API void attn_params_zero_grad(attn_context *ctx);
+
+/* Ops. Each returns a new tensor (NULL and an error on ctx on failure). Inputs
+   may be strided views; outputs are contiguous. Binary ops broadcast as NumPy
+   and PyTorch do (shapes aligned on the right, a dim of 1 stretches). */
+ATTN_API attn_tensor *attn_add(attn_context *ctx, attn_tensor *a, attn_tensor *b);
+ATTN_API attn_tensor *attn_sub(attn_context *ctx, attn_tensor *a, attn_tensor *b);
+ATTN_API attn_tensor *attn_mul(attn_context *ctx, attn_tensor *a, attn_tensor *b);
+/* s * x */
+ATTN_API attn_tensor *attn_scale(attn_context *ctx, attn_tensor *x, float s);
+/* Sum or mean of all elements: a scalar (ndim 0). */
+ATTN_API attn_tensor *attn_sum(attn_context *ctx, attn_tensor *x);
+ATTN_API attn_tensor *attn_mean(attn_context *ctx, attn_tensor *x);
+/* a (..., M, K) @ b (..., K, N); b may also be 2-D and shared by every batch. */
+ATTN_API attn_tensor *attn_matmul(attn_context *ctx, attn_tensor *a, attn_tensor *b);
+/* x (..., in) @ w^T + bias: w is (out, in) as in nn.Linear; bias (out) or NULL. */
+ATTN_API attn_tensor *attn_linear(attn_context *ctx, attn_tensor *x, attn_tensor *w, attn_tensor *bias);
+/* Views, recorded (the attn_tensor_* versions are the same views, unrecorded). */
+ATTN_API attn_tensor *attn_reshape(attn_context *ctx, attn_tensor *x, int ndim, const int *shape);
+ATTN_API attn_tensor *attn_transpose(attn_context *ctx, attn_tensor *x, int d0, int d1);
+ATTN_API attn_tensor *attn_slice(attn_context *ctx, attn_tensor *x, int dim, int start, int end);
+/* A contiguous copy (recorded). */
+ATTN_API attn_tensor *attn_contiguous(attn_context *ctx, attn_tensor *x);
+/* xs[0..n-1] joined along dim (all other dims equal). */
+ATTN_API attn_tensor *attn_concat(attn_context *ctx, attn_tensor *const *xs, int n, int dim);
+/* Rows of weight (V, D) picked by indices (ndim dims, shape[]): (shape..., D).
+   An index outside [0, V) is an error. */
+ATTN_API attn_tensor *attn_embedding(attn_context *ctx, attn_tensor *weight, const int32_t *indices,
+                                     int ndim, const int *shape);
+/* Along the last dim. */
+ATTN_API attn_tensor *attn_softmax(attn_context *ctx, attn_tensor *x);
+ATTN_API attn_tensor *attn_log_softmax(attn_context *ctx, attn_tensor *x);
+/* LayerNorm / RMSNorm over the last dim; weight and bias (last dim) may be NULL. */
+ATTN_API attn_tensor *attn_layernorm(attn_context *ctx, attn_tensor *x, attn_tensor *weight,
+                                     attn_tensor *bias, float eps);
+ATTN_API attn_tensor *attn_rmsnorm(attn_context *ctx, attn_tensor *x, attn_tensor *weight, float eps);
+ATTN_API attn_tensor *attn_gelu(attn_context *ctx, attn_tensor *x);
+ATTN_API attn_tensor *attn_relu(attn_context *ctx, attn_tensor *x);
+ATTN_API attn_tensor *attn_tanh(attn_context *ctx, attn_tensor *x);
+/* Zero each element with probability p and scale the rest by 1/(1-p), when
+   training != 0 (else x itself). The mask comes from a counter-based generator
+   seeded from the context's RNG, so it does not depend on the thread count. */
+ATTN_API attn_tensor *attn_dropout(attn_context *ctx, attn_tensor *x, float p, int training);
+
+/* ============================================================================
+   8. Training (declarations): losses, optimizers, clipping, schedules
+   (7. Layers comes with the attention issue.)
+   ========================================================================= */
+/* Mean cross-entropy of logits (N, C) against class indices targets (N), as
+   torch.nn.functional.cross_entropy: rows whose target is ignore_index count
+   for nothing (the mean is over the others; all ignored gives NaN, as in
+   PyTorch); label_smoothing in [0, 1]. A target outside [0, C) that is not
+   ignore_index is an error. Returns a scalar. */
+ATTN_API attn_tensor *attn_cross_entropy(attn_context *ctx, attn_tensor *logits, const int32_t *targets,
+                                         int ignore_index, float label_smoothing);
+/* mean((a - b)^2), a scalar. Shapes must be equal. */
+ATTN_API attn_tensor *attn_mse(attn_context *ctx, attn_tensor *a, attn_tensor *b);
+
+typedef enum attn_optim_kind {
+    ATTN_OPTIM_SGD = 0, ATTN_OPTIM_ADAM, ATTN_OPTIM_ADAMW, ATTN_OPTIM_ADAGRAD
+} attn_optim_kind;
+
+/* torch.optim's semantics, field for field. Zero means PyTorch's default for
+   betas, eps and initial_accumulator_value; weight_decay is taken as given
+   (0 = none; note PyTorch's AdamW defaults to 0.01). */
+typedef struct attn_optim_desc {
+    attn_optim_kind kind;
+    float lr;
+    float weight_decay;   /* SGD, Adam, Adagrad: L2 added to the grad; AdamW: decoupled */
+    float momentum;       /* SGD */
+    float dampening;      /* SGD */
+    int nesterov;         /* SGD */
+    float beta1, beta2;   /* Adam, AdamW (0: 0.9, 0.999) */
+    float eps;            /* Adam, AdamW (0: 1e-8), Adagrad (0: 1e-10) */
+    float lr_decay;       /* Adagrad */
+    float initial_accumulator_value; /* Adagrad */
+} attn_optim_desc;
+
+typedef struct attn_optim attn_optim;
+/* An optimizer over every parameter registered so far; its state lives in the
+   arena (make it before the first attn_context_mark of the training loop). */
+ATTN_API attn_optim *attn_optim_create(attn_context *ctx, const attn_optim_desc *desc);
+/* One update of every parameter from its grad. */
+ATTN_API attn_status attn_optim_step(attn_optim *opt);
+/* The learning rate for the next steps (e.g. from attn_lr_at). */
+ATTN_API void attn_optim_set_lr(attn_optim *opt, float lr);
+ATTN_API float attn_optim_get_lr(const attn_optim *opt);
+/* Steps taken so far. */
+ATTN_API int attn_optim_steps(const attn_optim *opt);
+/* Scale all parameter grads so their global L2 norm is at most max_norm, as
+   torch.nn.utils.clip_grad_norm_ (coefficient max_norm / (norm + 1e-6), only
+   when below 1). Returns the norm before clipping. */
+ATTN_API float attn_clip_grad_norm(attn_context *ctx, float max_norm);
+
+typedef enum attn_lr_kind {
+    ATTN_LR_CONSTANT = 0,
+    ATTN_LR_WARMUP_COSINE, /* linear warmup over warmup_steps, then cosine down to min_lr at total_steps */
+    ATTN_LR_STEP           /* lr * gamma^(step / step_size), as torch.optim.lr_scheduler.StepLR */
+} attn_lr_kind;
+typedef struct attn_lr_desc {
+    attn_lr_kind kind;
+    float lr;             /* the base (peak) rate */
+    int warmup_steps, total_steps;
+    float min_lr;
+    int step_size;
+    float gamma;
+} attn_lr_desc;
+/* The learning rate at step (0-based). Warmup: lr * (step + 1) / warmup_steps;
+   cosine: min_lr + (lr - min_lr) (1 + cos(pi t)) / 2 with t the fraction of the
+   post-warmup steps done (held at min_lr after total_steps). */
+ATTN_API float attn_lr_at(const attn_lr_desc *desc, int step);
 
 #ifdef __cplusplus
 }
@@ -1699,7 +1862,7 @@ ATTN_API void attn_layernorm_rows(const attn_threads *threads, int rows, int col
     attn__rows_run(threads, &j);
 }
 
-ATTN_API void attn_gelu(size_t n, const float *x, float *y) { if (x && y) attn__kernels()->gelu(n, x, y); }
+ATTN_API void attn_vec_gelu(size_t n, const float *x, float *y) { if (x && y) attn__kernels()->gelu(n, x, y); }
 ATTN_API void attn_vec_exp(size_t n, const float *x, float *y) { if (x && y) attn__kernels()->exp(n, x, y); }
 ATTN_API void attn_vec_add(size_t n, const float *a, const float *b, float *y) { if (a && b && y) attn__kernels()->add(n, a, b, y); }
 ATTN_API void attn_vec_sub(size_t n, const float *a, const float *b, float *y) { if (a && b && y) attn__kernels()->sub(n, a, b, y); }

@@ -469,11 +469,11 @@ TEST(kernels_gelu_accuracy_dense_grid) {
         CHECK(worst <= 1.0, "gelu SIMD vs reference at x=%.9g: %.9g vs %.9g", x[wi], y2[wi], y[wi]);
     }
     /* public entry point = active set, and y == x works */
-    attn_gelu(n, x, y);
-    CHECK(memcmp(y, y2, n * sizeof(float)) == 0, "attn_gelu differs from the active kernel set");
+    attn_vec_gelu(n, x, y);
+    CHECK(memcmp(y, y2, n * sizeof(float)) == 0, "attn_vec_gelu differs from the active kernel set");
     memcpy(y, x, n * sizeof(float));
-    attn_gelu(n, y, y);
-    CHECK(memcmp(y, y2, n * sizeof(float)) == 0, "attn_gelu in place (y == x) differs from out of place");
+    attn_vec_gelu(n, y, y);
+    CHECK(memcmp(y, y2, n * sizeof(float)) == 0, "attn_vec_gelu in place (y == x) differs from out of place");
 done:
     free(x); free(y); free(y2);
 }

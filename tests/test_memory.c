@@ -313,7 +313,7 @@ TEST(nomalloc_caller_memory_never_calls_the_allocator) {
             attn_softmax_rows(attn_context_threads(ctx), N, N, x, N, z, N);
             attn_log_softmax_rows(NULL, N, N, x, N, z, N);
             attn_layernorm_rows(NULL, N, N, x, N, y, y, 1e-5f, z, N, stats, stats + N);
-            attn_gelu(N * N, x, z);
+            attn_vec_gelu(N * N, x, z);
             attn_vec_exp(N * N, x, z);
             attn_vec_add(N, x, y, z);
             attn_vec_axpy(N, 0.5f, x, z);
