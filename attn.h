@@ -281,6 +281,8 @@ typedef struct attn_kernels {
                            const float *beta, float eps, float *y, int ldy, float *mean,
                            float *rstd);
     void (*gelu)(size_t n, const float *x, float *y);
+    /* dx += dy * GELU'(x) */
+    void (*gelu_backward)(size_t n, const float *x, const float *dy, float *dx);
     void (*exp)(size_t n, const float *x, float *y);
     void (*add)(size_t n, const float *a, const float *b, float *y);
     void (*sub)(size_t n, const float *a, const float *b, float *y);
@@ -379,14 +381,16 @@ ATTN_API attn_status attn_init_kaiming_normal(attn_context *ctx, attn_tensor *t,
    the backward pass and go away with the next attn_context_reset.
    ========================================================================= */
 typedef struct attn_node attn_node;
+typedef struct attn_param attn_param;
 
 /* Turn recording on or off (on by default); returns the previous setting.
    Off: ops record nothing and allocate no more than their results. */
 ATTN_API int attn_grad_enable(attn_context *ctx, int on);
 /* Where the arena and the tape are now, and going back there in O(1): drops
-   every tensor, node and activation grad made since (parameters made before
-   stay). Use these rather than the raw arena calls once ops are recorded. */
-typedef struct attn_mark { attn_arena_mark arena; attn_node *tape; } attn_mark;
+   every tensor, node and activation grad made since (parameters and optimizers
+   made before stay; those registered after are dropped). Use these rather than
+   the raw arena calls once ops are recorded. */
+typedef struct attn_mark { attn_arena_mark arena; attn_node *tape; attn_param *params_last; } attn_mark;
 ATTN_API attn_mark attn_context_mark(const attn_context *ctx);
 ATTN_API void attn_context_reset(attn_context *ctx, attn_mark mark);
 /* Backpropagate from a scalar (one-element) loss: adds d loss / d t into the
@@ -400,11 +404,11 @@ ATTN_API attn_status attn_backward_ex(attn_context *ctx, attn_tensor *out, const
 ATTN_API attn_tensor *attn_detach(attn_context *ctx, const attn_tensor *t);
 
 /* Named parameters (their names are what files save and load). */
-typedef struct attn_param {
+struct attn_param {
     const char *name;
     attn_tensor *tensor;          /* requires_grad = 1, grad allocated and zeroed */
-    struct attn_param *next;      /* in registration order */
-} attn_param;
+    attn_param *next;             /* in registration order */
+};
 /* Register t as a parameter named name (copied; unique per context). */
 ATTN_API attn_status attn_param_add(attn_context *ctx, const char *name, attn_tensor *t);
 /* A new zero-filled tensor registered as a parameter; NULL and an error on failure. */
@@ -417,7 +421,8 @@ ATTN_API attn_param *attn_param_find(attn_context *ctx, const char *name);
 ATTN_API void attn_params_zero_grad(attn_context *ctx);
 
 /* Ops. Each returns a new tensor (NULL and an error on ctx on failure). Inputs
-   may be strided views; outputs are contiguous. Binary ops broadcast as NumPy
+   may be strided views; outputs are contiguous except for the views (reshape,
+   transpose, slice, detach), which share data. Binary ops broadcast as NumPy
    and PyTorch do (shapes aligned on the right, a dim of 1 stretches). */
 ATTN_API attn_tensor *attn_add(attn_context *ctx, attn_tensor *a, attn_tensor *b);
 ATTN_API attn_tensor *attn_sub(attn_context *ctx, attn_tensor *a, attn_tensor *b);
@@ -697,6 +702,10 @@ struct attn_context {
     char message[ATTN__MESSAGE_SIZE];
     int owns_self;    /* 1 when the context itself came from ATTN_MALLOC */
     void *alloc_user;
+    /* autodiff (section 6) */
+    int grad_off;                 /* 1 after attn_grad_enable(ctx, 0) */
+    struct attn_node *tape;       /* the newest recorded node; ->prev goes back */
+    attn_param *params, *params_last;
 };
 
 /* A tiny printf (%s %d %zu %%) so that messages need no <stdio.h>. */
@@ -1044,25 +1053,40 @@ static float attn__high_half(float x) {
     return x;
 }
 
+/* Phi(x) and, when pdf is not NULL, phi(x) = exp(-x^2/2) / sqrt(2 pi). */
+static float attn__normal_cdf(float x, float *pdf) {
+    float u, t, p, xh, xl, b, exp_b, e, half;
+    int k;
+    /* beyond |x| = 14, Phi is exactly 1 or 0 in float; NaN stays NaN below */
+    if (x > 14.0f || x < -14.0f) {
+        if (pdf) *pdf = 0.0f;
+        return x > 0.0f ? 1.0f : 0.0f;
+    }
+    u = fabsf(x) * 0.70710678118654752f;
+    t = 1.0f / (1.0f + 0.5f * u);
+    xh = attn__high_half(x);
+    xl = x - xh;
+    b = -0.5f * (2.0f * xh + xl) * xl; /* x^2/2 = xh^2/2 - b, xh^2 exact */
+    exp_b = 1.0f + b * (1.0f + b * (0.5f + b * (1.0f / 6.0f + b * (1.0f / 24.0f))));
+    p = attn__erfc_coef[0];
+    for (k = 1; k < 11; k++) p = p * t + attn__erfc_coef[k];
+    e = expf(-0.5f * (xh * xh)) * exp_b; /* exp(-x^2/2) */
+    if (pdf) *pdf = e * 0.39894228040143268f;
+    half = 0.5f * e * t * p;
+    return x >= 0.0f ? 1.0f - half : half;
+}
+
 static void attn__gelu_ref(size_t n, const float *x, float *y) {
     size_t i;
-    int k;
+    /* x * 0 for x < -14 keeps -0, and NaN for -inf as in PyTorch */
+    for (i = 0; i < n; i++) y[i] = x[i] * attn__normal_cdf(x[i], NULL);
+}
+
+static void attn__gelu_backward_ref(size_t n, const float *x, const float *dy, float *dx) {
+    size_t i;
     for (i = 0; i < n; i++) {
-        float xi = x[i], u, t, p, xh, xl, b, exp_b, half;
-        /* beyond |x| = 14, Phi is exactly 1 or 0 in float (-inf gives NaN, as in
-           PyTorch); NaN takes the main path and stays NaN */
-        if (xi > 14.0f) { y[i] = xi; continue; }
-        if (xi < -14.0f) { y[i] = xi * 0.0f; continue; }
-        u = fabsf(xi) * 0.70710678118654752f;
-        t = 1.0f / (1.0f + 0.5f * u);
-        xh = attn__high_half(xi);
-        xl = xi - xh;
-        b = -0.5f * (2.0f * xh + xl) * xl; /* x^2/2 = xh^2/2 - b, xh^2 exact */
-        exp_b = 1.0f + b * (1.0f + b * (0.5f + b * (1.0f / 6.0f + b * (1.0f / 24.0f))));
-        p = attn__erfc_coef[0];
-        for (k = 1; k < 11; k++) p = p * t + attn__erfc_coef[k];
-        half = 0.5f * expf(-0.5f * (xh * xh)) * exp_b * t * p;
-        y[i] = xi * (xi >= 0.0f ? 1.0f - half : half);
+        float pdf, cdf = attn__normal_cdf(x[i], &pdf);
+        dx[i] += dy[i] * (cdf + x[i] * pdf);
     }
 }
 static void attn__exp_ref(size_t n, const float *x, float *y) {
@@ -1108,7 +1132,7 @@ static float attn__dot_ref(size_t n, const float *a, const float *b) {
 
 static const attn_kernels attn__kernels_ref = {
     ATTN_SIMD_NONE, attn__sgemm_ref, attn__softmax_rows_ref, attn__log_softmax_rows_ref,
-    attn__layernorm_rows_ref, attn__gelu_ref, attn__exp_ref, attn__add_ref, attn__sub_ref,
+    attn__layernorm_rows_ref, attn__gelu_ref, attn__gelu_backward_ref, attn__exp_ref, attn__add_ref, attn__sub_ref,
     attn__mul_ref, attn__scale_ref, attn__axpy_ref, attn__relu_ref, attn__sum_ref, attn__dot_ref
 };
 
@@ -1360,17 +1384,17 @@ ATTN__TARGET static inline attn__v attn__v_exp_nonpos(attn__v x) {
     return attn__v_zero_below(x, attn__v_exp_core(attn__v_max(attn__v_set(ATTN__EXP_LO), x)), ATTN__EXP_LO);
 }
 
-/* GELU by the formula of attn__gelu_ref (see there). */
-ATTN__TARGET static inline attn__v attn__v_gelu(attn__v x) {
+/* Phi(x) and phi(x) by the formula of attn__normal_cdf (see there). */
+ATTN__TARGET static inline attn__v attn__v_normal_cdf(attn__v x, attn__v *pdf) {
     const float *g = attn__erfc_coef;
-    /* Phi is exactly 0 or 1 in float beyond |x| = 14: clamping keeps the
-       arithmetic finite, so GELU(+inf) = inf and GELU(-inf) = NaN as in PyTorch
-       (NaN stays NaN: x is the operand that max/min pass through). */
+    /* Clamping to [-14, 14], where Phi is already exactly 0 or 1 in float,
+       keeps the arithmetic finite; NaN stays NaN (x is the operand max/min
+       pass through). */
     attn__v xc = attn__v_min(attn__v_set(14.0f), attn__v_max(attn__v_set(-14.0f), x));
     attn__v u = attn__v_mul(attn__v_abs(xc), attn__v_set(0.70710678118654752f));
     attn__v one = attn__v_set(1.0f);
     attn__v t = attn__v_div(one, attn__v_fma(u, attn__v_set(0.5f), one));
-    attn__v p = attn__v_set(g[0]), xh, xl, hi, lo, exp_lo, erfc_u, half;
+    attn__v p = attn__v_set(g[0]), xh, xl, b, exp_b, e, half;
     int i;
     for (i = 1; i < 11; i++) p = attn__v_fma(p, t, attn__v_set(g[i]));
     /* exp(-x^2/2) from x, not from the rounded u. With x = xh + xl, xh*xh is
@@ -1379,16 +1403,15 @@ ATTN__TARGET static inline attn__v attn__v_gelu(attn__v x) {
        multiply-add and stays accurate. */
     xh = attn__v_high_half(xc);
     xl = attn__v_sub(xc, xh);
-    hi = attn__v_mul(xh, xh);
-    lo = attn__v_mul(attn__v_mul(attn__v_fma(xh, attn__v_set(2.0f), xl), xl), attn__v_set(-0.5f));
-    exp_lo = attn__v_fma(lo, attn__v_set(1.0f / 24.0f), attn__v_set(1.0f / 6.0f));
-    exp_lo = attn__v_fma(exp_lo, lo, attn__v_set(0.5f));
-    exp_lo = attn__v_fma(exp_lo, lo, one);
-    exp_lo = attn__v_fma(exp_lo, lo, one);
-    erfc_u = attn__v_mul(attn__v_mul(attn__v_exp(attn__v_mul(hi, attn__v_set(-0.5f))), exp_lo),
-                         attn__v_mul(t, p));
-    half = attn__v_mul(erfc_u, attn__v_set(0.5f));
-    return attn__v_mul(x, attn__v_select_nonneg(x, attn__v_sub(one, half), half));
+    b = attn__v_mul(attn__v_mul(attn__v_fma(xh, attn__v_set(2.0f), xl), xl), attn__v_set(-0.5f));
+    exp_b = attn__v_fma(b, attn__v_set(1.0f / 24.0f), attn__v_set(1.0f / 6.0f));
+    exp_b = attn__v_fma(exp_b, b, attn__v_set(0.5f));
+    exp_b = attn__v_fma(exp_b, b, one);
+    exp_b = attn__v_fma(exp_b, b, one);
+    e = attn__v_mul(attn__v_exp(attn__v_mul(attn__v_mul(xh, xh), attn__v_set(-0.5f))), exp_b);
+    if (pdf) *pdf = attn__v_mul(e, attn__v_set(0.39894228040143268f));
+    half = attn__v_mul(attn__v_mul(e, attn__v_set(0.5f)), attn__v_mul(t, p));
+    return attn__v_select_nonneg(xc, attn__v_sub(one, half), half);
 }
 
 /* ---- 4d. SIMD row and vector kernels ---- */
@@ -1514,7 +1537,18 @@ ATTN__TARGET static void attn__layernorm_rows_simd(int rows, int cols, const flo
 }
 
 ATTN__TARGET static void attn__gelu_simd(size_t n, const float *x, float *y) {
-    ATTN__EACH(n, ATTN__ST(y, attn__v_gelu(ATTN__LD(x))));
+    ATTN__EACH(n, {
+        attn__v v = ATTN__LD(x);
+        ATTN__ST(y, attn__v_mul(v, attn__v_normal_cdf(v, NULL)));
+    });
+}
+ATTN__TARGET static void attn__gelu_backward_simd(size_t n, const float *x, const float *dy, float *dx) {
+    attn__v pdf;
+    ATTN__EACH(n, {
+        attn__v v = ATTN__LD(x);
+        attn__v cdf = attn__v_normal_cdf(v, &pdf);
+        ATTN__ST(dx, attn__v_fma(ATTN__LD(dy), attn__v_fma(v, pdf, cdf), ATTN__LD(dx)));
+    });
 }
 ATTN__TARGET static void attn__exp_simd(size_t n, const float *x, float *y) {
     ATTN__EACH(n, ATTN__ST(y, attn__v_exp(ATTN__LD(x))));
@@ -1695,7 +1729,7 @@ static void attn__sgemm_simd(int transA, int transB, int M, int N, int K, float 
 
 static const attn_kernels attn__kernels_simd = {
     ATTN__SIMD_ID, attn__sgemm_simd, attn__softmax_rows_simd, attn__log_softmax_rows_simd,
-    attn__layernorm_rows_simd, attn__gelu_simd, attn__exp_simd, attn__add_simd, attn__sub_simd,
+    attn__layernorm_rows_simd, attn__gelu_simd, attn__gelu_backward_simd, attn__exp_simd, attn__add_simd, attn__sub_simd,
     attn__mul_simd, attn__scale_simd, attn__axpy_simd, attn__relu_simd, attn__sum_simd, attn__dot_simd
 };
 #endif
