@@ -2062,7 +2062,12 @@ static attn_tensor *attn__view(attn_context *ctx, const attn_tensor *t, const ch
         return NULL;
     }
     v = attn__tensor_header(ctx);
-    if (v) *v = *t;
+    if (v) {
+        *v = *t;
+        v->grad = NULL; /* a view starts outside the graph; the ops record it */
+        v->requires_grad = 0;
+        v->node = NULL;
+    }
     return v;
 }
 
@@ -2261,6 +2266,1199 @@ ATTN_API attn_status attn_init_kaiming_normal(attn_context *ctx, attn_tensor *t,
     attn_status s = attn__fans(ctx, t, &fi, &fo, "attn_init_kaiming_normal");
     if (s) return s;
     return attn__init_fill(ctx, t, ATTN__INIT_NORMAL, 0.0f, sqrtf(2.0f / (1.0f + a * a)) / sqrtf(fi), "attn_init_kaiming_normal");
+}
+
+/* ============================================================================
+   6. Autodiff
+   ========================================================================= */
+enum {
+    ATTN__OP_ADD, ATTN__OP_SUB, ATTN__OP_MUL, ATTN__OP_SCALE, ATTN__OP_SUM, ATTN__OP_MEAN,
+    ATTN__OP_MATMUL, ATTN__OP_LINEAR, ATTN__OP_VIEW, ATTN__OP_CONCAT, ATTN__OP_EMBEDDING,
+    ATTN__OP_SOFTMAX, ATTN__OP_LOG_SOFTMAX, ATTN__OP_LAYERNORM, ATTN__OP_RMSNORM,
+    ATTN__OP_GELU, ATTN__OP_RELU, ATTN__OP_TANH, ATTN__OP_DROPOUT,
+    ATTN__OP_CROSS_ENTROPY, ATTN__OP_MSE
+};
+
+struct attn_node {
+    attn_node *prev;            /* the node recorded before this one */
+    int op;
+    int released;               /* a backward without retain freed this graph */
+    attn_tensor *out;
+    attn_tensor *in[3];         /* inputs, NULL where absent */
+    attn_tensor **list;         /* concat: all its inputs */
+    int n_list;
+    float f;                    /* scale, eps, dropout p, label smoothing */
+    int i;                      /* concat dim, ignore_index */
+    float *saved;               /* norm statistics, log-probabilities */
+    int32_t *index;             /* embedding / cross-entropy indices (a copy) */
+    int vstride[ATTN_MAX_DIMS]; /* views: out index -> offset into the input's grad */
+    ptrdiff_t voffset;
+    uint64_t seed;              /* dropout mask */
+};
+
+ATTN_API int attn_grad_enable(attn_context *ctx, int on) {
+    int was;
+    if (!ctx) return 0;
+    was = !ctx->grad_off;
+    ctx->grad_off = !on;
+    return was;
+}
+
+ATTN_API attn_mark attn_context_mark(const attn_context *ctx) {
+    attn_mark m;
+    m.arena = attn_arena_get_mark(&ctx->arena);
+    m.tape = ctx->tape;
+    m.params_last = ctx->params_last;
+    return m;
+}
+
+ATTN_API void attn_context_reset(attn_context *ctx, attn_mark mark) {
+    attn_arena_reset(&ctx->arena, mark.arena);
+    ctx->tape = mark.tape;
+    ctx->params_last = mark.params_last;
+    if (mark.params_last) mark.params_last->next = NULL;
+    else ctx->params = NULL;
+}
+
+/* "(2, 3, 4)" for messages */
+static const char *attn__shape_text(const attn_tensor *t, char *buf, size_t cap) {
+    size_t n = 0;
+    int d;
+    if (!t) return "(null)";
+    buf[n++] = '(';
+    for (d = 0; d < t->ndim && n + 16 < cap; d++) {
+        char digits[12];
+        int k = 11, v = t->shape[d];
+        digits[k] = 0;
+        do { digits[--k] = (char)('0' + v % 10); v /= 10; } while (v);
+        if (d) { buf[n++] = ','; buf[n++] = ' '; }
+        while (digits[k]) buf[n++] = digits[k++];
+    }
+    buf[n++] = ')';
+    buf[n] = 0;
+    return buf;
+}
+
+/* A contiguous result; its data is not cleared (the op writes every element). */
+static attn_tensor *attn__result(attn_context *ctx, int ndim, const int *shape, const char *who) {
+    attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
+    attn_tensor *t = attn__tensor_header(ctx);
+    if (!t) return NULL;
+    if (attn__set_shape(ctx, t, ndim, shape, who)) goto fail;
+    t->data = (float *)attn_alloc(ctx, attn_tensor_numel(t) * sizeof(float));
+    if (t->data) return t;
+fail:
+    attn_arena_reset(&ctx->arena, mark);
+    return NULL;
+}
+
+static int attn__needs_grad(const attn_context *ctx, const attn_tensor *a, const attn_tensor *b,
+                            const attn_tensor *c) {
+    return !ctx->grad_off && ((a && a->requires_grad) || (b && b->requires_grad) || (c && c->requires_grad));
+}
+
+/* Put a node for out on the tape; NULL (and an error) when out of memory. */
+static attn_node *attn__record(attn_context *ctx, int op, attn_tensor *out, attn_tensor *a, attn_tensor *b,
+                               attn_tensor *c) {
+    attn_node *n = (attn_node *)attn_alloc(ctx, sizeof(attn_node));
+    if (!n) return NULL;
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->out = out;
+    n->in[0] = a;
+    n->in[1] = b;
+    n->in[2] = c;
+    n->prev = ctx->tape;
+    ctx->tape = n;
+    out->node = n;
+    out->requires_grad = 1;
+    return n;
+}
+
+/* t's grad, made (zeroed) when missing. NULL with an error when out of memory
+   or when t comes from a graph an earlier backward freed. */
+static float *attn__grad(attn_context *ctx, attn_tensor *t) {
+    if (t->node && t->node->released) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_backward: the graph was freed by an earlier backward "
+                   "(pass retain to attn_backward_ex to go through it twice)");
+        return NULL;
+    }
+    if (!t->grad) {
+        size_t bytes = attn_tensor_numel(t) * sizeof(float);
+        t->grad = (float *)attn_alloc(ctx, bytes);
+        if (t->grad) memset(t->grad, 0, bytes);
+    }
+    return t->grad;
+}
+
+static int attn__null_input(attn_context *ctx, const attn_tensor *t, const char *who) {
+    if (t) return 0;
+    attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: input tensor is NULL", who);
+    return 1;
+}
+
+/* Right-align t's shape into 4 dims, with its data strides and the strides of
+   its (contiguous) grad; dims of size 1 get stride 0, so that they broadcast. */
+static void attn__dims4(const attn_tensor *t, int *shape, int *data_stride, int *grad_stride) {
+    int d, k = ATTN_MAX_DIMS - t->ndim, g = 1;
+    for (d = 0; d < ATTN_MAX_DIMS; d++) shape[d] = 1, data_stride[d] = 0, grad_stride[d] = 0;
+    for (d = t->ndim - 1; d >= 0; d--) {
+        shape[k + d] = t->shape[d];
+        data_stride[k + d] = t->shape[d] == 1 ? 0 : t->stride[d];
+        grad_stride[k + d] = t->shape[d] == 1 ? 0 : g;
+        g *= t->shape[d];
+    }
+}
+
+/* x itself when contiguous, else a recorded contiguous copy. */
+static attn_tensor *attn__dense(attn_context *ctx, attn_tensor *x) {
+    return attn_tensor_is_contiguous(x) ? x : attn_contiguous(ctx, x);
+}
+
+/* ---- elementwise binary ops with broadcasting ---- */
+static attn_tensor *attn__binary(attn_context *ctx, int op, attn_tensor *a, attn_tensor *b, const char *who) {
+    int sa[4], sb[4], da[4], db[4], ga[4], gb[4], so[4], d, ndim, i0, i1, i2, i3;
+    attn_tensor *out;
+    float *po;
+    if (!ctx || attn__null_input(ctx, a, who) || attn__null_input(ctx, b, who)) return NULL;
+    attn__dims4(a, sa, da, ga);
+    attn__dims4(b, sb, db, gb);
+    for (d = 0; d < 4; d++) {
+        if (sa[d] != sb[d] && sa[d] != 1 && sb[d] != 1) {
+            char t1[64], t2[64];
+            attn__fail(ctx, ATTN_ERR_SHAPE, "%s: shapes %s and %s do not broadcast", who,
+                       attn__shape_text(a, t1, sizeof t1), attn__shape_text(b, t2, sizeof t2));
+            return NULL;
+        }
+        so[d] = sa[d] == 1 ? sb[d] : sa[d];
+    }
+    ndim = ATTN__MAX(a->ndim, b->ndim);
+    out = attn__result(ctx, ndim, so + 4 - ndim, who);
+    if (!out) return NULL;
+    po = out->data;
+    for (i0 = 0; i0 < so[0]; i0++)
+        for (i1 = 0; i1 < so[1]; i1++)
+            for (i2 = 0; i2 < so[2]; i2++, po += so[3]) {
+                const float *pa = a->data + (ptrdiff_t)i0 * da[0] + (ptrdiff_t)i1 * da[1] + (ptrdiff_t)i2 * da[2];
+                const float *pb = b->data + (ptrdiff_t)i0 * db[0] + (ptrdiff_t)i1 * db[1] + (ptrdiff_t)i2 * db[2];
+                if (da[3] == 1 && db[3] == 1) { /* rows along memory: the vector kernels */
+                    if (op == ATTN__OP_ADD) attn_vec_add((size_t)so[3], pa, pb, po);
+                    else if (op == ATTN__OP_SUB) attn_vec_sub((size_t)so[3], pa, pb, po);
+                    else attn_vec_mul((size_t)so[3], pa, pb, po);
+                    continue;
+                }
+                for (i3 = 0; i3 < so[3]; i3++) {
+                    float x = pa[(ptrdiff_t)i3 * da[3]], y = pb[(ptrdiff_t)i3 * db[3]];
+                    po[i3] = op == ATTN__OP_ADD ? x + y : op == ATTN__OP_SUB ? x - y : x * y;
+                }
+            }
+    if (attn__needs_grad(ctx, a, b, NULL) && !attn__record(ctx, op, out, a, b, NULL)) return NULL;
+    return out;
+}
+
+/* dst (strides dst_s, 0 where broadcast) += sign * g * other (strides other_s;
+   other NULL means 1), over the output shape so. */
+static void attn__bcast_accumulate(const int *so, float *dst, const int *dst_s, const float *g,
+                                   const float *other, const int *other_s, float sign) {
+    int i0, i1, i2, i3;
+    for (i0 = 0; i0 < so[0]; i0++)
+        for (i1 = 0; i1 < so[1]; i1++)
+            for (i2 = 0; i2 < so[2]; i2++, g += so[3]) {
+                float *pd = dst + (ptrdiff_t)i0 * dst_s[0] + (ptrdiff_t)i1 * dst_s[1] + (ptrdiff_t)i2 * dst_s[2];
+                const float *po = other ? other + (ptrdiff_t)i0 * other_s[0] + (ptrdiff_t)i1 * other_s[1] +
+                                              (ptrdiff_t)i2 * other_s[2] : NULL;
+                for (i3 = 0; i3 < so[3]; i3++)
+                    pd[(ptrdiff_t)i3 * dst_s[3]] += sign * g[i3] * (po ? po[(ptrdiff_t)i3 * other_s[3]] : 1.0f);
+            }
+}
+
+static attn_status attn__binary_backward(attn_context *ctx, attn_node *n) {
+    attn_tensor *a = n->in[0], *b = n->in[1];
+    int sa[4], sb[4], da[4], db[4], ga[4], gb[4], so[4], dd[4], gd[4];
+    attn__dims4(a, sa, da, ga);
+    attn__dims4(b, sb, db, gb);
+    attn__dims4(n->out, so, dd, gd);
+    if (a->requires_grad) {
+        float *g = attn__grad(ctx, a);
+        if (!g) return ctx->status;
+        attn__bcast_accumulate(so, g, ga, n->out->grad, n->op == ATTN__OP_MUL ? b->data : NULL, db, 1.0f);
+    }
+    if (b->requires_grad) {
+        float *g = attn__grad(ctx, b);
+        if (!g) return ctx->status;
+        attn__bcast_accumulate(so, g, gb, n->out->grad, n->op == ATTN__OP_MUL ? a->data : NULL, da,
+                               n->op == ATTN__OP_SUB ? -1.0f : 1.0f);
+    }
+    return ATTN_OK;
+}
+
+ATTN_API attn_tensor *attn_add(attn_context *ctx, attn_tensor *a, attn_tensor *b) { return attn__binary(ctx, ATTN__OP_ADD, a, b, "attn_add"); }
+ATTN_API attn_tensor *attn_sub(attn_context *ctx, attn_tensor *a, attn_tensor *b) { return attn__binary(ctx, ATTN__OP_SUB, a, b, "attn_sub"); }
+ATTN_API attn_tensor *attn_mul(attn_context *ctx, attn_tensor *a, attn_tensor *b) { return attn__binary(ctx, ATTN__OP_MUL, a, b, "attn_mul"); }
+
+/* ---- unary elementwise ops: scale, relu, tanh, gelu, dropout ---- */
+/* A dense input and a result of its shape, for the elementwise ops. */
+static attn_tensor *attn__unary_begin(attn_context *ctx, attn_tensor **x, const char *who) {
+    if (!ctx || attn__null_input(ctx, *x, who)) return NULL;
+    *x = attn__dense(ctx, *x);
+    return *x ? attn__result(ctx, (*x)->ndim, (*x)->shape, who) : NULL;
+}
+
+ATTN_API attn_tensor *attn_scale(attn_context *ctx, attn_tensor *x, float s) {
+    attn_tensor *out = attn__unary_begin(ctx, &x, "attn_scale");
+    attn_node *n;
+    if (!out) return NULL;
+    attn_vec_scale(attn_tensor_numel(x), s, x->data, out->data);
+    if (attn__needs_grad(ctx, x, NULL, NULL)) {
+        if (!(n = attn__record(ctx, ATTN__OP_SCALE, out, x, NULL, NULL))) return NULL;
+        n->f = s;
+    }
+    return out;
+}
+
+ATTN_API attn_tensor *attn_relu(attn_context *ctx, attn_tensor *x) {
+    attn_tensor *out = attn__unary_begin(ctx, &x, "attn_relu");
+    if (!out) return NULL;
+    attn_vec_relu(attn_tensor_numel(x), x->data, out->data);
+    if (attn__needs_grad(ctx, x, NULL, NULL) && !attn__record(ctx, ATTN__OP_RELU, out, x, NULL, NULL)) return NULL;
+    return out;
+}
+
+ATTN_API attn_tensor *attn_tanh(attn_context *ctx, attn_tensor *x) {
+    attn_tensor *out = attn__unary_begin(ctx, &x, "attn_tanh");
+    size_t i, n;
+    if (!out) return NULL;
+    for (i = 0, n = attn_tensor_numel(x); i < n; i++) out->data[i] = tanhf(x->data[i]);
+    if (attn__needs_grad(ctx, x, NULL, NULL) && !attn__record(ctx, ATTN__OP_TANH, out, x, NULL, NULL)) return NULL;
+    return out;
+}
+
+ATTN_API attn_tensor *attn_gelu(attn_context *ctx, attn_tensor *x) {
+    attn_tensor *out = attn__unary_begin(ctx, &x, "attn_gelu");
+    if (!out) return NULL;
+    attn_vec_gelu(attn_tensor_numel(x), x->data, out->data);
+    if (attn__needs_grad(ctx, x, NULL, NULL) && !attn__record(ctx, ATTN__OP_GELU, out, x, NULL, NULL)) return NULL;
+    return out;
+}
+
+/* Dropout's keep decision for element i: a hash of (seed, i), so any thread
+   can compute any element (splitmix64's finaliser: a counter-based RNG). */
+static int attn__dropout_keep(uint64_t seed, size_t i, float p) {
+    uint64_t z = seed + (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)(z >> 40) * (1.0f / 16777216.0f) >= p;
+}
+
+static void attn__dropout_apply(uint64_t seed, float p, size_t n, const float *x, float *y, int accumulate) {
+    float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        float v = attn__dropout_keep(seed, i, p) ? x[i] * scale : 0.0f;
+        if (accumulate) y[i] += v; else y[i] = v;
+    }
+}
+
+ATTN_API attn_tensor *attn_dropout(attn_context *ctx, attn_tensor *x, float p, int training) {
+    attn_tensor *out;
+    attn_node *n;
+    uint64_t seed;
+    if (!ctx || attn__null_input(ctx, x, "attn_dropout")) return NULL;
+    if (!(p >= 0.0f && p <= 1.0f)) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_dropout: p must be in [0, 1]");
+        return NULL;
+    }
+    if (!training || p == 0.0f) return x;
+    out = attn__unary_begin(ctx, &x, "attn_dropout");
+    if (!out) return NULL;
+    seed = (uint64_t)attn_rng_u32(&ctx->rng) << 32 | attn_rng_u32(&ctx->rng);
+    attn__dropout_apply(seed, p, attn_tensor_numel(x), x->data, out->data, 0);
+    if (attn__needs_grad(ctx, x, NULL, NULL)) {
+        if (!(n = attn__record(ctx, ATTN__OP_DROPOUT, out, x, NULL, NULL))) return NULL;
+        n->f = p;
+        n->seed = seed;
+    }
+    return out;
+}
+
+/* ---- reductions ---- */
+static attn_tensor *attn__reduce(attn_context *ctx, int op, attn_tensor *x, const char *who) {
+    attn_tensor *out;
+    size_t i, n;
+    double s = 0.0;
+    if (!ctx || attn__null_input(ctx, x, who)) return NULL;
+    if (!(x = attn__dense(ctx, x)) || !(out = attn__result(ctx, 0, NULL, who))) return NULL;
+    for (i = 0, n = attn_tensor_numel(x); i < n; i++) s += x->data[i];
+    out->data[0] = (float)(op == ATTN__OP_MEAN ? s / (double)n : s); /* mean of nothing: NaN */
+    if (attn__needs_grad(ctx, x, NULL, NULL) && !attn__record(ctx, op, out, x, NULL, NULL)) return NULL;
+    return out;
+}
+ATTN_API attn_tensor *attn_sum(attn_context *ctx, attn_tensor *x) { return attn__reduce(ctx, ATTN__OP_SUM, x, "attn_sum"); }
+ATTN_API attn_tensor *attn_mean(attn_context *ctx, attn_tensor *x) { return attn__reduce(ctx, ATTN__OP_MEAN, x, "attn_mean"); }
+
+/* ---- matmul and linear ---- */
+ATTN_API attn_tensor *attn_matmul(attn_context *ctx, attn_tensor *a, attn_tensor *b) {
+    const char *who = "attn_matmul";
+    int shape[ATTN_MAX_DIMS], d, M, K, N, batch = 1, i;
+    attn_tensor *out;
+    char t1[64], t2[64];
+    if (!ctx || attn__null_input(ctx, a, who) || attn__null_input(ctx, b, who)) return NULL;
+    if (a->ndim < 2 || b->ndim < 2 || (b->ndim > 2 && b->ndim != a->ndim)) goto bad;
+    M = a->shape[a->ndim - 2]; K = a->shape[a->ndim - 1]; N = b->shape[b->ndim - 1];
+    if (b->shape[b->ndim - 2] != K) goto bad;
+    for (d = 0; d < a->ndim - 2; d++) {
+        if (b->ndim > 2 && b->shape[d] != a->shape[d]) goto bad;
+        batch *= a->shape[d];
+        shape[d] = a->shape[d];
+    }
+    shape[a->ndim - 2] = M;
+    shape[a->ndim - 1] = N;
+    if (!(a = attn__dense(ctx, a)) || !(b = attn__dense(ctx, b))) return NULL;
+    if (!(out = attn__result(ctx, a->ndim, shape, who))) return NULL;
+    if (b->ndim == 2) /* one B for every batch: a single (batch*M) x K GEMM */
+        attn_sgemm_mt(&ctx->threads, 0, 0, batch * M, N, K, 1.0f, a->data, K, b->data, N, 0.0f, out->data, N);
+    else
+        for (i = 0; i < batch; i++)
+            attn_sgemm_mt(&ctx->threads, 0, 0, M, N, K, 1.0f, a->data + (size_t)i * M * K, K,
+                          b->data + (size_t)i * K * N, N, 0.0f, out->data + (size_t)i * M * N, N);
+    if (attn__needs_grad(ctx, a, b, NULL) && !attn__record(ctx, ATTN__OP_MATMUL, out, a, b, NULL)) return NULL;
+    return out;
+bad:
+    attn__fail(ctx, ATTN_ERR_SHAPE, "%s: cannot multiply %s by %s", who, attn__shape_text(a, t1, sizeof t1),
+               attn__shape_text(b, t2, sizeof t2));
+    return NULL;
+}
+
+static attn_status attn__matmul_backward(attn_context *ctx, attn_node *n) {
+    attn_tensor *a = n->in[0], *b = n->in[1];
+    int M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1], N = b->shape[b->ndim - 1], i;
+    int batch = (int)(attn_tensor_numel(a) / ((size_t)M * K));
+    const float *g = n->out->grad;
+    if (a->requires_grad) { /* dA = dC B^T */
+        float *ga = attn__grad(ctx, a);
+        if (!ga) return ctx->status;
+        if (b->ndim == 2)
+            attn_sgemm_mt(&ctx->threads, 0, 1, batch * M, K, N, 1.0f, g, N, b->data, N, 1.0f, ga, K);
+        else
+            for (i = 0; i < batch; i++)
+                attn_sgemm_mt(&ctx->threads, 0, 1, M, K, N, 1.0f, g + (size_t)i * M * N, N,
+                              b->data + (size_t)i * K * N, N, 1.0f, ga + (size_t)i * M * K, K);
+    }
+    if (b->requires_grad) { /* dB = A^T dC (summed over batches when B is shared) */
+        float *gb = attn__grad(ctx, b);
+        if (!gb) return ctx->status;
+        if (b->ndim == 2)
+            attn_sgemm_mt(&ctx->threads, 1, 0, K, N, batch * M, 1.0f, a->data, K, g, N, 1.0f, gb, N);
+        else
+            for (i = 0; i < batch; i++)
+                attn_sgemm_mt(&ctx->threads, 1, 0, K, N, M, 1.0f, a->data + (size_t)i * M * K, K,
+                              g + (size_t)i * M * N, N, 1.0f, gb + (size_t)i * K * N, N);
+    }
+    return ATTN_OK;
+}
+
+ATTN_API attn_tensor *attn_linear(attn_context *ctx, attn_tensor *x, attn_tensor *w, attn_tensor *bias) {
+    const char *who = "attn_linear";
+    int shape[ATTN_MAX_DIMS], rows, in, outf, r;
+    attn_tensor *out;
+    char t1[64], t2[64];
+    if (!ctx || attn__null_input(ctx, x, who) || attn__null_input(ctx, w, who)) return NULL;
+    if (x->ndim < 1 || w->ndim != 2 || x->shape[x->ndim - 1] != w->shape[1] ||
+        (bias && (bias->ndim != 1 || bias->shape[0] != w->shape[0]))) {
+        attn__fail(ctx, ATTN_ERR_SHAPE, "%s: input %s, weight %s (want (out, in) with in = the last input dim), bias %s",
+                   who, attn__shape_text(x, t1, sizeof t1), attn__shape_text(w, t2, sizeof t2),
+                   bias ? "of the wrong length" : "none");
+        return NULL;
+    }
+    in = w->shape[1];
+    outf = w->shape[0];
+    if (!(x = attn__dense(ctx, x)) || !(w = attn__dense(ctx, w)) || (bias && !(bias = attn__dense(ctx, bias))))
+        return NULL;
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = outf;
+    if (!(out = attn__result(ctx, x->ndim, shape, who))) return NULL;
+    rows = (int)(attn_tensor_numel(x) / (size_t)ATTN__MAX(in, 1));
+    if (in == 0) rows = (int)(attn_tensor_numel(out) / (size_t)ATTN__MAX(outf, 1));
+    if (bias) /* start every row from the bias, then add x w^T */
+        for (r = 0; r < rows; r++) memcpy(out->data + (size_t)r * outf, bias->data, (size_t)outf * sizeof(float));
+    attn_sgemm_mt(&ctx->threads, 0, 1, rows, outf, in, 1.0f, x->data, ATTN__MAX(in, 1), w->data,
+                  ATTN__MAX(in, 1), bias ? 1.0f : 0.0f, out->data, ATTN__MAX(outf, 1));
+    if (attn__needs_grad(ctx, x, w, bias) && !attn__record(ctx, ATTN__OP_LINEAR, out, x, w, bias)) return NULL;
+    return out;
+}
+
+static attn_status attn__linear_backward(attn_context *ctx, attn_node *n) {
+    attn_tensor *x = n->in[0], *w = n->in[1], *bias = n->in[2];
+    int in = w->shape[1], outf = w->shape[0], r;
+    int rows = (int)(attn_tensor_numel(n->out) / (size_t)ATTN__MAX(outf, 1));
+    const float *g = n->out->grad;
+    if (x->requires_grad) { /* dx = dy w */
+        float *gx = attn__grad(ctx, x);
+        if (!gx) return ctx->status;
+        attn_sgemm_mt(&ctx->threads, 0, 0, rows, in, outf, 1.0f, g, ATTN__MAX(outf, 1), w->data,
+                      ATTN__MAX(in, 1), 1.0f, gx, ATTN__MAX(in, 1));
+    }
+    if (w->requires_grad) { /* dw = dy^T x */
+        float *gw = attn__grad(ctx, w);
+        if (!gw) return ctx->status;
+        attn_sgemm_mt(&ctx->threads, 1, 0, outf, in, rows, 1.0f, g, ATTN__MAX(outf, 1), x->data,
+                      ATTN__MAX(in, 1), 1.0f, gw, ATTN__MAX(in, 1));
+    }
+    if (bias && bias->requires_grad) { /* db = column sums of dy */
+        float *gb = attn__grad(ctx, bias);
+        if (!gb) return ctx->status;
+        for (r = 0; r < rows; r++) attn_vec_axpy((size_t)outf, 1.0f, g + (size_t)r * outf, gb);
+    }
+    return ATTN_OK;
+}
+
+/* ---- views and copies ---- */
+/* Record v (a view of x) with the map from v's indices into x's grad. */
+static attn_tensor *attn__record_view(attn_context *ctx, attn_tensor *v, attn_tensor *x, const int *vstride,
+                                      ptrdiff_t voffset) {
+    attn_node *n;
+    if (!v || !attn__needs_grad(ctx, x, NULL, NULL)) return v;
+    if (!(n = attn__record(ctx, ATTN__OP_VIEW, v, x, NULL, NULL))) return NULL;
+    memcpy(n->vstride, vstride, sizeof n->vstride);
+    n->voffset = voffset;
+    return v;
+}
+
+/* Row-major strides of t's shape (what its grad uses). */
+static void attn__grad_strides(const attn_tensor *t, int *s) {
+    int d, g = 1;
+    for (d = ATTN_MAX_DIMS - 1; d >= 0; d--) s[d] = 0;
+    for (d = t->ndim - 1; d >= 0; d--) {
+        s[d] = g;
+        g *= t->shape[d];
+    }
+}
+
+ATTN_API attn_tensor *attn_reshape(attn_context *ctx, attn_tensor *x, int ndim, const int *shape) {
+    attn_tensor *v;
+    int s[ATTN_MAX_DIMS];
+    if (!ctx || attn__null_input(ctx, x, "attn_reshape")) return NULL;
+    if (!(x = attn__dense(ctx, x)) || !(v = attn_tensor_reshape(ctx, x, ndim, shape))) return NULL;
+    attn__grad_strides(v, s); /* same row-major order: v's index i is x's grad element i */
+    return attn__record_view(ctx, v, x, s, 0);
+}
+
+ATTN_API attn_tensor *attn_transpose(attn_context *ctx, attn_tensor *x, int d0, int d1) {
+    attn_tensor *v;
+    int s[ATTN_MAX_DIMS], tmp;
+    if (!ctx || attn__null_input(ctx, x, "attn_transpose")) return NULL;
+    if (!(v = attn_tensor_transpose(ctx, x, d0, d1))) return NULL;
+    attn__grad_strides(x, s);
+    tmp = s[d0]; s[d0] = s[d1]; s[d1] = tmp;
+    return attn__record_view(ctx, v, x, s, 0);
+}
+
+ATTN_API attn_tensor *attn_slice(attn_context *ctx, attn_tensor *x, int dim, int start, int end) {
+    attn_tensor *v;
+    int s[ATTN_MAX_DIMS];
+    if (!ctx || attn__null_input(ctx, x, "attn_slice")) return NULL;
+    if (!(v = attn_tensor_slice(ctx, x, dim, start, end))) return NULL;
+    attn__grad_strides(x, s);
+    return attn__record_view(ctx, v, x, s, (ptrdiff_t)start * s[dim]);
+}
+
+ATTN_API attn_tensor *attn_contiguous(attn_context *ctx, attn_tensor *x) {
+    attn_tensor *out;
+    int s[ATTN_MAX_DIMS];
+    if (!ctx || attn__null_input(ctx, x, "attn_contiguous")) return NULL;
+    if (!(out = attn__result(ctx, x->ndim, x->shape, "attn_contiguous"))) return NULL;
+    attn_tensor_copy(ctx, out, x);
+    attn__grad_strides(x, s);
+    return attn__record_view(ctx, out, x, s, 0);
+}
+
+ATTN_API attn_tensor *attn_detach(attn_context *ctx, const attn_tensor *t) {
+    return attn__view(ctx, t, "attn_detach");
+}
+
+/* grad_in[voffset + sum idx*vstride] += grad_out[idx], over out's shape */
+static attn_status attn__view_backward(attn_context *ctx, attn_node *n) {
+    attn_tensor *x = n->in[0];
+    int idx[ATTN_MAX_DIMS] = {0, 0, 0, 0}, d;
+    float *gx = attn__grad(ctx, x);
+    const float *g = n->out->grad;
+    size_t i = 0;
+    if (!gx) return ctx->status;
+    if (attn_tensor_numel(n->out) == 0) return ATTN_OK;
+    do {
+        ptrdiff_t off = n->voffset;
+        for (d = 0; d < n->out->ndim; d++) off += (ptrdiff_t)idx[d] * n->vstride[d];
+        gx[off] += g[i++];
+    } while (attn__next_index(n->out, idx));
+    return ATTN_OK;
+}
+
+ATTN_API attn_tensor *attn_concat(attn_context *ctx, attn_tensor *const *xs, int n, int dim) {
+    const char *who = "attn_concat";
+    int shape[ATTN_MAX_DIMS], i, d, any_grad = 0, offset = 0;
+    attn_tensor *out;
+    attn_node *node;
+    if (!ctx) return NULL;
+    if (!xs || n < 1) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: no tensors", who);
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        if (attn__null_input(ctx, xs[i], who)) return NULL;
+        if (i == 0) {
+            if (dim < 0 || dim >= xs[0]->ndim) {
+                attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: dim %d of a %d-dim tensor", who, dim, xs[0]->ndim);
+                return NULL;
+            }
+            memcpy(shape, xs[0]->shape, sizeof shape);
+            shape[dim] = 0;
+        }
+        if (xs[i]->ndim != xs[0]->ndim) goto bad;
+        for (d = 0; d < xs[0]->ndim; d++)
+            if (d != dim && xs[i]->shape[d] != xs[0]->shape[d]) goto bad;
+        if (shape[dim] > 0x7fffffff - xs[i]->shape[dim]) goto bad;
+        shape[dim] += xs[i]->shape[dim];
+        any_grad |= xs[i]->requires_grad;
+    }
+    if (!(out = attn__result(ctx, xs[0]->ndim, shape, who))) return NULL;
+    for (i = 0; i < n; i++) { /* copy each input into its slice of out */
+        attn_tensor slot = *out;
+        slot.data = out->data + (ptrdiff_t)offset * out->stride[dim];
+        slot.shape[dim] = xs[i]->shape[dim];
+        attn_tensor_copy(ctx, &slot, xs[i]);
+        offset += xs[i]->shape[dim];
+    }
+    if (!ctx->grad_off && any_grad) {
+        if (!(node = attn__record(ctx, ATTN__OP_CONCAT, out, NULL, NULL, NULL))) return NULL;
+        if (!(node->list = (attn_tensor **)attn_alloc(ctx, (size_t)n * sizeof(attn_tensor *)))) return NULL;
+        memcpy(node->list, xs, (size_t)n * sizeof(attn_tensor *));
+        node->n_list = n;
+        node->i = dim;
+    }
+    return out;
+bad:
+    attn__fail(ctx, ATTN_ERR_SHAPE, "%s: tensor %d does not match the others outside dim %d", who, i, dim);
+    return NULL;
+}
+
+static attn_status attn__concat_backward(attn_context *ctx, attn_node *n) {
+    int i, offset = 0, dim = n->i;
+    for (i = 0; i < n->n_list; i++) {
+        attn_tensor *x = n->list[i];
+        if (x->requires_grad && attn_tensor_numel(x) > 0) {
+            /* the slice of out's grad that came from x, walked with x's shape */
+            int idx[ATTN_MAX_DIMS] = {0, 0, 0, 0}, s[ATTN_MAX_DIMS], d;
+            float *gx = attn__grad(ctx, x);
+            size_t k = 0;
+            if (!gx) return ctx->status;
+            attn__grad_strides(n->out, s);
+            do {
+                ptrdiff_t off = (ptrdiff_t)offset * s[dim];
+                for (d = 0; d < x->ndim; d++) off += (ptrdiff_t)idx[d] * s[d];
+                gx[k++] += n->out->grad[off];
+            } while (attn__next_index(x, idx));
+        }
+        offset += x->shape[dim];
+    }
+    return ATTN_OK;
+}
+
+/* ---- embedding ---- */
+ATTN_API attn_tensor *attn_embedding(attn_context *ctx, attn_tensor *weight, const int32_t *indices, int ndim,
+                                     const int *shape) {
+    const char *who = "attn_embedding";
+    int out_shape[ATTN_MAX_DIMS], d, V, D;
+    size_t i, count = 1;
+    attn_tensor *out;
+    attn_node *n;
+    if (!ctx || attn__null_input(ctx, weight, who)) return NULL;
+    if (weight->ndim != 2 || ndim < 0 || ndim > ATTN_MAX_DIMS - 1 || (ndim > 0 && !shape)) {
+        attn__fail(ctx, ATTN_ERR_SHAPE, "%s: weight must be (V, D) and indices at most %d-dim", who, ATTN_MAX_DIMS - 1);
+        return NULL;
+    }
+    V = weight->shape[0];
+    D = weight->shape[1];
+    for (d = 0; d < ndim; d++) {
+        if (shape[d] < 0) {
+            attn__fail(ctx, ATTN_ERR_SHAPE, "%s: index dim %d is negative", who, d);
+            return NULL;
+        }
+        out_shape[d] = shape[d];
+        count *= (size_t)shape[d];
+    }
+    out_shape[ndim] = D;
+    if (count > 0 && !indices) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: indices is NULL", who);
+        return NULL;
+    }
+    for (i = 0; i < count; i++)
+        if (indices[i] < 0 || indices[i] >= V) {
+            attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: index %d at position %zu is outside [0, %d)", who,
+                       (int)indices[i], i, V);
+            return NULL;
+        }
+    if (!(weight = attn__dense(ctx, weight)) || !(out = attn__result(ctx, ndim + 1, out_shape, who))) return NULL;
+    for (i = 0; i < count; i++)
+        memcpy(out->data + i * (size_t)D, weight->data + (size_t)indices[i] * D, (size_t)D * sizeof(float));
+    if (attn__needs_grad(ctx, weight, NULL, NULL)) {
+        if (!(n = attn__record(ctx, ATTN__OP_EMBEDDING, out, weight, NULL, NULL))) return NULL;
+        if (count && !(n->index = (int32_t *)attn_alloc(ctx, count * sizeof(int32_t)))) return NULL;
+        if (count) memcpy(n->index, indices, count * sizeof(int32_t));
+    }
+    return out;
+}
+
+static attn_status attn__embedding_backward(attn_context *ctx, attn_node *n) {
+    attn_tensor *w = n->in[0];
+    int D = w->shape[1];
+    size_t i, count = attn_tensor_numel(n->out) / (size_t)ATTN__MAX(D, 1);
+    float *gw = attn__grad(ctx, w);
+    if (!gw) return ctx->status;
+    for (i = 0; i < count; i++) attn_vec_axpy((size_t)D, 1.0f, n->out->grad + i * (size_t)D, gw + (size_t)n->index[i] * D);
+    return ATTN_OK;
+}
+
+/* ---- softmax, log-softmax, layernorm, rmsnorm: along the last dim ---- */
+static int attn__last_dim(const attn_tensor *t) { return t->ndim ? t->shape[t->ndim - 1] : 1; }
+
+static attn_tensor *attn__softmax_op(attn_context *ctx, attn_tensor *x, int op, const char *who) {
+    attn_tensor *out = attn__unary_begin(ctx, &x, who);
+    int cols, rows;
+    if (!out) return NULL;
+    cols = attn__last_dim(x);
+    rows = cols ? (int)(attn_tensor_numel(x) / (size_t)cols) : 0;
+    if (op == ATTN__OP_SOFTMAX) attn_softmax_rows(&ctx->threads, rows, cols, x->data, cols, out->data, cols);
+    else attn_log_softmax_rows(&ctx->threads, rows, cols, x->data, cols, out->data, cols);
+    if (attn__needs_grad(ctx, x, NULL, NULL) && !attn__record(ctx, op, out, x, NULL, NULL)) return NULL;
+    return out;
+}
+ATTN_API attn_tensor *attn_softmax(attn_context *ctx, attn_tensor *x) { return attn__softmax_op(ctx, x, ATTN__OP_SOFTMAX, "attn_softmax"); }
+ATTN_API attn_tensor *attn_log_softmax(attn_context *ctx, attn_tensor *x) { return attn__softmax_op(ctx, x, ATTN__OP_LOG_SOFTMAX, "attn_log_softmax"); }
+
+static attn_status attn__softmax_backward(attn_context *ctx, attn_node *n) {
+    attn_tensor *x = n->in[0];
+    int cols = attn__last_dim(x), j;
+    size_t r, rows = cols ? attn_tensor_numel(x) / (size_t)cols : 0;
+    float *gx = attn__grad(ctx, x);
+    if (!gx) return ctx->status;
+    for (r = 0; r < rows; r++) {
+        const float *y = n->out->data + r * cols, *g = n->out->grad + r * cols;
+        float *d = gx + r * cols;
+        if (n->op == ATTN__OP_SOFTMAX) { /* dx = y (g - sum(g y)) */
+            float dot = attn_vec_dot((size_t)cols, g, y);
+            for (j = 0; j < cols; j++) d[j] += y[j] * (g[j] - dot);
+        } else { /* log-softmax: dx = g - softmax * sum(g) */
+            float s = attn_vec_sum((size_t)cols, g);
+            for (j = 0; j < cols; j++) d[j] += g[j] - expf(y[j]) * s;
+        }
+    }
+    return ATTN_OK;
+}
+
+/* weight/bias of a norm: NULL, or 1-D of the last dim's length (made dense) */
+static int attn__norm_param(attn_context *ctx, attn_tensor **p, int cols, const char *who, const char *what) {
+    if (!*p) return 1;
+    if ((*p)->ndim != 1 || (*p)->shape[0] != cols) {
+        char t1[64];
+        attn__fail(ctx, ATTN_ERR_SHAPE, "%s: %s is %s, want (%d)", who, what, attn__shape_text(*p, t1, sizeof t1), cols);
+        return 0;
+    }
+    *p = attn__dense(ctx, *p);
+    return *p != NULL;
+}
+
+ATTN_API attn_tensor *attn_layernorm(attn_context *ctx, attn_tensor *x, attn_tensor *weight, attn_tensor *bias,
+                                     float eps) {
+    const char *who = "attn_layernorm";
+    attn_tensor *out;
+    attn_node *n;
+    float *stats;
+    int cols, rows;
+    if (!ctx || attn__null_input(ctx, x, who)) return NULL;
+    cols = attn__last_dim(x);
+    if (!attn__norm_param(ctx, &weight, cols, who, "weight") || !attn__norm_param(ctx, &bias, cols, who, "bias"))
+        return NULL;
+    if (!(out = attn__unary_begin(ctx, &x, who))) return NULL;
+    rows = cols ? (int)(attn_tensor_numel(x) / (size_t)cols) : 0;
+    if (!(stats = (float *)attn_alloc(ctx, 2 * (size_t)rows * sizeof(float)))) return NULL; /* mean, rstd */
+    attn_layernorm_rows(&ctx->threads, rows, cols, x->data, cols, weight ? weight->data : NULL,
+                        bias ? bias->data : NULL, eps, out->data, cols, stats, stats + rows);
+    if (attn__needs_grad(ctx, x, weight, bias)) {
+        if (!(n = attn__record(ctx, ATTN__OP_LAYERNORM, out, x, weight, bias))) return NULL;
+        n->saved = stats;
+    }
+    return out;
+}
+
+ATTN_API attn_tensor *attn_rmsnorm(attn_context *ctx, attn_tensor *x, attn_tensor *weight, float eps) {
+    const char *who = "attn_rmsnorm";
+    attn_tensor *out;
+    attn_node *n;
+    float *rstd;
+    int cols, rows, r;
+    if (!ctx || attn__null_input(ctx, x, who)) return NULL;
+    cols = attn__last_dim(x);
+    if (!attn__norm_param(ctx, &weight, cols, who, "weight") || !(out = attn__unary_begin(ctx, &x, who)))
+        return NULL;
+    rows = cols ? (int)(attn_tensor_numel(x) / (size_t)cols) : 0;
+    if (!(rstd = (float *)attn_alloc(ctx, (size_t)rows * sizeof(float)))) return NULL;
+    for (r = 0; r < rows; r++) { /* y = x / sqrt(mean(x^2) + eps) * w */
+        const float *xr = x->data + (size_t)r * cols;
+        float *yr = out->data + (size_t)r * cols;
+        rstd[r] = 1.0f / sqrtf(attn_vec_dot((size_t)cols, xr, xr) / (float)cols + eps);
+        attn_vec_scale((size_t)cols, rstd[r], xr, yr);
+        if (weight) attn_vec_mul((size_t)cols, yr, weight->data, yr);
+    }
+    if (attn__needs_grad(ctx, x, weight, NULL)) {
+        if (!(n = attn__record(ctx, ATTN__OP_RMSNORM, out, x, weight, NULL))) return NULL;
+        n->saved = rstd;
+    }
+    return out;
+}
+
+/* LayerNorm (bias != NULL or not) and RMSNorm share this backward: with
+   xhat = (x - mean) rstd (mean = 0 for RMSNorm) and gh = g * weight,
+   dx = rstd (gh - mean(gh) - xhat mean(gh xhat)), where RMSNorm drops mean(gh). */
+static attn_status attn__norm_backward(attn_context *ctx, attn_node *n) {
+    attn_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+    int layernorm = n->op == ATTN__OP_LAYERNORM, cols = attn__last_dim(x), rows, r, j;
+    float *gx = NULL, *gw = NULL, *gb = NULL;
+    rows = cols ? (int)(attn_tensor_numel(x) / (size_t)cols) : 0;
+    if (x->requires_grad && !(gx = attn__grad(ctx, x))) return ctx->status;
+    if (w && w->requires_grad && !(gw = attn__grad(ctx, w))) return ctx->status;
+    if (b && b->requires_grad && !(gb = attn__grad(ctx, b))) return ctx->status;
+    for (r = 0; r < rows; r++) {
+        const float *xr = x->data + (size_t)r * cols, *g = n->out->grad + (size_t)r * cols;
+        float mean = layernorm ? n->saved[r] : 0.0f, rstd = layernorm ? n->saved[rows + r] : n->saved[r];
+        double sum_gh = 0.0, sum_ghx = 0.0;
+        for (j = 0; j < cols; j++) {
+            float xhat = (xr[j] - mean) * rstd, gh = g[j] * (w ? w->data[j] : 1.0f);
+            sum_gh += gh;
+            sum_ghx += (double)gh * xhat;
+            if (gw) gw[j] += g[j] * xhat;
+            if (gb) gb[j] += g[j];
+        }
+        if (gx) {
+            float m_gh = layernorm ? (float)(sum_gh / cols) : 0.0f, m_ghx = (float)(sum_ghx / cols);
+            float *d = gx + (size_t)r * cols;
+            for (j = 0; j < cols; j++) {
+                float xhat = (xr[j] - mean) * rstd, gh = g[j] * (w ? w->data[j] : 1.0f);
+                d[j] += rstd * (gh - m_gh - xhat * m_ghx);
+            }
+        }
+    }
+    return ATTN_OK;
+}
+
+/* ---- losses (section 8 declares them; they are ops like the others) ---- */
+ATTN_API attn_tensor *attn_cross_entropy(attn_context *ctx, attn_tensor *logits, const int32_t *targets,
+                                         int ignore_index, float label_smoothing) {
+    const char *who = "attn_cross_entropy";
+    attn_tensor *out;
+    attn_node *n;
+    float *logp;
+    int N, C, r, c;
+    double total = 0.0;
+    long count = 0;
+    if (!ctx || attn__null_input(ctx, logits, who)) return NULL;
+    if (logits->ndim != 2) {
+        char t1[64];
+        attn__fail(ctx, ATTN_ERR_SHAPE, "%s: logits are %s, want (N, C)", who, attn__shape_text(logits, t1, sizeof t1));
+        return NULL;
+    }
+    N = logits->shape[0];
+    C = logits->shape[1];
+    if (!(label_smoothing >= 0.0f && label_smoothing <= 1.0f)) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: label_smoothing must be in [0, 1]", who);
+        return NULL;
+    }
+    if (N > 0 && !targets) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: targets is NULL", who);
+        return NULL;
+    }
+    for (r = 0; r < N; r++)
+        if (targets[r] != ignore_index && (targets[r] < 0 || targets[r] >= C)) {
+            attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: target %d of row %d is outside [0, %d)", who,
+                       (int)targets[r], r, C);
+            return NULL;
+        }
+    if (!(logits = attn__dense(ctx, logits)) || !(out = attn__result(ctx, 0, NULL, who))) return NULL;
+    if (!(logp = (float *)attn_alloc(ctx, (size_t)N * C * sizeof(float)))) return NULL;
+    attn_log_softmax_rows(&ctx->threads, N, C, logits->data, C, logp, C);
+    for (r = 0; r < N; r++) {
+        const float *lp = logp + (size_t)r * C;
+        double smooth = 0.0;
+        if (targets[r] == ignore_index) continue;
+        for (c = 0; c < C; c++) smooth += lp[c];
+        total -= (1.0 - label_smoothing) * lp[targets[r]] + label_smoothing * smooth / C;
+        count++;
+    }
+    out->data[0] = (float)(total / (double)count); /* 0 / 0: NaN, as PyTorch gives */
+    if (attn__needs_grad(ctx, logits, NULL, NULL)) {
+        if (!(n = attn__record(ctx, ATTN__OP_CROSS_ENTROPY, out, logits, NULL, NULL))) return NULL;
+        if (N && !(n->index = (int32_t *)attn_alloc(ctx, (size_t)N * sizeof(int32_t)))) return NULL;
+        if (N) memcpy(n->index, targets, (size_t)N * sizeof(int32_t));
+        n->saved = logp;
+        n->i = ignore_index;
+        n->f = label_smoothing;
+    }
+    return out;
+}
+
+static attn_status attn__cross_entropy_backward(attn_context *ctx, attn_node *n) {
+    attn_tensor *logits = n->in[0];
+    int N = logits->shape[0], C = logits->shape[1], r, c;
+    long count = 0;
+    float *gl = attn__grad(ctx, logits), scale, eps = n->f;
+    if (!gl) return ctx->status;
+    for (r = 0; r < N; r++) count += n->index[r] != n->i;
+    if (!count) return ATTN_OK;
+    scale = n->out->grad[0] / (float)count;
+    for (r = 0; r < N; r++) { /* d/dlogits = softmax - ((1 - eps) onehot + eps / C) */
+        const float *lp = n->saved + (size_t)r * C;
+        float *d = gl + (size_t)r * C;
+        if (n->index[r] == n->i) continue;
+        for (c = 0; c < C; c++)
+            d[c] += scale * (expf(lp[c]) - (c == n->index[r] ? 1.0f - eps : 0.0f) - eps / (float)C);
+    }
+    return ATTN_OK;
+}
+
+ATTN_API attn_tensor *attn_mse(attn_context *ctx, attn_tensor *a, attn_tensor *b) {
+    const char *who = "attn_mse";
+    attn_tensor *out;
+    size_t i, n;
+    double s = 0.0;
+    int d;
+    if (!ctx || attn__null_input(ctx, a, who) || attn__null_input(ctx, b, who)) return NULL;
+    for (d = 0; d < ATTN_MAX_DIMS; d++)
+        if (a->ndim != b->ndim || a->shape[d] != b->shape[d]) {
+            char t1[64], t2[64];
+            attn__fail(ctx, ATTN_ERR_SHAPE, "%s: shapes %s and %s differ", who, attn__shape_text(a, t1, sizeof t1),
+                       attn__shape_text(b, t2, sizeof t2));
+            return NULL;
+        }
+    if (!(a = attn__dense(ctx, a)) || !(b = attn__dense(ctx, b)) || !(out = attn__result(ctx, 0, NULL, who)))
+        return NULL;
+    for (i = 0, n = attn_tensor_numel(a); i < n; i++) {
+        double e = (double)a->data[i] - b->data[i];
+        s += e * e;
+    }
+    out->data[0] = (float)(s / (double)n);
+    if (attn__needs_grad(ctx, a, b, NULL) && !attn__record(ctx, ATTN__OP_MSE, out, a, b, NULL)) return NULL;
+    return out;
+}
+
+/* ---- the backward pass ---- */
+static attn_status attn__node_backward(attn_context *ctx, attn_node *n) {
+    attn_tensor *x = n->in[0];
+    const float *g = n->out->grad;
+    float *gx = NULL;
+    size_t i, count = attn_tensor_numel(n->out);
+    switch (n->op) {
+    case ATTN__OP_ADD: case ATTN__OP_SUB: case ATTN__OP_MUL: return attn__binary_backward(ctx, n);
+    case ATTN__OP_MATMUL: return attn__matmul_backward(ctx, n);
+    case ATTN__OP_LINEAR: return attn__linear_backward(ctx, n);
+    case ATTN__OP_VIEW: return attn__view_backward(ctx, n);
+    case ATTN__OP_CONCAT: return attn__concat_backward(ctx, n);
+    case ATTN__OP_EMBEDDING: return attn__embedding_backward(ctx, n);
+    case ATTN__OP_SOFTMAX: case ATTN__OP_LOG_SOFTMAX: return attn__softmax_backward(ctx, n);
+    case ATTN__OP_LAYERNORM: case ATTN__OP_RMSNORM: return attn__norm_backward(ctx, n);
+    case ATTN__OP_CROSS_ENTROPY: return attn__cross_entropy_backward(ctx, n);
+    default: break;
+    }
+    /* the remaining ops have one input, elementwise or reduced to a scalar */
+    if (n->op == ATTN__OP_MSE) {
+        attn_tensor *b = n->in[1];
+        float k = 2.0f * g[0] / (float)attn_tensor_numel(x);
+        float *ga = x->requires_grad ? attn__grad(ctx, x) : NULL, *gb = b->requires_grad ? attn__grad(ctx, b) : NULL;
+        if ((x->requires_grad && !ga) || (b->requires_grad && !gb)) return ctx->status;
+        for (i = 0, count = attn_tensor_numel(x); i < count; i++) {
+            float e = k * (x->data[i] - b->data[i]);
+            if (ga) ga[i] += e;
+            if (gb) gb[i] -= e;
+        }
+        return ATTN_OK;
+    }
+    if (!(gx = attn__grad(ctx, x))) return ctx->status;
+    switch (n->op) {
+    case ATTN__OP_SCALE: attn_vec_axpy(count, n->f, g, gx); break;
+    case ATTN__OP_SUM: case ATTN__OP_MEAN: {
+        size_t m = attn_tensor_numel(x);
+        float v = n->op == ATTN__OP_SUM ? g[0] : g[0] / (float)m;
+        for (i = 0; i < m; i++) gx[i] += v;
+        break;
+    }
+    case ATTN__OP_GELU: attn__kernels()->gelu_backward(count, x->data, g, gx); break;
+    case ATTN__OP_RELU:
+        for (i = 0; i < count; i++) gx[i] += x->data[i] > 0.0f ? g[i] : 0.0f;
+        break;
+    case ATTN__OP_TANH:
+        for (i = 0; i < count; i++) gx[i] += g[i] * (1.0f - n->out->data[i] * n->out->data[i]);
+        break;
+    case ATTN__OP_DROPOUT: attn__dropout_apply(n->seed, n->f, count, g, gx, 1); break;
+    default: ATTN_ASSERT(0);
+    }
+    return ATTN_OK;
+}
+
+ATTN_API attn_status attn_backward_ex(attn_context *ctx, attn_tensor *out, const float *seed, int retain) {
+    attn_node *n;
+    float *g;
+    size_t i, count;
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    if (!out) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_backward: tensor is NULL");
+    if (!out->requires_grad)
+        return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_backward: the tensor does not require grad "
+                          "(no parameter reaches it, or grad was off when it was made)");
+    count = attn_tensor_numel(out);
+    if (count != 1 && !seed)
+        return attn__fail(ctx, ATTN_ERR_SHAPE, "attn_backward: the output has %zu elements, not 1: pass a seed "
+                          "gradient to attn_backward_ex", count);
+    if (!(g = attn__grad(ctx, out))) return ctx->status;
+    if (seed) for (i = 0; i < count; i++) g[i] += seed[i];
+    else g[0] += 1.0f;
+    /* The tape is in execution order, so walking it backwards visits each node
+       after every node that used its output. */
+    for (n = ctx->tape; n; n = n->prev) {
+        attn_status s;
+        if (!n->out->grad || n->released) continue;
+        if ((s = attn__node_backward(ctx, n)) != ATTN_OK) return s;
+    }
+    /* Grads of intermediate results are not kept (as in PyTorch), so a retained
+       graph's next backward starts from zero; parameters keep theirs. */
+    for (n = ctx->tape; n; n = n->prev) {
+        n->out->grad = NULL;
+        if (!retain) n->released = 1;
+    }
+    if (!retain) ctx->tape = NULL;
+    return ATTN_OK;
+}
+
+ATTN_API attn_status attn_backward(attn_context *ctx, attn_tensor *loss) {
+    return attn_backward_ex(ctx, loss, NULL, 0);
+}
+
+/* ---- parameters ---- */
+ATTN_API attn_status attn_param_add(attn_context *ctx, const char *name, attn_tensor *t) {
+    attn_param *p;
+    attn_arena_mark mark;
+    size_t len;
+    char *copy;
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    if (!name || !*name) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_param_add: empty name");
+    if (!t) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_param_add: %s: tensor is NULL", name);
+    if (!attn_tensor_is_contiguous(t))
+        return attn__fail(ctx, ATTN_ERR_SHAPE, "attn_param_add: %s: a parameter must be contiguous", name);
+    for (p = ctx->params; p; p = p->next) {
+        if (!strcmp(p->name, name)) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_param_add: %s is already a parameter", name);
+        if (p->tensor == t) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_param_add: %s: the tensor is already the parameter %s", name, p->name);
+    }
+    mark = attn_arena_get_mark(&ctx->arena);
+    len = strlen(name);
+    p = (attn_param *)attn_alloc(ctx, sizeof(attn_param));
+    copy = p ? (char *)attn_alloc(ctx, len + 1) : NULL;
+    if (!copy || !attn__grad(ctx, t)) {
+        attn_arena_reset(&ctx->arena, mark);
+        return ctx->status;
+    }
+    memcpy(copy, name, len + 1);
+    p->name = copy;
+    p->tensor = t;
+    p->next = NULL;
+    t->requires_grad = 1;
+    if (ctx->params_last) ctx->params_last->next = p; else ctx->params = p;
+    ctx->params_last = p;
+    return ATTN_OK;
+}
+
+ATTN_API attn_tensor *attn_param_new(attn_context *ctx, const char *name, int ndim, const int *shape) {
+    attn_arena_mark mark;
+    attn_tensor *t;
+    if (!ctx) return NULL;
+    mark = attn_arena_get_mark(&ctx->arena);
+    t = attn_tensor_new(ctx, ndim, shape);
+    if (t && attn_param_add(ctx, name, t) != ATTN_OK) {
+        attn_arena_reset(&ctx->arena, mark);
+        return NULL;
+    }
+    return t;
+}
+
+ATTN_API attn_param *attn_params(attn_context *ctx) { return ctx ? ctx->params : NULL; }
+
+ATTN_API attn_param *attn_param_find(attn_context *ctx, const char *name) {
+    attn_param *p;
+    for (p = ctx && name ? ctx->params : NULL; p; p = p->next)
+        if (!strcmp(p->name, name)) return p;
+    return NULL;
+}
+
+ATTN_API void attn_params_zero_grad(attn_context *ctx) {
+    attn_param *p;
+    for (p = ctx ? ctx->params : NULL; p; p = p->next)
+        memset(p->tensor->grad, 0, attn_tensor_numel(p->tensor) * sizeof(float));
+}
+
+/* ============================================================================
+   8. Training: optimizers, clipping, schedules (the losses are in section 6)
+   ========================================================================= */
+struct attn_optim {
+    attn_context *ctx;
+    attn_optim_desc d;
+    int steps;
+    int n;                 /* parameters */
+    attn_tensor **params;
+    float **m;             /* SGD momentum buffer, Adam exp_avg, Adagrad sum */
+    float **v;             /* Adam exp_avg_sq */
+};
+
+ATTN_API attn_optim *attn_optim_create(attn_context *ctx, const attn_optim_desc *desc) {
+    const char *who = "attn_optim_create";
+    attn_arena_mark mark;
+    attn_optim *o;
+    attn_param *p;
+    int i, n = 0, adam;
+    if (!ctx) return NULL;
+    if (!desc) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: desc is NULL", who);
+        return NULL;
+    }
+    for (p = ctx->params; p; p = p->next) n++;
+    if (!n) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: no parameters are registered", who);
+        return NULL;
+    }
+    if ((unsigned)desc->kind > (unsigned)ATTN_OPTIM_ADAGRAD || !(desc->lr >= 0.0f) || desc->lr > 3.0e38f ||
+        !(desc->weight_decay >= 0.0f) || !(desc->momentum >= 0.0f) || !(desc->beta1 >= 0.0f && desc->beta1 < 1.0f) ||
+        !(desc->beta2 >= 0.0f && desc->beta2 < 1.0f) || !(desc->eps >= 0.0f) || !(desc->lr_decay >= 0.0f) ||
+        !(desc->initial_accumulator_value >= 0.0f) ||
+        (desc->nesterov && (desc->momentum <= 0.0f || desc->dampening != 0.0f))) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: a hyperparameter is out of range (negative or NaN lr, "
+                   "betas outside [0, 1), nesterov without momentum or with dampening...)", who);
+        return NULL;
+    }
+    mark = attn_arena_get_mark(&ctx->arena);
+    if (!(o = (attn_optim *)attn_alloc(ctx, sizeof(attn_optim)))) return NULL;
+    memset(o, 0, sizeof *o);
+    o->ctx = ctx;
+    o->d = *desc;
+    adam = desc->kind == ATTN_OPTIM_ADAM || desc->kind == ATTN_OPTIM_ADAMW;
+    if (o->d.beta1 == 0.0f) o->d.beta1 = 0.9f;
+    if (o->d.beta2 == 0.0f) o->d.beta2 = 0.999f;
+    if (o->d.eps == 0.0f) o->d.eps = desc->kind == ATTN_OPTIM_ADAGRAD ? 1e-10f : 1e-8f;
+    o->n = n;
+    o->params = (attn_tensor **)attn_alloc(ctx, (size_t)n * sizeof(attn_tensor *));
+    o->m = (float **)attn_alloc(ctx, (size_t)n * sizeof(float *));
+    o->v = (float **)attn_alloc(ctx, (size_t)n * sizeof(float *));
+    if (!o->params || !o->m || !o->v) goto fail;
+    for (i = 0, p = ctx->params; p; p = p->next, i++) {
+        size_t count = attn_tensor_numel(p->tensor), k;
+        o->params[i] = p->tensor;
+        o->m[i] = o->v[i] = NULL;
+        if (desc->kind != ATTN_OPTIM_SGD || desc->momentum != 0.0f) {
+            if (!(o->m[i] = (float *)attn_alloc(ctx, count * sizeof(float)))) goto fail;
+            for (k = 0; k < count; k++) o->m[i][k] = desc->kind == ATTN_OPTIM_ADAGRAD ? desc->initial_accumulator_value : 0.0f;
+        }
+        if (adam) {
+            if (!(o->v[i] = (float *)attn_alloc(ctx, count * sizeof(float)))) goto fail;
+            memset(o->v[i], 0, count * sizeof(float));
+        }
+    }
+    return o;
+fail:
+    attn_arena_reset(&ctx->arena, mark);
+    return NULL;
+}
+
+ATTN_API void attn_optim_set_lr(attn_optim *opt, float lr) { if (opt) opt->d.lr = lr; }
+ATTN_API float attn_optim_get_lr(const attn_optim *opt) { return opt ? opt->d.lr : 0.0f; }
+ATTN_API int attn_optim_steps(const attn_optim *opt) { return opt ? opt->steps : 0; }
+
+/* The loops below follow torch.optim's single-tensor code (1.13) operation by
+   operation: scalars that PyTorch computes in Python doubles are computed in
+   double here too and rounded to float where PyTorch hands them to a kernel. */
+ATTN_API attn_status attn_optim_step(attn_optim *opt) {
+    const attn_optim_desc *d;
+    int i, step;
+    if (!opt) return ATTN_ERR_INVALID_ARGUMENT;
+    d = &opt->d;
+    step = ++opt->steps;
+    for (i = 0; i < opt->n; i++) {
+        attn_tensor *t = opt->params[i];
+        float *w = t->data, *g = t->grad, *m = opt->m[i], *v = opt->v[i];
+        size_t k, count = attn_tensor_numel(t);
+        float wd = d->weight_decay;
+        if (d->kind == ATTN_OPTIM_SGD) {
+            float mom = d->momentum, damp = 1.0f - d->dampening, lr = d->lr;
+            for (k = 0; k < count; k++) {
+                float gk = wd != 0.0f ? g[k] + wd * w[k] : g[k];
+                if (mom != 0.0f) {
+                    m[k] = step == 1 ? gk : m[k] * mom + damp * gk; /* the first step clones the grad */
+                    gk = d->nesterov ? gk + mom * m[k] : m[k];
+                }
+                w[k] = w[k] + -lr * gk;
+            }
+        } else if (d->kind == ATTN_OPTIM_ADAGRAD) {
+            float clr = (float)((double)d->lr / (1.0 + (step - 1) * (double)d->lr_decay));
+            for (k = 0; k < count; k++) {
+                float gk = wd != 0.0f ? g[k] + wd * w[k] : g[k];
+                m[k] = m[k] + gk * gk;
+                w[k] = w[k] + -clr * (gk / (sqrtf(m[k]) + d->eps));
+            }
+        } else { /* Adam, AdamW */
+            double bc1 = 1.0 - pow((double)d->beta1, step), bc2 = 1.0 - pow((double)d->beta2, step);
+            float step_size = (float)((double)d->lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+            float b1 = d->beta1, b2 = d->beta2, one_b1 = (float)(1.0 - (double)d->beta1);
+            float one_b2 = (float)(1.0 - (double)d->beta2);
+            float decay = (float)(1.0 - (double)d->lr * wd); /* AdamW: w *= 1 - lr wd first */
+            int adamw = d->kind == ATTN_OPTIM_ADAMW;
+            for (k = 0; k < count; k++) {
+                float gk = !adamw && wd != 0.0f ? g[k] + wd * w[k] : g[k];
+                if (adamw) w[k] = w[k] * decay;
+                m[k] = m[k] * b1 + one_b1 * gk;
+                v[k] = v[k] * b2 + one_b2 * (gk * gk);
+                w[k] = w[k] + -step_size * (m[k] / (sqrtf(v[k]) / bc2_sqrt + d->eps));
+            }
+        }
+    }
+    return ATTN_OK;
+}
+
+ATTN_API float attn_clip_grad_norm(attn_context *ctx, float max_norm) {
+    attn_param *p;
+    double total = 0.0;
+    float norm, coef;
+    for (p = ctx ? ctx->params : NULL; p; p = p->next) { /* PyTorch: the norm of the per-tensor norms */
+        size_t k, count = attn_tensor_numel(p->tensor);
+        double s = 0.0;
+        float tn;
+        for (k = 0; k < count; k++) s += (double)p->tensor->grad[k] * p->tensor->grad[k];
+        tn = (float)sqrt(s);
+        total += (double)tn * tn;
+    }
+    norm = (float)sqrt(total);
+    coef = max_norm / (norm + 1e-6f);
+    if (coef < 1.0f)
+        for (p = ctx->params; p; p = p->next) attn_vec_scale(attn_tensor_numel(p->tensor), coef, p->tensor->grad, p->tensor->grad);
+    return norm;
+}
+
+ATTN_API float attn_lr_at(const attn_lr_desc *desc, int step) {
+    if (!desc || step < 0) return 0.0f;
+    if (desc->kind == ATTN_LR_STEP) {
+        int k = desc->step_size > 0 ? step / desc->step_size : 0;
+        return (float)((double)desc->lr * pow((double)desc->gamma, k));
+    }
+    if (desc->kind == ATTN_LR_WARMUP_COSINE) {
+        double t;
+        if (step < desc->warmup_steps) return (float)((double)desc->lr * (step + 1) / desc->warmup_steps);
+        if (desc->total_steps <= desc->warmup_steps || step >= desc->total_steps) return desc->min_lr;
+        t = (double)(step - desc->warmup_steps) / (double)(desc->total_steps - desc->warmup_steps);
+        return (float)(desc->min_lr + (desc->lr - desc->min_lr) * 0.5 * (1.0 + cos(3.14159265358979323846 * t)));
+    }
+    return desc->lr;
 }
 
 #endif /* ATTN_IMPLEMENTATION_DONE */
