@@ -482,19 +482,21 @@ typedef enum attn_optim_kind {
 } attn_optim_kind;
 
 /* torch.optim's semantics, field for field. Zero means PyTorch's default for
-   betas, eps and initial_accumulator_value; weight_decay is taken as given
-   (0 = none; note PyTorch's AdamW defaults to 0.01). */
+   betas and eps; weight_decay is taken as given (0 = none; note PyTorch's AdamW
+   defaults to 0.01). The numbers are doubles, like the Python floats PyTorch
+   takes: scalars such as 1 - beta1 are formed in double and rounded to float
+   where PyTorch rounds them, so trajectories match PyTorch's. */
 typedef struct attn_optim_desc {
     attn_optim_kind kind;
-    float lr;
-    float weight_decay;   /* SGD, Adam, Adagrad: L2 added to the grad; AdamW: decoupled */
-    float momentum;       /* SGD */
-    float dampening;      /* SGD */
+    double lr;
+    double weight_decay;  /* SGD, Adam, Adagrad: L2 added to the grad; AdamW: decoupled */
+    double momentum;      /* SGD */
+    double dampening;     /* SGD */
     int nesterov;         /* SGD */
-    float beta1, beta2;   /* Adam, AdamW (0: 0.9, 0.999) */
-    float eps;            /* Adam, AdamW (0: 1e-8), Adagrad (0: 1e-10) */
-    float lr_decay;       /* Adagrad */
-    float initial_accumulator_value; /* Adagrad */
+    double beta1, beta2;  /* Adam, AdamW (0: 0.9, 0.999) */
+    double eps;           /* Adam, AdamW (0: 1e-8), Adagrad (0: 1e-10) */
+    double lr_decay;      /* Adagrad */
+    double initial_accumulator_value; /* Adagrad */
 } attn_optim_desc;
 
 typedef struct attn_optim attn_optim;
@@ -504,8 +506,8 @@ ATTN_API attn_optim *attn_optim_create(attn_context *ctx, const attn_optim_desc 
 /* One update of every parameter from its grad. */
 ATTN_API attn_status attn_optim_step(attn_optim *opt);
 /* The learning rate for the next steps (e.g. from attn_lr_at). */
-ATTN_API void attn_optim_set_lr(attn_optim *opt, float lr);
-ATTN_API float attn_optim_get_lr(const attn_optim *opt);
+ATTN_API void attn_optim_set_lr(attn_optim *opt, double lr);
+ATTN_API double attn_optim_get_lr(const attn_optim *opt);
 /* Steps taken so far. */
 ATTN_API int attn_optim_steps(const attn_optim *opt);
 /* Scale all parameter grads so their global L2 norm is at most max_norm, as
@@ -520,16 +522,16 @@ typedef enum attn_lr_kind {
 } attn_lr_kind;
 typedef struct attn_lr_desc {
     attn_lr_kind kind;
-    float lr;             /* the base (peak) rate */
+    double lr;            /* the base (peak) rate */
     int warmup_steps, total_steps;
-    float min_lr;
+    double min_lr;
     int step_size;
-    float gamma;
+    double gamma;
 } attn_lr_desc;
 /* The learning rate at step (0-based). Warmup: lr * (step + 1) / warmup_steps;
    cosine: min_lr + (lr - min_lr) (1 + cos(pi t)) / 2 with t the fraction of the
    post-warmup steps done (held at min_lr after total_steps). */
-ATTN_API float attn_lr_at(const attn_lr_desc *desc, int step);
+ATTN_API double attn_lr_at(const attn_lr_desc *desc, int step);
 
 #ifdef __cplusplus
 }
@@ -3330,11 +3332,11 @@ ATTN_API attn_optim *attn_optim_create(attn_context *ctx, const attn_optim_desc 
         attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: no parameters are registered", who);
         return NULL;
     }
-    if ((unsigned)desc->kind > (unsigned)ATTN_OPTIM_ADAGRAD || !(desc->lr >= 0.0f) || desc->lr > 3.0e38f ||
-        !(desc->weight_decay >= 0.0f) || !(desc->momentum >= 0.0f) || !(desc->beta1 >= 0.0f && desc->beta1 < 1.0f) ||
-        !(desc->beta2 >= 0.0f && desc->beta2 < 1.0f) || !(desc->eps >= 0.0f) || !(desc->lr_decay >= 0.0f) ||
-        !(desc->initial_accumulator_value >= 0.0f) ||
-        (desc->nesterov && (desc->momentum <= 0.0f || desc->dampening != 0.0f))) {
+    if ((unsigned)desc->kind > (unsigned)ATTN_OPTIM_ADAGRAD || !(desc->lr >= 0.0) || desc->lr > 3.0e38 ||
+        !(desc->weight_decay >= 0.0) || !(desc->momentum >= 0.0) || !(desc->beta1 >= 0.0 && desc->beta1 < 1.0) ||
+        !(desc->beta2 >= 0.0 && desc->beta2 < 1.0) || !(desc->eps >= 0.0) || !(desc->lr_decay >= 0.0) ||
+        !(desc->initial_accumulator_value >= 0.0) || !(desc->dampening >= 0.0) ||
+        (desc->nesterov && (desc->momentum <= 0.0 || desc->dampening != 0.0))) {
         attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: a hyperparameter is out of range (negative or NaN lr, "
                    "betas outside [0, 1), nesterov without momentum or with dampening...)", who);
         return NULL;
@@ -3345,9 +3347,9 @@ ATTN_API attn_optim *attn_optim_create(attn_context *ctx, const attn_optim_desc 
     o->ctx = ctx;
     o->d = *desc;
     adam = desc->kind == ATTN_OPTIM_ADAM || desc->kind == ATTN_OPTIM_ADAMW;
-    if (o->d.beta1 == 0.0f) o->d.beta1 = 0.9f;
-    if (o->d.beta2 == 0.0f) o->d.beta2 = 0.999f;
-    if (o->d.eps == 0.0f) o->d.eps = desc->kind == ATTN_OPTIM_ADAGRAD ? 1e-10f : 1e-8f;
+    if (o->d.beta1 == 0.0) o->d.beta1 = 0.9;
+    if (o->d.beta2 == 0.0) o->d.beta2 = 0.999;
+    if (o->d.eps == 0.0) o->d.eps = desc->kind == ATTN_OPTIM_ADAGRAD ? 1e-10 : 1e-8;
     o->n = n;
     o->params = (attn_tensor **)attn_alloc(ctx, (size_t)n * sizeof(attn_tensor *));
     o->m = (float **)attn_alloc(ctx, (size_t)n * sizeof(float *));
@@ -3357,9 +3359,10 @@ ATTN_API attn_optim *attn_optim_create(attn_context *ctx, const attn_optim_desc 
         size_t count = attn_tensor_numel(p->tensor), k;
         o->params[i] = p->tensor;
         o->m[i] = o->v[i] = NULL;
-        if (desc->kind != ATTN_OPTIM_SGD || desc->momentum != 0.0f) {
+        if (desc->kind != ATTN_OPTIM_SGD || desc->momentum != 0.0) {
+            float init = desc->kind == ATTN_OPTIM_ADAGRAD ? (float)desc->initial_accumulator_value : 0.0f;
             if (!(o->m[i] = (float *)attn_alloc(ctx, count * sizeof(float)))) goto fail;
-            for (k = 0; k < count; k++) o->m[i][k] = desc->kind == ATTN_OPTIM_ADAGRAD ? desc->initial_accumulator_value : 0.0f;
+            for (k = 0; k < count; k++) o->m[i][k] = init;
         }
         if (adam) {
             if (!(o->v[i] = (float *)attn_alloc(ctx, count * sizeof(float)))) goto fail;
@@ -3372,8 +3375,8 @@ fail:
     return NULL;
 }
 
-ATTN_API void attn_optim_set_lr(attn_optim *opt, float lr) { if (opt) opt->d.lr = lr; }
-ATTN_API float attn_optim_get_lr(const attn_optim *opt) { return opt ? opt->d.lr : 0.0f; }
+ATTN_API void attn_optim_set_lr(attn_optim *opt, double lr) { if (opt) opt->d.lr = lr; }
+ATTN_API double attn_optim_get_lr(const attn_optim *opt) { return opt ? opt->d.lr : 0.0; }
 ATTN_API int attn_optim_steps(const attn_optim *opt) { return opt ? opt->steps : 0; }
 
 /* The loops below follow torch.optim's single-tensor code (1.13) operation by
@@ -3389,37 +3392,37 @@ ATTN_API attn_status attn_optim_step(attn_optim *opt) {
         attn_tensor *t = opt->params[i];
         float *w = t->data, *g = t->grad, *m = opt->m[i], *v = opt->v[i];
         size_t k, count = attn_tensor_numel(t);
-        float wd = d->weight_decay;
+        float wd = (float)d->weight_decay;
         if (d->kind == ATTN_OPTIM_SGD) {
-            float mom = d->momentum, damp = 1.0f - d->dampening, lr = d->lr;
+            float mom = (float)d->momentum, damp = (float)(1.0 - d->dampening), neg_lr = (float)-d->lr;
             for (k = 0; k < count; k++) {
                 float gk = wd != 0.0f ? g[k] + wd * w[k] : g[k];
                 if (mom != 0.0f) {
                     m[k] = step == 1 ? gk : m[k] * mom + damp * gk; /* the first step clones the grad */
                     gk = d->nesterov ? gk + mom * m[k] : m[k];
                 }
-                w[k] = w[k] + -lr * gk;
+                w[k] = w[k] + neg_lr * gk;
             }
         } else if (d->kind == ATTN_OPTIM_ADAGRAD) {
-            float clr = (float)((double)d->lr / (1.0 + (step - 1) * (double)d->lr_decay));
+            float neg_clr = (float)-(d->lr / (1.0 + (step - 1) * d->lr_decay)), eps = (float)d->eps;
             for (k = 0; k < count; k++) {
                 float gk = wd != 0.0f ? g[k] + wd * w[k] : g[k];
                 m[k] = m[k] + gk * gk;
-                w[k] = w[k] + -clr * (gk / (sqrtf(m[k]) + d->eps));
+                w[k] = w[k] + neg_clr * (gk / (sqrtf(m[k]) + eps));
             }
         } else { /* Adam, AdamW */
-            double bc1 = 1.0 - pow((double)d->beta1, step), bc2 = 1.0 - pow((double)d->beta2, step);
-            float step_size = (float)((double)d->lr / bc1), bc2_sqrt = (float)sqrt(bc2);
-            float b1 = d->beta1, b2 = d->beta2, one_b1 = (float)(1.0 - (double)d->beta1);
-            float one_b2 = (float)(1.0 - (double)d->beta2);
-            float decay = (float)(1.0 - (double)d->lr * wd); /* AdamW: w *= 1 - lr wd first */
+            double bc1 = 1.0 - pow(d->beta1, step), bc2 = 1.0 - pow(d->beta2, step);
+            float neg_step = (float)-(d->lr / bc1), bc2_sqrt = (float)sqrt(bc2), eps = (float)d->eps;
+            float b1 = (float)d->beta1, b2 = (float)d->beta2;
+            float one_b1 = (float)(1.0 - d->beta1), one_b2 = (float)(1.0 - d->beta2);
+            float decay = (float)(1.0 - d->lr * d->weight_decay); /* AdamW: w *= 1 - lr wd first */
             int adamw = d->kind == ATTN_OPTIM_ADAMW;
             for (k = 0; k < count; k++) {
                 float gk = !adamw && wd != 0.0f ? g[k] + wd * w[k] : g[k];
                 if (adamw) w[k] = w[k] * decay;
                 m[k] = m[k] * b1 + one_b1 * gk;
                 v[k] = v[k] * b2 + one_b2 * (gk * gk);
-                w[k] = w[k] + -step_size * (m[k] / (sqrtf(v[k]) / bc2_sqrt + d->eps));
+                w[k] = w[k] + neg_step * (m[k] / (sqrtf(v[k]) / bc2_sqrt + eps));
             }
         }
     }
@@ -3445,18 +3448,18 @@ ATTN_API float attn_clip_grad_norm(attn_context *ctx, float max_norm) {
     return norm;
 }
 
-ATTN_API float attn_lr_at(const attn_lr_desc *desc, int step) {
-    if (!desc || step < 0) return 0.0f;
+ATTN_API double attn_lr_at(const attn_lr_desc *desc, int step) {
+    if (!desc || step < 0) return 0.0;
     if (desc->kind == ATTN_LR_STEP) {
         int k = desc->step_size > 0 ? step / desc->step_size : 0;
-        return (float)((double)desc->lr * pow((double)desc->gamma, k));
+        return desc->lr * pow(desc->gamma, k);
     }
     if (desc->kind == ATTN_LR_WARMUP_COSINE) {
         double t;
-        if (step < desc->warmup_steps) return (float)((double)desc->lr * (step + 1) / desc->warmup_steps);
+        if (step < desc->warmup_steps) return desc->lr * (step + 1) / desc->warmup_steps;
         if (desc->total_steps <= desc->warmup_steps || step >= desc->total_steps) return desc->min_lr;
         t = (double)(step - desc->warmup_steps) / (double)(desc->total_steps - desc->warmup_steps);
-        return (float)(desc->min_lr + (desc->lr - desc->min_lr) * 0.5 * (1.0 + cos(3.14159265358979323846 * t)));
+        return desc->min_lr + (desc->lr - desc->min_lr) * 0.5 * (1.0 + cos(3.14159265358979323846 * t));
     }
     return desc->lr;
 }
