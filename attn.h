@@ -1132,6 +1132,37 @@ static float attn__dot_ref(size_t n, const float *a, const float *b) {
     return (float)s;
 }
 
+/* One optimizer update over n floats, in torch.optim's (1.13) operation order
+   so that trajectories match PyTorch's: its add_(x, alpha) is a fused
+   multiply-add, addcmul is self + (value t1) t2 and addcdiv self + (value t1) / t2.
+   kind: 0 SGD, 1 Adam, 2 AdamW, 3 Adagrad (as attn_optim_kind). */
+typedef struct attn__update {
+    int kind, nesterov, first;   /* first: SGD's first step clones the grad */
+    float lr_neg, wd, mom, damp, b1, one_b1, b2, one_b2, bc2_sqrt, eps, decay;
+} attn__update;
+
+static void attn__update_ref(size_t n, const attn__update *u, float *w, const float *g, float *m, float *v) {
+    size_t k;
+    for (k = 0; k < n; k++) {
+        float gk = u->wd != 0.0f && u->kind != 2 ? fmaf(w[k], u->wd, g[k]) : g[k];
+        if (u->kind == 0) {
+            if (m) {
+                m[k] = u->first ? gk : fmaf(gk, u->damp, m[k] * u->mom);
+                gk = u->nesterov ? fmaf(m[k], u->mom, gk) : m[k];
+            }
+            w[k] = fmaf(gk, u->lr_neg, w[k]);
+        } else if (u->kind == 3) {
+            m[k] = m[k] + gk * gk;
+            w[k] = w[k] + (u->lr_neg * gk) / (sqrtf(m[k]) + u->eps);
+        } else {
+            if (u->kind == 2) w[k] = w[k] * u->decay;
+            m[k] = fmaf(gk, u->one_b1, m[k] * u->b1);
+            v[k] = v[k] * u->b2 + (u->one_b2 * gk) * gk;
+            w[k] = w[k] + (u->lr_neg * m[k]) / (sqrtf(v[k]) / u->bc2_sqrt + u->eps);
+        }
+    }
+}
+
 static const attn_kernels attn__kernels_ref = {
     ATTN_SIMD_NONE, attn__sgemm_ref, attn__softmax_rows_ref, attn__log_softmax_rows_ref,
     attn__layernorm_rows_ref, attn__gelu_ref, attn__gelu_backward_ref, attn__exp_ref, attn__add_ref, attn__sub_ref,
@@ -1240,6 +1271,7 @@ ATTN__TARGET static inline attn__v attn__v_add(attn__v a, attn__v b) { return _m
 ATTN__TARGET static inline attn__v attn__v_sub(attn__v a, attn__v b) { return _mm256_sub_ps(a, b); }
 ATTN__TARGET static inline attn__v attn__v_mul(attn__v a, attn__v b) { return _mm256_mul_ps(a, b); }
 ATTN__TARGET static inline attn__v attn__v_div(attn__v a, attn__v b) { return _mm256_div_ps(a, b); }
+ATTN__TARGET static inline attn__v attn__v_sqrt(attn__v a) { return _mm256_sqrt_ps(a); }
 /* a * b + c, fused */
 ATTN__TARGET static inline attn__v attn__v_fma(attn__v a, attn__v b, attn__v c) { return _mm256_fmadd_ps(a, b, c); }
 /* max/min return the second operand when one is NaN: callers put x second. */
@@ -1306,6 +1338,16 @@ static inline attn__v attn__v_div(attn__v a, attn__v b) {
 #  endif
 }
 static inline attn__v attn__v_fma(attn__v a, attn__v b, attn__v c) { return ATTN__NEON_FMA(c, a, b); }
+static inline attn__v attn__v_sqrt(attn__v a) {
+#  if defined(__aarch64__) || defined(_M_ARM64)
+    return vsqrtq_f32(a);
+#  else /* ARMv7: per lane, to stay correctly rounded like PyTorch's sqrt */
+    float t[4];
+    vst1q_f32(t, a);
+    t[0] = sqrtf(t[0]); t[1] = sqrtf(t[1]); t[2] = sqrtf(t[2]); t[3] = sqrtf(t[3]);
+    return vld1q_f32(t);
+#  endif
+}
 static inline attn__v attn__v_max(attn__v a, attn__v b) { return vmaxq_f32(a, b); } /* NaN propagates */
 static inline attn__v attn__v_min(attn__v a, attn__v b) { return vminq_f32(a, b); }
 static inline attn__v attn__v_abs(attn__v a) { return vabsq_f32(a); }
@@ -1575,6 +1617,45 @@ ATTN__TARGET static void attn__axpy_simd(size_t n, float alpha, const float *x, 
 ATTN__TARGET static void attn__relu_simd(size_t n, const float *x, float *y) {
     ATTN__EACH(n, ATTN__ST(y, attn__v_relu(ATTN__LD(x))));
 }
+/* attn__update_ref with vectors (fused where it fuses; plain ARMv7 NEON has no
+   fused op, so there the last bit can differ from PyTorch) */
+ATTN__TARGET static void attn__update_simd(size_t n, const attn__update *u, float *w, const float *g, float *m, float *v) {
+    attn__v wd = attn__v_set(u->wd), lr_neg = attn__v_set(u->lr_neg), eps = attn__v_set(u->eps);
+    int l2 = u->wd != 0.0f && u->kind != 2;
+    if (u->kind == 0) {
+        attn__v mom = attn__v_set(u->mom), damp = attn__v_set(u->damp);
+        ATTN__EACH(n, {
+            attn__v gk = l2 ? attn__v_fma(ATTN__LD(w), wd, ATTN__LD(g)) : ATTN__LD(g);
+            if (m) {
+                attn__v mk = u->first ? gk : attn__v_fma(gk, damp, attn__v_mul(ATTN__LD(m), mom));
+                ATTN__ST(m, mk);
+                gk = u->nesterov ? attn__v_fma(mk, mom, gk) : mk;
+            }
+            ATTN__ST(w, attn__v_fma(gk, lr_neg, ATTN__LD(w)));
+        });
+    } else if (u->kind == 3) {
+        ATTN__EACH(n, {
+            attn__v gk = l2 ? attn__v_fma(ATTN__LD(w), wd, ATTN__LD(g)) : ATTN__LD(g);
+            attn__v mk = attn__v_add(ATTN__LD(m), attn__v_mul(gk, gk));
+            ATTN__ST(m, mk);
+            ATTN__ST(w, attn__v_add(ATTN__LD(w), attn__v_div(attn__v_mul(lr_neg, gk), attn__v_add(attn__v_sqrt(mk), eps))));
+        });
+    } else {
+        attn__v b1 = attn__v_set(u->b1), one_b1 = attn__v_set(u->one_b1), b2 = attn__v_set(u->b2);
+        attn__v one_b2 = attn__v_set(u->one_b2), bc2 = attn__v_set(u->bc2_sqrt), decay = attn__v_set(u->decay);
+        ATTN__EACH(n, {
+            attn__v gk = l2 ? attn__v_fma(ATTN__LD(w), wd, ATTN__LD(g)) : ATTN__LD(g);
+            attn__v wk = u->kind == 2 ? attn__v_mul(ATTN__LD(w), decay) : ATTN__LD(w);
+            attn__v mk = attn__v_fma(gk, one_b1, attn__v_mul(ATTN__LD(m), b1));
+            attn__v vk = attn__v_add(attn__v_mul(ATTN__LD(v), b2), attn__v_mul(attn__v_mul(one_b2, gk), gk));
+            attn__v denom = attn__v_add(attn__v_div(attn__v_sqrt(vk), bc2), eps);
+            ATTN__ST(m, mk);
+            ATTN__ST(v, vk);
+            ATTN__ST(w, attn__v_add(wk, attn__v_div(attn__v_mul(lr_neg, mk), denom)));
+        });
+    }
+}
+
 ATTN__TARGET static float attn__sum_simd(size_t n, const float *x) {
     attn__v s = attn__v_set(0.0f);
     ATTN__EACH(n, s = attn__v_add(s, ATTN__LD(x)));
@@ -1896,6 +1977,16 @@ ATTN_API void attn_layernorm_rows(const attn_threads *threads, int rows, int col
     j.kind = ATTN__ROWS_LAYERNORM; j.rows = rows; j.cols = cols; j.x = x; j.ldx = ldx; j.y = y; j.ldy = ldy;
     j.gamma = gamma; j.beta = beta; j.eps = eps; j.mean = mean; j.rstd = rstd;
     attn__rows_run(threads, &j);
+}
+
+static void attn__optimizer_update(size_t n, const attn__update *u, float *w, const float *g, float *m, float *v) {
+#if defined(ATTN__MICROKERNEL)
+    if (attn__kernels() == &attn__kernels_simd) {
+        attn__update_simd(n, u, w, g, m, v);
+        return;
+    }
+#endif
+    attn__update_ref(n, u, w, g, m, v);
 }
 
 ATTN_API void attn_vec_gelu(size_t n, const float *x, float *y) { if (x && y) attn__kernels()->gelu(n, x, y); }
@@ -2498,49 +2589,67 @@ ATTN_API attn_tensor *attn_add(attn_context *ctx, attn_tensor *a, attn_tensor *b
 ATTN_API attn_tensor *attn_sub(attn_context *ctx, attn_tensor *a, attn_tensor *b) { return attn__binary(ctx, ATTN__OP_SUB, a, b, "attn_sub"); }
 ATTN_API attn_tensor *attn_mul(attn_context *ctx, attn_tensor *a, attn_tensor *b) { return attn__binary(ctx, ATTN__OP_MUL, a, b, "attn_mul"); }
 
+/* ---- how an op begins and ends ----
+   An op allocates its result first and marks the arena: what comes after the
+   mark (dense copies of strided inputs, statistics for the backward pass) is
+   scratch. With grad on the node keeps it; with grad off attn__finish drops it,
+   so an unrecorded op leaves only its result behind. */
+static attn_tensor *attn__finish(attn_context *ctx, int op, attn_tensor *out, attn_tensor *a, attn_tensor *b,
+                                 attn_tensor *c, attn_arena_mark scratch, attn_node **node) {
+    attn_node *n;
+    if (!attn__needs_grad(ctx, a, b, c)) {
+        attn_arena_reset(&ctx->arena, scratch);
+        return out;
+    }
+    if (!(n = attn__record(ctx, op, out, a, b, c))) return NULL;
+    if (node) *node = n;
+    return out;
+}
+
 /* ---- unary elementwise ops: scale, relu, tanh, gelu, dropout ---- */
-/* A dense input and a result of its shape, for the elementwise ops. */
-static attn_tensor *attn__unary_begin(attn_context *ctx, attn_tensor **x, const char *who) {
+/* A result of x's shape, then x made dense (after *scratch). */
+static attn_tensor *attn__unary_begin(attn_context *ctx, attn_tensor **x, attn_arena_mark *scratch, const char *who) {
+    attn_tensor *out;
     if (!ctx || attn__null_input(ctx, *x, who)) return NULL;
-    *x = attn__dense(ctx, *x);
-    return *x ? attn__result(ctx, (*x)->ndim, (*x)->shape, who) : NULL;
+    if (!(out = attn__result(ctx, (*x)->ndim, (*x)->shape, who))) return NULL;
+    *scratch = attn_arena_get_mark(&ctx->arena);
+    return (*x = attn__dense(ctx, *x)) ? out : NULL;
 }
 
 ATTN_API attn_tensor *attn_scale(attn_context *ctx, attn_tensor *x, float s) {
-    attn_tensor *out = attn__unary_begin(ctx, &x, "attn_scale");
-    attn_node *n;
+    attn_arena_mark scratch;
+    attn_tensor *out = attn__unary_begin(ctx, &x, &scratch, "attn_scale");
+    attn_node *n = NULL;
     if (!out) return NULL;
     attn_vec_scale(attn_tensor_numel(x), s, x->data, out->data);
-    if (attn__needs_grad(ctx, x, NULL, NULL)) {
-        if (!(n = attn__record(ctx, ATTN__OP_SCALE, out, x, NULL, NULL))) return NULL;
-        n->f = s;
-    }
+    out = attn__finish(ctx, ATTN__OP_SCALE, out, x, NULL, NULL, scratch, &n);
+    if (n) n->f = s;
     return out;
 }
 
 ATTN_API attn_tensor *attn_relu(attn_context *ctx, attn_tensor *x) {
-    attn_tensor *out = attn__unary_begin(ctx, &x, "attn_relu");
+    attn_arena_mark scratch;
+    attn_tensor *out = attn__unary_begin(ctx, &x, &scratch, "attn_relu");
     if (!out) return NULL;
     attn_vec_relu(attn_tensor_numel(x), x->data, out->data);
-    if (attn__needs_grad(ctx, x, NULL, NULL) && !attn__record(ctx, ATTN__OP_RELU, out, x, NULL, NULL)) return NULL;
-    return out;
+    return attn__finish(ctx, ATTN__OP_RELU, out, x, NULL, NULL, scratch, NULL);
 }
 
 ATTN_API attn_tensor *attn_tanh(attn_context *ctx, attn_tensor *x) {
-    attn_tensor *out = attn__unary_begin(ctx, &x, "attn_tanh");
+    attn_arena_mark scratch;
+    attn_tensor *out = attn__unary_begin(ctx, &x, &scratch, "attn_tanh");
     size_t i, n;
     if (!out) return NULL;
     for (i = 0, n = attn_tensor_numel(x); i < n; i++) out->data[i] = tanhf(x->data[i]);
-    if (attn__needs_grad(ctx, x, NULL, NULL) && !attn__record(ctx, ATTN__OP_TANH, out, x, NULL, NULL)) return NULL;
-    return out;
+    return attn__finish(ctx, ATTN__OP_TANH, out, x, NULL, NULL, scratch, NULL);
 }
 
 ATTN_API attn_tensor *attn_gelu(attn_context *ctx, attn_tensor *x) {
-    attn_tensor *out = attn__unary_begin(ctx, &x, "attn_gelu");
+    attn_arena_mark scratch;
+    attn_tensor *out = attn__unary_begin(ctx, &x, &scratch, "attn_gelu");
     if (!out) return NULL;
     attn_vec_gelu(attn_tensor_numel(x), x->data, out->data);
-    if (attn__needs_grad(ctx, x, NULL, NULL) && !attn__record(ctx, ATTN__OP_GELU, out, x, NULL, NULL)) return NULL;
-    return out;
+    return attn__finish(ctx, ATTN__OP_GELU, out, x, NULL, NULL, scratch, NULL);
 }
 
 /* Dropout's keep decision for element i: a hash of (seed, i), so any thread
@@ -2563,8 +2672,9 @@ static void attn__dropout_apply(uint64_t seed, float p, size_t n, const float *x
 }
 
 ATTN_API attn_tensor *attn_dropout(attn_context *ctx, attn_tensor *x, float p, int training) {
+    attn_arena_mark scratch;
     attn_tensor *out;
-    attn_node *n;
+    attn_node *n = NULL;
     uint64_t seed;
     if (!ctx || attn__null_input(ctx, x, "attn_dropout")) return NULL;
     if (!(p >= 0.0f && p <= 1.0f)) {
@@ -2572,12 +2682,12 @@ ATTN_API attn_tensor *attn_dropout(attn_context *ctx, attn_tensor *x, float p, i
         return NULL;
     }
     if (!training || p == 0.0f) return x;
-    out = attn__unary_begin(ctx, &x, "attn_dropout");
+    out = attn__unary_begin(ctx, &x, &scratch, "attn_dropout");
     if (!out) return NULL;
     seed = (uint64_t)attn_rng_u32(&ctx->rng) << 32 | attn_rng_u32(&ctx->rng);
     attn__dropout_apply(seed, p, attn_tensor_numel(x), x->data, out->data, 0);
-    if (attn__needs_grad(ctx, x, NULL, NULL)) {
-        if (!(n = attn__record(ctx, ATTN__OP_DROPOUT, out, x, NULL, NULL))) return NULL;
+    out = attn__finish(ctx, ATTN__OP_DROPOUT, out, x, NULL, NULL, scratch, &n);
+    if (n) {
         n->f = p;
         n->seed = seed;
     }
@@ -2586,15 +2696,16 @@ ATTN_API attn_tensor *attn_dropout(attn_context *ctx, attn_tensor *x, float p, i
 
 /* ---- reductions ---- */
 static attn_tensor *attn__reduce(attn_context *ctx, int op, attn_tensor *x, const char *who) {
+    attn_arena_mark scratch;
     attn_tensor *out;
     size_t i, n;
     double s = 0.0;
-    if (!ctx || attn__null_input(ctx, x, who)) return NULL;
-    if (!(x = attn__dense(ctx, x)) || !(out = attn__result(ctx, 0, NULL, who))) return NULL;
+    if (!ctx || attn__null_input(ctx, x, who) || !(out = attn__result(ctx, 0, NULL, who))) return NULL;
+    scratch = attn_arena_get_mark(&ctx->arena);
+    if (!(x = attn__dense(ctx, x))) return NULL;
     for (i = 0, n = attn_tensor_numel(x); i < n; i++) s += x->data[i];
     out->data[0] = (float)(op == ATTN__OP_MEAN ? s / (double)n : s); /* mean of nothing: NaN */
-    if (attn__needs_grad(ctx, x, NULL, NULL) && !attn__record(ctx, op, out, x, NULL, NULL)) return NULL;
-    return out;
+    return attn__finish(ctx, op, out, x, NULL, NULL, scratch, NULL);
 }
 ATTN_API attn_tensor *attn_sum(attn_context *ctx, attn_tensor *x) { return attn__reduce(ctx, ATTN__OP_SUM, x, "attn_sum"); }
 ATTN_API attn_tensor *attn_mean(attn_context *ctx, attn_tensor *x) { return attn__reduce(ctx, ATTN__OP_MEAN, x, "attn_mean"); }
@@ -2603,6 +2714,7 @@ ATTN_API attn_tensor *attn_mean(attn_context *ctx, attn_tensor *x) { return attn
 ATTN_API attn_tensor *attn_matmul(attn_context *ctx, attn_tensor *a, attn_tensor *b) {
     const char *who = "attn_matmul";
     int shape[ATTN_MAX_DIMS], d, M, K, N, batch = 1, i;
+    attn_arena_mark scratch;
     attn_tensor *out;
     char t1[64], t2[64];
     if (!ctx || attn__null_input(ctx, a, who) || attn__null_input(ctx, b, who)) return NULL;
@@ -2616,16 +2728,16 @@ ATTN_API attn_tensor *attn_matmul(attn_context *ctx, attn_tensor *a, attn_tensor
     }
     shape[a->ndim - 2] = M;
     shape[a->ndim - 1] = N;
-    if (!(a = attn__dense(ctx, a)) || !(b = attn__dense(ctx, b))) return NULL;
     if (!(out = attn__result(ctx, a->ndim, shape, who))) return NULL;
+    scratch = attn_arena_get_mark(&ctx->arena);
+    if (!(a = attn__dense(ctx, a)) || !(b = attn__dense(ctx, b))) return NULL;
     if (b->ndim == 2) /* one B for every batch: a single (batch*M) x K GEMM */
         attn_sgemm_mt(&ctx->threads, 0, 0, batch * M, N, K, 1.0f, a->data, K, b->data, N, 0.0f, out->data, N);
     else
         for (i = 0; i < batch; i++)
             attn_sgemm_mt(&ctx->threads, 0, 0, M, N, K, 1.0f, a->data + (size_t)i * M * K, K,
                           b->data + (size_t)i * K * N, N, 0.0f, out->data + (size_t)i * M * N, N);
-    if (attn__needs_grad(ctx, a, b, NULL) && !attn__record(ctx, ATTN__OP_MATMUL, out, a, b, NULL)) return NULL;
-    return out;
+    return attn__finish(ctx, ATTN__OP_MATMUL, out, a, b, NULL, scratch, NULL);
 bad:
     attn__fail(ctx, ATTN_ERR_SHAPE, "%s: cannot multiply %s by %s", who, attn__shape_text(a, t1, sizeof t1),
                attn__shape_text(b, t2, sizeof t2));
@@ -2663,6 +2775,7 @@ static attn_status attn__matmul_backward(attn_context *ctx, attn_node *n) {
 ATTN_API attn_tensor *attn_linear(attn_context *ctx, attn_tensor *x, attn_tensor *w, attn_tensor *bias) {
     const char *who = "attn_linear";
     int shape[ATTN_MAX_DIMS], rows, in, outf, r;
+    attn_arena_mark scratch;
     attn_tensor *out;
     char t1[64], t2[64];
     if (!ctx || attn__null_input(ctx, x, who) || attn__null_input(ctx, w, who)) return NULL;
@@ -2675,19 +2788,19 @@ ATTN_API attn_tensor *attn_linear(attn_context *ctx, attn_tensor *x, attn_tensor
     }
     in = w->shape[1];
     outf = w->shape[0];
-    if (!(x = attn__dense(ctx, x)) || !(w = attn__dense(ctx, w)) || (bias && !(bias = attn__dense(ctx, bias))))
-        return NULL;
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = outf;
     if (!(out = attn__result(ctx, x->ndim, shape, who))) return NULL;
+    scratch = attn_arena_get_mark(&ctx->arena);
+    if (!(x = attn__dense(ctx, x)) || !(w = attn__dense(ctx, w)) || (bias && !(bias = attn__dense(ctx, bias))))
+        return NULL;
     rows = (int)(attn_tensor_numel(x) / (size_t)ATTN__MAX(in, 1));
     if (in == 0) rows = (int)(attn_tensor_numel(out) / (size_t)ATTN__MAX(outf, 1));
     if (bias) /* start every row from the bias, then add x w^T */
         for (r = 0; r < rows; r++) memcpy(out->data + (size_t)r * outf, bias->data, (size_t)outf * sizeof(float));
     attn_sgemm_mt(&ctx->threads, 0, 1, rows, outf, in, 1.0f, x->data, ATTN__MAX(in, 1), w->data,
                   ATTN__MAX(in, 1), bias ? 1.0f : 0.0f, out->data, ATTN__MAX(outf, 1));
-    if (attn__needs_grad(ctx, x, w, bias) && !attn__record(ctx, ATTN__OP_LINEAR, out, x, w, bias)) return NULL;
-    return out;
+    return attn__finish(ctx, ATTN__OP_LINEAR, out, x, w, bias, scratch, NULL);
 }
 
 static attn_status attn__linear_backward(attn_context *ctx, attn_node *n) {
@@ -2872,8 +2985,9 @@ ATTN_API attn_tensor *attn_embedding(attn_context *ctx, attn_tensor *weight, con
     const char *who = "attn_embedding";
     int out_shape[ATTN_MAX_DIMS], d, V, D;
     size_t i, count = 1;
+    attn_arena_mark scratch;
     attn_tensor *out;
-    attn_node *n;
+    attn_node *n = NULL;
     if (!ctx || attn__null_input(ctx, weight, who)) return NULL;
     if (weight->ndim != 2 || ndim < 0 || ndim > ATTN_MAX_DIMS - 1 || (ndim > 0 && !shape)) {
         attn__fail(ctx, ATTN_ERR_SHAPE, "%s: weight must be (V, D) and indices at most %d-dim", who, ATTN_MAX_DIMS - 1);
@@ -2900,13 +3014,15 @@ ATTN_API attn_tensor *attn_embedding(attn_context *ctx, attn_tensor *weight, con
                        (int)indices[i], i, V);
             return NULL;
         }
-    if (!(weight = attn__dense(ctx, weight)) || !(out = attn__result(ctx, ndim + 1, out_shape, who))) return NULL;
+    if (!(out = attn__result(ctx, ndim + 1, out_shape, who))) return NULL;
+    scratch = attn_arena_get_mark(&ctx->arena);
+    if (!(weight = attn__dense(ctx, weight))) return NULL;
     for (i = 0; i < count; i++)
         memcpy(out->data + i * (size_t)D, weight->data + (size_t)indices[i] * D, (size_t)D * sizeof(float));
-    if (attn__needs_grad(ctx, weight, NULL, NULL)) {
-        if (!(n = attn__record(ctx, ATTN__OP_EMBEDDING, out, weight, NULL, NULL))) return NULL;
-        if (count && !(n->index = (int32_t *)attn_alloc(ctx, count * sizeof(int32_t)))) return NULL;
-        if (count) memcpy(n->index, indices, count * sizeof(int32_t));
+    if (!(out = attn__finish(ctx, ATTN__OP_EMBEDDING, out, weight, NULL, NULL, scratch, &n))) return NULL;
+    if (n && count) {
+        if (!(n->index = (int32_t *)attn_alloc(ctx, count * sizeof(int32_t)))) return NULL;
+        memcpy(n->index, indices, count * sizeof(int32_t));
     }
     return out;
 }
@@ -2925,15 +3041,15 @@ static attn_status attn__embedding_backward(attn_context *ctx, attn_node *n) {
 static int attn__last_dim(const attn_tensor *t) { return t->ndim ? t->shape[t->ndim - 1] : 1; }
 
 static attn_tensor *attn__softmax_op(attn_context *ctx, attn_tensor *x, int op, const char *who) {
-    attn_tensor *out = attn__unary_begin(ctx, &x, who);
+    attn_arena_mark scratch;
+    attn_tensor *out = attn__unary_begin(ctx, &x, &scratch, who);
     int cols, rows;
     if (!out) return NULL;
     cols = attn__last_dim(x);
     rows = cols ? (int)(attn_tensor_numel(x) / (size_t)cols) : 0;
     if (op == ATTN__OP_SOFTMAX) attn_softmax_rows(&ctx->threads, rows, cols, x->data, cols, out->data, cols);
     else attn_log_softmax_rows(&ctx->threads, rows, cols, x->data, cols, out->data, cols);
-    if (attn__needs_grad(ctx, x, NULL, NULL) && !attn__record(ctx, op, out, x, NULL, NULL)) return NULL;
-    return out;
+    return attn__finish(ctx, op, out, x, NULL, NULL, scratch, NULL);
 }
 ATTN_API attn_tensor *attn_softmax(attn_context *ctx, attn_tensor *x) { return attn__softmax_op(ctx, x, ATTN__OP_SOFTMAX, "attn_softmax"); }
 ATTN_API attn_tensor *attn_log_softmax(attn_context *ctx, attn_tensor *x) { return attn__softmax_op(ctx, x, ATTN__OP_LOG_SOFTMAX, "attn_log_softmax"); }
@@ -2973,35 +3089,35 @@ static int attn__norm_param(attn_context *ctx, attn_tensor **p, int cols, const 
 ATTN_API attn_tensor *attn_layernorm(attn_context *ctx, attn_tensor *x, attn_tensor *weight, attn_tensor *bias,
                                      float eps) {
     const char *who = "attn_layernorm";
+    attn_arena_mark scratch;
     attn_tensor *out;
-    attn_node *n;
+    attn_node *n = NULL;
     float *stats;
     int cols, rows;
     if (!ctx || attn__null_input(ctx, x, who)) return NULL;
     cols = attn__last_dim(x);
     if (!attn__norm_param(ctx, &weight, cols, who, "weight") || !attn__norm_param(ctx, &bias, cols, who, "bias"))
         return NULL;
-    if (!(out = attn__unary_begin(ctx, &x, who))) return NULL;
+    if (!(out = attn__unary_begin(ctx, &x, &scratch, who))) return NULL;
     rows = cols ? (int)(attn_tensor_numel(x) / (size_t)cols) : 0;
     if (!(stats = (float *)attn_alloc(ctx, 2 * (size_t)rows * sizeof(float)))) return NULL; /* mean, rstd */
     attn_layernorm_rows(&ctx->threads, rows, cols, x->data, cols, weight ? weight->data : NULL,
                         bias ? bias->data : NULL, eps, out->data, cols, stats, stats + rows);
-    if (attn__needs_grad(ctx, x, weight, bias)) {
-        if (!(n = attn__record(ctx, ATTN__OP_LAYERNORM, out, x, weight, bias))) return NULL;
-        n->saved = stats;
-    }
+    out = attn__finish(ctx, ATTN__OP_LAYERNORM, out, x, weight, bias, scratch, &n);
+    if (n) n->saved = stats;
     return out;
 }
 
 ATTN_API attn_tensor *attn_rmsnorm(attn_context *ctx, attn_tensor *x, attn_tensor *weight, float eps) {
     const char *who = "attn_rmsnorm";
+    attn_arena_mark scratch;
     attn_tensor *out;
-    attn_node *n;
+    attn_node *n = NULL;
     float *rstd;
     int cols, rows, r;
     if (!ctx || attn__null_input(ctx, x, who)) return NULL;
     cols = attn__last_dim(x);
-    if (!attn__norm_param(ctx, &weight, cols, who, "weight") || !(out = attn__unary_begin(ctx, &x, who)))
+    if (!attn__norm_param(ctx, &weight, cols, who, "weight") || !(out = attn__unary_begin(ctx, &x, &scratch, who)))
         return NULL;
     rows = cols ? (int)(attn_tensor_numel(x) / (size_t)cols) : 0;
     if (!(rstd = (float *)attn_alloc(ctx, (size_t)rows * sizeof(float)))) return NULL;
@@ -3012,10 +3128,8 @@ ATTN_API attn_tensor *attn_rmsnorm(attn_context *ctx, attn_tensor *x, attn_tenso
         attn_vec_scale((size_t)cols, rstd[r], xr, yr);
         if (weight) attn_vec_mul((size_t)cols, yr, weight->data, yr);
     }
-    if (attn__needs_grad(ctx, x, weight, NULL)) {
-        if (!(n = attn__record(ctx, ATTN__OP_RMSNORM, out, x, weight, NULL))) return NULL;
-        n->saved = rstd;
-    }
+    out = attn__finish(ctx, ATTN__OP_RMSNORM, out, x, weight, NULL, scratch, &n);
+    if (n) n->saved = rstd;
     return out;
 }
 
@@ -3057,8 +3171,9 @@ static attn_status attn__norm_backward(attn_context *ctx, attn_node *n) {
 ATTN_API attn_tensor *attn_cross_entropy(attn_context *ctx, attn_tensor *logits, const int32_t *targets,
                                          int ignore_index, float label_smoothing) {
     const char *who = "attn_cross_entropy";
+    attn_arena_mark scratch;
     attn_tensor *out;
-    attn_node *n;
+    attn_node *n = NULL;
     float *logp;
     int N, C, r, c;
     double total = 0.0;
@@ -3085,7 +3200,9 @@ ATTN_API attn_tensor *attn_cross_entropy(attn_context *ctx, attn_tensor *logits,
                        (int)targets[r], r, C);
             return NULL;
         }
-    if (!(logits = attn__dense(ctx, logits)) || !(out = attn__result(ctx, 0, NULL, who))) return NULL;
+    if (!(out = attn__result(ctx, 0, NULL, who))) return NULL;
+    scratch = attn_arena_get_mark(&ctx->arena);
+    if (!(logits = attn__dense(ctx, logits))) return NULL;
     if (!(logp = (float *)attn_alloc(ctx, (size_t)N * C * sizeof(float)))) return NULL;
     attn_log_softmax_rows(&ctx->threads, N, C, logits->data, C, logp, C);
     for (r = 0; r < N; r++) {
@@ -3097,8 +3214,8 @@ ATTN_API attn_tensor *attn_cross_entropy(attn_context *ctx, attn_tensor *logits,
         count++;
     }
     out->data[0] = (float)(total / (double)count); /* 0 / 0: NaN, as PyTorch gives */
-    if (attn__needs_grad(ctx, logits, NULL, NULL)) {
-        if (!(n = attn__record(ctx, ATTN__OP_CROSS_ENTROPY, out, logits, NULL, NULL))) return NULL;
+    if (!(out = attn__finish(ctx, ATTN__OP_CROSS_ENTROPY, out, logits, NULL, NULL, scratch, &n))) return NULL;
+    if (n) {
         if (N && !(n->index = (int32_t *)attn_alloc(ctx, (size_t)N * sizeof(int32_t)))) return NULL;
         if (N) memcpy(n->index, targets, (size_t)N * sizeof(int32_t));
         n->saved = logp;
@@ -3117,18 +3234,24 @@ static attn_status attn__cross_entropy_backward(attn_context *ctx, attn_node *n)
     for (r = 0; r < N; r++) count += n->index[r] != n->i;
     if (!count) return ATTN_OK;
     scale = n->out->grad[0] / (float)count;
-    for (r = 0; r < N; r++) { /* d/dlogits = softmax - ((1 - eps) onehot + eps / C) */
-        const float *lp = n->saved + (size_t)r * C;
-        float *d = gl + (size_t)r * C;
-        if (n->index[r] == n->i) continue;
-        for (c = 0; c < C; c++)
-            d[c] += scale * (expf(lp[c]) - (c == n->index[r] ? 1.0f - eps : 0.0f) - eps / (float)C);
+    /* As PyTorch's graph does it: d loss / d logp_c = -scale ((1 - eps) [c = t] +
+       eps / C), then log-softmax's backward: g_c - softmax_c * sum(g). */
+    {
+        float g_other = -scale * (eps / (float)C), g_target = g_other - scale * (1.0f - eps);
+        float total = g_target + g_other * (float)(C - 1);
+        for (r = 0; r < N; r++) {
+            const float *lp = n->saved + (size_t)r * C;
+            float *d = gl + (size_t)r * C;
+            if (n->index[r] == n->i) continue;
+            for (c = 0; c < C; c++) d[c] += (c == n->index[r] ? g_target : g_other) - expf(lp[c]) * total;
+        }
     }
     return ATTN_OK;
 }
 
 ATTN_API attn_tensor *attn_mse(attn_context *ctx, attn_tensor *a, attn_tensor *b) {
     const char *who = "attn_mse";
+    attn_arena_mark scratch;
     attn_tensor *out;
     size_t i, n;
     double s = 0.0;
@@ -3141,15 +3264,15 @@ ATTN_API attn_tensor *attn_mse(attn_context *ctx, attn_tensor *a, attn_tensor *b
                        attn__shape_text(b, t2, sizeof t2));
             return NULL;
         }
-    if (!(a = attn__dense(ctx, a)) || !(b = attn__dense(ctx, b)) || !(out = attn__result(ctx, 0, NULL, who)))
-        return NULL;
+    if (!(out = attn__result(ctx, 0, NULL, who))) return NULL;
+    scratch = attn_arena_get_mark(&ctx->arena);
+    if (!(a = attn__dense(ctx, a)) || !(b = attn__dense(ctx, b))) return NULL;
     for (i = 0, n = attn_tensor_numel(a); i < n; i++) {
         double e = (double)a->data[i] - b->data[i];
         s += e * e;
     }
     out->data[0] = (float)(s / (double)n);
-    if (attn__needs_grad(ctx, a, b, NULL) && !attn__record(ctx, ATTN__OP_MSE, out, a, b, NULL)) return NULL;
-    return out;
+    return attn__finish(ctx, ATTN__OP_MSE, out, a, b, NULL, scratch, NULL);
 }
 
 /* ---- the backward pass ---- */
@@ -3379,9 +3502,9 @@ ATTN_API void attn_optim_set_lr(attn_optim *opt, double lr) { if (opt) opt->d.lr
 ATTN_API double attn_optim_get_lr(const attn_optim *opt) { return opt ? opt->d.lr : 0.0; }
 ATTN_API int attn_optim_steps(const attn_optim *opt) { return opt ? opt->steps : 0; }
 
-/* The loops below follow torch.optim's single-tensor code (1.13) operation by
-   operation: scalars that PyTorch computes in Python doubles are computed in
-   double here too and rounded to float where PyTorch hands them to a kernel. */
+/* Scalars that PyTorch computes in Python doubles are computed in double here
+   too and rounded to float where PyTorch hands them to a kernel; the update
+   itself is attn__update_ref / attn__update_simd. */
 ATTN_API attn_status attn_optim_step(attn_optim *opt) {
     const attn_optim_desc *d;
     int i, step;
@@ -3390,41 +3513,29 @@ ATTN_API attn_status attn_optim_step(attn_optim *opt) {
     step = ++opt->steps;
     for (i = 0; i < opt->n; i++) {
         attn_tensor *t = opt->params[i];
-        float *w = t->data, *g = t->grad, *m = opt->m[i], *v = opt->v[i];
-        size_t k, count = attn_tensor_numel(t);
-        float wd = (float)d->weight_decay;
+        attn__update u;
+        memset(&u, 0, sizeof u);
+        u.kind = (int)d->kind;
+        u.wd = (float)d->weight_decay;
+        u.eps = (float)d->eps;
         if (d->kind == ATTN_OPTIM_SGD) {
-            float mom = (float)d->momentum, damp = (float)(1.0 - d->dampening), neg_lr = (float)-d->lr;
-            for (k = 0; k < count; k++) {
-                float gk = wd != 0.0f ? g[k] + wd * w[k] : g[k];
-                if (mom != 0.0f) {
-                    m[k] = step == 1 ? gk : m[k] * mom + damp * gk; /* the first step clones the grad */
-                    gk = d->nesterov ? gk + mom * m[k] : m[k];
-                }
-                w[k] = w[k] + neg_lr * gk;
-            }
+            u.mom = (float)d->momentum;
+            u.damp = (float)(1.0 - d->dampening);
+            u.nesterov = d->nesterov;
+            u.first = step == 1;
+            u.lr_neg = (float)-d->lr;
         } else if (d->kind == ATTN_OPTIM_ADAGRAD) {
-            float neg_clr = (float)-(d->lr / (1.0 + (step - 1) * d->lr_decay)), eps = (float)d->eps;
-            for (k = 0; k < count; k++) {
-                float gk = wd != 0.0f ? g[k] + wd * w[k] : g[k];
-                m[k] = m[k] + gk * gk;
-                w[k] = w[k] + neg_clr * (gk / (sqrtf(m[k]) + eps));
-            }
-        } else { /* Adam, AdamW */
-            double bc1 = 1.0 - pow(d->beta1, step), bc2 = 1.0 - pow(d->beta2, step);
-            float neg_step = (float)-(d->lr / bc1), bc2_sqrt = (float)sqrt(bc2), eps = (float)d->eps;
-            float b1 = (float)d->beta1, b2 = (float)d->beta2;
-            float one_b1 = (float)(1.0 - d->beta1), one_b2 = (float)(1.0 - d->beta2);
-            float decay = (float)(1.0 - d->lr * d->weight_decay); /* AdamW: w *= 1 - lr wd first */
-            int adamw = d->kind == ATTN_OPTIM_ADAMW;
-            for (k = 0; k < count; k++) {
-                float gk = !adamw && wd != 0.0f ? g[k] + wd * w[k] : g[k];
-                if (adamw) w[k] = w[k] * decay;
-                m[k] = m[k] * b1 + one_b1 * gk;
-                v[k] = v[k] * b2 + one_b2 * (gk * gk);
-                w[k] = w[k] + neg_step * (m[k] / (sqrtf(v[k]) / bc2_sqrt + eps));
-            }
+            u.lr_neg = (float)-(d->lr / (1.0 + (step - 1) * d->lr_decay));
+        } else {
+            u.b1 = (float)d->beta1;
+            u.b2 = (float)d->beta2;
+            u.one_b1 = (float)(1.0 - d->beta1);
+            u.one_b2 = (float)(1.0 - d->beta2);
+            u.lr_neg = (float)-(d->lr / (1.0 - pow(d->beta1, step)));
+            u.bc2_sqrt = (float)sqrt(1.0 - pow(d->beta2, step));
+            u.decay = (float)(1.0 - d->lr * d->weight_decay); /* AdamW: w *= 1 - lr wd first */
         }
+        attn__optimizer_update(attn_tensor_numel(t), &u, t->data, t->grad, opt->m[i], opt->v[i]);
     }
     return ATTN_OK;
 }
