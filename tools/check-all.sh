@@ -280,6 +280,7 @@ void *memset(void *, int, size_t);
 void *memcpy(void *, const void *, size_t);
 void *memmove(void *, const void *, size_t);
 int memcmp(const void *, const void *, size_t);
+int strcmp(const char *, const char *);
 size_t strlen(const char *);
 EOF
 cat > "$SRC/msvc-stubs/stdlib.h" <<'EOF'
@@ -304,6 +305,7 @@ float sqrtf(float); float expf(float); float logf(float); float erff(float); flo
 float cosf(float); float sinf(float); float tanhf(float); float fabsf(float);
 float powf(float, float); float floorf(float); float ceilf(float); float fmaxf(float, float);
 float fminf(float, float); float log1pf(float); float expm1f(float); float roundf(float);
+float fmaf(float, float, float); double fma(double, double, double);
 #define INFINITY __builtin_inff()
 #define NAN __builtin_nanf("")
 #define HUGE_VALF __builtin_huge_valf()
