@@ -394,8 +394,9 @@ typedef struct attn_mark { attn_arena_mark arena; attn_node *tape; attn_param *p
 ATTN_API attn_mark attn_context_mark(const attn_context *ctx);
 ATTN_API void attn_context_reset(attn_context *ctx, attn_mark mark);
 /* Backpropagate from a scalar (one-element) loss: adds d loss / d t into the
-   grad of every tensor t that requires grad. Frees the graph: a second backward
-   through it is an error (use attn_backward_ex with retain). */
+   grad of every tensor t that requires grad. Frees the loss's graph (other
+   graphs on the tape stay): a second backward through it is an error (use
+   attn_backward_ex with retain). */
 ATTN_API attn_status attn_backward(attn_context *ctx, attn_tensor *loss);
 /* seed: d ? / d out (numel floats, row-major), required when out is not a
    scalar; retain != 0 keeps the graph for another backward. */
@@ -3345,19 +3346,26 @@ ATTN_API attn_status attn_backward_ex(attn_context *ctx, attn_tensor *out, const
     if (seed) for (i = 0; i < count; i++) g[i] += seed[i];
     else g[0] += 1.0f;
     /* The tape is in execution order, so walking it backwards visits each node
-       after every node that used its output. */
+       after every node that used its output. A node is reached when its output
+       has a grad by then: only those belong to this loss's graph. */
     for (n = ctx->tape; n; n = n->prev) {
         attn_status s;
         if (!n->out->grad || n->released) continue;
         if ((s = attn__node_backward(ctx, n)) != ATTN_OK) return s;
-    }
-    /* Grads of intermediate results are not kept (as in PyTorch), so a retained
-       graph's next backward starts from zero; parameters keep theirs. */
-    for (n = ctx->tape; n; n = n->prev) {
+        /* Grads of intermediate results are not kept (as in PyTorch), so a
+           retained graph's next backward starts from zero. */
         n->out->grad = NULL;
-        if (!retain) n->released = 1;
+        n->released = !retain;
     }
-    if (!retain) ctx->tape = NULL;
+    /* Unlink the freed graph; other graphs on the tape stay usable. Released
+       nodes keep their own links, so a mark taken inside them still leads back. */
+    if (!retain) {
+        attn_node **link = &ctx->tape;
+        while (*link) {
+            if ((*link)->released) *link = (*link)->prev;
+            else link = &(*link)->prev;
+        }
+    }
     return ATTN_OK;
 }
 

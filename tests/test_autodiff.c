@@ -1,6 +1,6 @@
 /* tests/test_autodiff.c - gradient checks of every differentiable op, and how
    the tape behaves (grad off, mark/reset, retain, seeds, accumulation, detach,
-   parameters, bad shapes, strided inputs).
+   unrecorded views, parameters, bad shapes, strided inputs, thread count).
 
    The gradient check. For each case the inputs are parameters filled from our
    own generator; out = op(inputs) comes from attn, and the scalar L = sum_i
@@ -1037,6 +1037,12 @@ TEST(training_step_lives_between_mark_and_reset) {
             if (step == 0) used0 = at_mark;
             CHECK(at_mark == used0, "%s, step %d: arena used %d at the mark, %d at step 0", mname, step, (int)at_mark,
                   (int)used0);
+            if (step % 2) { /* a forward with grad on and no backward first: its nodes just go with the reset */
+                int sx[2] = { 2, 8 };
+                attn_tensor *xe = attn_tensor_new(ctx, 2, sx);
+                CHECK(xe && attn_linear(ctx, attn_gelu(ctx, attn_linear(ctx, xe, w1, b1)), w2, NULL),
+                      "%s, step %d: eval forward: %s", mname, step, attn_error_message(ctx));
+            }
             if (!CHECK(mlp_step(ctx, w1, b1, w2, step) == ATTN_OK, "%s, step %d: %s", mname, step,
                        attn_error_message(ctx)))
                 break;
@@ -1142,6 +1148,32 @@ out:
 }
 
 /* A non-scalar needs a seed; with one, d(seed . out)/dx comes back. */
+/* A backward frees only the graph it went through: an independent loss built
+   before it still backpropagates (as in PyTorch), and the freed one refuses. */
+TEST(backward_frees_only_its_graph) {
+    int s[1] = { 3 }, i, bad = 0;
+    attn_context *ctx = new_ctx(1);
+    test_rng r;
+    attn_tensor *x, *y, *l1, *l2;
+    test_rng_seed(&r, 21);
+    x = param(ctx, "x", 1, s, &r, -1, 1);
+    y = param(ctx, "y", 1, s, &r, -1, 1);
+    l1 = attn_sum(ctx, attn_mul(ctx, x, x));
+    l2 = attn_sum(ctx, attn_mul(ctx, y, y));
+    if (!CHECK(l1 && l2, "forward: %s", attn_error_message(ctx))) goto out;
+    CHECK(attn_backward(ctx, l1) == ATTN_OK, "backward l1: %s", attn_error_message(ctx));
+    CHECK(attn_backward(ctx, l2) == ATTN_OK, "backward l2 after l1's: %s", attn_error_message(ctx));
+    for (i = 0; i < 3; i++) {
+        bad += fabs(x->grad[i] - 2.0 * x->data[i]) > 1e-6;
+        bad += fabs(y->grad[i] - 2.0 * y->data[i]) > 1e-6;
+    }
+    CHECK(bad == 0, "%d grads are not 2x", bad);
+    attn_error_clear(ctx);
+    CHECK(attn_backward(ctx, l1) != ATTN_OK && attn_error_message(ctx)[0], "l1's graph was freed: must fail");
+out:
+    attn_context_destroy(ctx);
+}
+
 TEST(backward_non_scalar_needs_seed) {
     int s[2] = { 3, 4 }, i, bad = 0;
     attn_context *ctx = new_ctx(1);
@@ -1251,6 +1283,39 @@ TEST(detach_cuts_the_graph) {
     attn_error_clear(ctx);
     CHECK(attn_detach(ctx, NULL) == NULL && failed_with(ctx, ATTN_ERR_INVALID_ARGUMENT, ATTN_ERR_INVALID_ARGUMENT),
           "attn_detach(NULL) must fail with invalid argument");
+out:
+    attn_context_destroy(ctx);
+}
+
+/* The attn_tensor_* views are unrecorded: cut from the graph like detach. A
+   view that kept the parameter's requires_grad and grad pointer would get
+   grads in its own layout written over the parameter's (a transpose's or a
+   slice's would land in the wrong places), so none may flow at all. */
+TEST(unrecorded_views_are_cut_from_the_graph) {
+    int s[2] = { 3, 4 }, k, i;
+    attn_context *ctx = new_ctx(1);
+    test_rng r;
+    attn_tensor *x;
+    test_rng_seed(&r, 12);
+    x = param(ctx, "x", 2, s, &r, -1, 1);
+    if (!CHECK(x != NULL, "param")) goto out;
+    for (k = 0; k < 4; k++) {
+        int shp[1] = { 12 };
+        attn_tensor *v = k == 0 ? attn_tensor_transpose(ctx, x, 0, 1)
+                       : k == 1 ? attn_tensor_slice(ctx, x, 1, 1, 3)
+                       : k == 2 ? attn_tensor_reshape(ctx, x, 1, shp)
+                                : attn_tensor_contiguous(ctx, attn_tensor_transpose(ctx, x, 0, 1));
+        attn_tensor *y;
+        int nz = 0;
+        if (!CHECK(v != NULL, "view %d: %s", k, attn_error_message(ctx))) continue;
+        CHECK(v->requires_grad == 0 && v->node == NULL && v->grad == NULL,
+              "unrecorded view %d: requires_grad %d, node %p, grad %p (want 0, NULL, NULL)", k, v->requires_grad,
+              (void *)v->node, (void *)v->grad);
+        y = attn_tanh(ctx, v);
+        CHECK(y && y->requires_grad == 0 && y->node == NULL, "an op on unrecorded view %d recorded a node", k);
+        for (i = 0; i < 12; i++) nz += x->grad[i] != 0;
+        CHECK(nz == 0, "unrecorded view %d: the parameter's grad changed", k);
+    }
 out:
     attn_context_destroy(ctx);
 }
@@ -1534,6 +1599,67 @@ TEST(strided_inputs_match_contiguous_copies) {
     }
 }
 
+/* A training step's loss, grads and dropout mask are bit-identical on 1
+   thread and on 3 pool threads: the header promises that results never
+   depend on the thread count. The linear layer is 1.6 MFLOP, past
+   sgemm_mt's split threshold, so the threaded run really splits. */
+enum { TH_N = 32, TH_IN = 128, TH_H = 192, TH_C = 10, TH_NG = TH_H * TH_IN + TH_H + TH_C * TH_H };
+
+static int thread_step(attn_context *ctx, float *out /* 1 + TH_NG + TH_N * TH_H floats */) {
+    int32_t tgt[TH_N];
+    int sx[2] = { TH_N, TH_IN }, sw1[2] = { TH_H, TH_IN }, sb1[1] = { TH_H }, sw2[2] = { TH_C, TH_H }, i;
+    test_rng r;
+    attn_tensor *x, *w1, *b1, *w2, *h, *hd, *sc, *y, *loss;
+    test_rng_seed(&r, 31);
+    for (i = 0; i < TH_N; i++) tgt[i] = i % 7 == 3 ? -100 : (int32_t)(test_rng_u32(&r) % TH_C);
+    w1 = param(ctx, "w1", 2, sw1, &r, -0.1f, 0.1f);
+    b1 = param(ctx, "b1", 1, sb1, &r, -0.1f, 0.1f);
+    w2 = param(ctx, "w2", 2, sw2, &r, -0.1f, 0.1f);
+    x = constant(ctx, 2, sx, &r, -1, 1);
+    if (!w1 || !b1 || !w2 || !x) return 0;
+    h = attn_gelu(ctx, attn_layernorm(ctx, attn_linear(ctx, x, w1, b1), NULL, NULL, 1e-5f));
+    hd = attn_dropout(ctx, h, 0.2f, 1);
+    sc = attn_softmax(ctx, attn_scale(ctx, attn_matmul(ctx, hd, attn_transpose(ctx, hd, 0, 1)), 0.07f));
+    y = attn_add(ctx, attn_matmul(ctx, sc, hd), h);
+    loss = attn_cross_entropy(ctx, attn_linear(ctx, y, w2, NULL), tgt, -100, 0.05f);
+    if (!loss || attn_backward(ctx, loss) != ATTN_OK) return 0;
+    out[0] = loss->data[0];
+    memcpy(out + 1, w1->grad, sizeof(float) * TH_H * TH_IN);
+    memcpy(out + 1 + TH_H * TH_IN, b1->grad, sizeof(float) * TH_H);
+    memcpy(out + 1 + TH_H * TH_IN + TH_H, w2->grad, sizeof(float) * TH_C * TH_H);
+    memcpy(out + 1 + TH_NG, hd->data, sizeof(float) * TH_N * TH_H);
+    return 1;
+}
+
+TEST(grads_do_not_depend_on_thread_count) {
+    static float res[2][1 + TH_NG + TH_N * TH_H];
+    int run, i, diff_loss, diff_grad = 0, diff_mask = 0, zeros = 0;
+    test_pool pool;
+    for (run = 0; run < 2; run++) {
+        attn_context_desc d;
+        attn_context *ctx;
+        memset(&d, 0, sizeof d);
+        d.seed = 17;
+        if (run) d.threads = test_pool_threads(&pool, 3);
+        ctx = attn_context_create(&d);
+        if (!CHECK(ctx != NULL, "context")) return;
+        CHECK(thread_step(ctx, res[run]), "%s: the step failed: %s", run ? "3 threads" : "1 thread",
+              attn_error_message(ctx));
+        attn_context_destroy(ctx);
+    }
+    CHECK(pool.calls > 0, "the 3-thread context never called its parallel_for: the test tests nothing");
+    diff_loss = test_bits(res[0][0]) != test_bits(res[1][0]);
+    for (i = 1; i <= TH_NG; i++) diff_grad += test_bits(res[0][i]) != test_bits(res[1][i]);
+    for (i = 1 + TH_NG; i < 1 + TH_NG + TH_N * TH_H; i++) {
+        diff_mask += test_bits(res[0][i]) != test_bits(res[1][i]);
+        zeros += res[0][i] == 0.0f;
+    }
+    CHECK(diff_loss == 0, "loss %.9g on 1 thread, %.9g on 3", (double)res[0][0], (double)res[1][0]);
+    CHECK(diff_grad == 0, "%d of %d parameter grads differ between 1 and 3 threads", diff_grad, (int)TH_NG);
+    CHECK(diff_mask == 0, "%d dropout outputs differ between 1 and 3 threads", diff_mask);
+    CHECK(zeros > TH_N * TH_H / 10, "only %d of %d dropped at p = 0.2", zeros, TH_N * TH_H);
+}
+
 TEST_GROUP(autodiff) = {
     TEST_ENTRY(gradcheck_all_ops),
     TEST_ENTRY(cross_entropy_all_ignored_is_nan),
@@ -1545,11 +1671,14 @@ TEST_GROUP(autodiff) = {
     TEST_ENTRY(ops_on_constants_record_nothing),
     TEST_ENTRY(training_step_lives_between_mark_and_reset),
     TEST_ENTRY(backward_twice_needs_retain),
+    TEST_ENTRY(backward_frees_only_its_graph),
     TEST_ENTRY(backward_non_scalar_needs_seed),
     TEST_ENTRY(grads_accumulate_and_zero_grad_clears),
     TEST_ENTRY(detach_cuts_the_graph),
+    TEST_ENTRY(unrecorded_views_are_cut_from_the_graph),
     TEST_ENTRY(parameter_registry),
     TEST_ENTRY(bad_shapes_and_nulls_fail_cleanly),
     TEST_ENTRY(strided_inputs_match_contiguous_copies),
+    TEST_ENTRY(grads_do_not_depend_on_thread_count),
     TEST_END
 };
