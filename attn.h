@@ -1199,11 +1199,17 @@ static void attn__pack_a(const float *A, int lda, int mb, int kb, int mr, float 
     }
 }
 
-static void attn__pack_b(int transB, const float *B, int ldb, int kb, int nb, int nr, float *dst) {
+/* Packs one full nr-wide panel of a transposed B (NULL: the generic loop). */
+typedef void (*attn__pack_bt_fn)(const float *B, int ldb, int kb, float *dst);
+
+static void attn__pack_b(int transB, const float *B, int ldb, int kb, int nb, int nr, float *dst,
+                         attn__pack_bt_fn pack_bt) {
     int jp, j, k;
     for (jp = 0; jp < nb; jp += nr, dst += (size_t)nr * kb) {
         int n = ATTN__MIN(nr, nb - jp);
-        if (transB) {
+        if (transB && n == nr && pack_bt) {
+            pack_bt(B + (size_t)jp * ldb, ldb, kb, dst);
+        } else if (transB) {
             for (j = 0; j < n; j++) {
                 const float *src = B + (size_t)(jp + j) * ldb;
                 for (k = 0; k < kb; k++) dst[(size_t)k * nr + j] = src[k];
@@ -1223,9 +1229,9 @@ static void attn__pack_b(int transB, const float *B, int ldb, int kb, int nb, in
     }
 }
 
-static void attn__sgemm_blocked(attn__microkernel kernel, int mr, int nr, int transA, int transB,
-                                int M, int N, int K, float alpha, const float *A, int lda,
-                                const float *B, int ldb, float beta, float *C, int ldc) {
+static void attn__sgemm_blocked(attn__microkernel kernel, attn__pack_bt_fn pack_bt, int mr, int nr,
+                                int transA, int transB, int M, int N, int K, float alpha, const float *A,
+                                int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     /* The packing buffers live on the stack: kernels never allocate. */
     float a_space[ATTN_GEMM_MC * ATTN_GEMM_KC + 16];
     float b_space[ATTN_GEMM_KC * ATTN_GEMM_NC + 16];
@@ -1243,7 +1249,7 @@ static void attn__sgemm_blocked(attn__microkernel kernel, int mr, int nr, int tr
             int kb = ATTN__MIN(ATTN_GEMM_KC, K - pc);
             float beta_here = pc == 0 ? beta : 1.0f;
             attn__pack_b(transB, transB ? B + (size_t)jc * ldb + pc : B + (size_t)pc * ldb + jc,
-                         ldb, kb, nb, nr, bp);
+                         ldb, kb, nb, nr, bp, pack_bt);
             for (ic = 0; ic < M; ic += ATTN_GEMM_MC) {
                 int mb = ATTN__MIN(ATTN_GEMM_MC, M - ic);
                 if (transA) attn__pack_a(A + (size_t)pc * lda + ic, lda, mb, kb, mr, ap);
@@ -1735,7 +1741,43 @@ ATTN__TARGET static void attn__microkernel_avx2(int kc, const float *a, int lda,
         for (i = 0; i < m; i++)
             for (j = 0; j < n; j++) c[(size_t)i * ldc + j] = tile[i * ATTN__NR + j];
 }
+/* An 8 x 8 block of src (rows lds apart) transposed into dst (rows ldd apart). */
+ATTN__TARGET static inline void attn__transpose8_avx2(const float *src, int lds, float *dst, int ldd) {
+    __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lds);
+    __m256 r2 = _mm256_loadu_ps(src + 2 * (size_t)lds), r3 = _mm256_loadu_ps(src + 3 * (size_t)lds);
+    __m256 r4 = _mm256_loadu_ps(src + 4 * (size_t)lds), r5 = _mm256_loadu_ps(src + 5 * (size_t)lds);
+    __m256 r6 = _mm256_loadu_ps(src + 6 * (size_t)lds), r7 = _mm256_loadu_ps(src + 7 * (size_t)lds);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(s0, s4, 0x20));
+    _mm256_storeu_ps(dst + ldd, _mm256_permute2f128_ps(s1, s5, 0x20));
+    _mm256_storeu_ps(dst + 2 * (size_t)ldd, _mm256_permute2f128_ps(s2, s6, 0x20));
+    _mm256_storeu_ps(dst + 3 * (size_t)ldd, _mm256_permute2f128_ps(s3, s7, 0x20));
+    _mm256_storeu_ps(dst + 4 * (size_t)ldd, _mm256_permute2f128_ps(s0, s4, 0x31));
+    _mm256_storeu_ps(dst + 5 * (size_t)ldd, _mm256_permute2f128_ps(s1, s5, 0x31));
+    _mm256_storeu_ps(dst + 6 * (size_t)ldd, _mm256_permute2f128_ps(s2, s6, 0x31));
+    _mm256_storeu_ps(dst + 7 * (size_t)ldd, _mm256_permute2f128_ps(s3, s7, 0x31));
+}
+
+/* A 16-column panel of transposed B: B's rows jp..jp+15 become the panel's
+   columns, 8 x 8 blocks at a time (the scalar loop does one float a cycle). */
+ATTN__TARGET static void attn__pack_bt_avx2(const float *B, int ldb, int kb, float *dst) {
+    int k = 0, j;
+    for (; k + 8 <= kb; k += 8) {
+        attn__transpose8_avx2(B + k, ldb, dst + (size_t)k * ATTN__NR, ATTN__NR);
+        attn__transpose8_avx2(B + 8 * (size_t)ldb + k, ldb, dst + (size_t)k * ATTN__NR + 8, ATTN__NR);
+    }
+    for (; k < kb; k++)
+        for (j = 0; j < ATTN__NR; j++) dst[(size_t)k * ATTN__NR + j] = B[(size_t)j * ldb + k];
+}
 #  define ATTN__MICROKERNEL attn__microkernel_avx2
+#  define ATTN__PACK_BT attn__pack_bt_avx2
 #elif defined(ATTN__NEON)
 #  if defined(__aarch64__) || defined(_M_ARM64)
 #    define ATTN__MR 8 /* 16 accumulators of 32 registers */
@@ -1802,13 +1844,14 @@ static void attn__microkernel_neon(int kc, const float *a, int lda, const float 
             for (j = 0; j < n; j++) c[(size_t)i * ldc + j] = tile[i * ATTN__NR + j];
 }
 #  define ATTN__MICROKERNEL attn__microkernel_neon
+#  define ATTN__PACK_BT NULL
 #endif
 
 #if defined(ATTN__MICROKERNEL)
 static void attn__sgemm_simd(int transA, int transB, int M, int N, int K, float alpha, const float *A,
                              int lda, const float *B, int ldb, float beta, float *C, int ldc) {
-    attn__sgemm_blocked(ATTN__MICROKERNEL, ATTN__MR, ATTN__NR, transA, transB, M, N, K, alpha, A, lda,
-                        B, ldb, beta, C, ldc);
+    attn__sgemm_blocked(ATTN__MICROKERNEL, ATTN__PACK_BT, ATTN__MR, ATTN__NR, transA, transB, M, N, K, alpha,
+                        A, lda, B, ldb, beta, C, ldc);
 }
 
 static const attn_kernels attn__kernels_simd = {
