@@ -21,6 +21,20 @@
        if (attn_error_status(ctx)) puts(attn_error_message(ctx));
        attn_context_destroy(ctx);
 
+   Training: parameters by name, ops record a tape, backward, an optimizer.
+
+       attn_tensor *w = attn_param_new(ctx, "fc.weight", 2, (int[]){1, 3});   // C99
+       attn_optim_desc od = {0};  od.kind = ATTN_OPTIM_ADAMW;  od.lr = 1e-3;
+       attn_optim *opt = attn_optim_create(ctx, &od);
+       for (...) {
+           attn_mark m = attn_context_mark(ctx);
+           attn_tensor *loss = attn_mse(ctx, attn_linear(ctx, x, w, NULL), y);
+           attn_params_zero_grad(ctx);
+           attn_backward(ctx, loss);
+           attn_optim_step(opt);
+           attn_context_reset(ctx, m);                     // the step's memory, in O(1)
+       }
+
    Embedded (no malloc, ever): give the context its memory.
 
        static unsigned char mem[64 * 1024];
