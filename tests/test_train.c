@@ -10,23 +10,34 @@
    under tools/check-all.sh), then in tests/fixtures/ under the working
    directory (make test runs from the repository root).
 
-   Tolerances (|got - want| <= TOL * max(|want|, FLOOR)), all against torch's
-   float32 results:
-     optimizer parameters, every one of 20 steps:  TOL 1e-6, FLOOR 0.1
-         (parameters are O(1), start in [-1, 1]; 0.1 keeps an entry that
-         passes near zero from turning one float32 ulp of the O(0.1-1)
-         quantities it is made from into a huge relative error)
-     first-step grads of the full loop (ops + backward, same params as torch):
-                                                   TOL 1e-6, FLOOR 0.1 * max|grad|
-     losses (CE, MSE values):                      TOL 1e-6, FLOOR 1e-6
-     CE / MSE grads:                               TOL 2e-6, FLOOR 1e-3 * max|grad|...
-         see ce_grad_floor below: torch's own float32 CE grads differ from its
-         float64 ones by up to 8e-7 of max(|g|, 1e-3) (exp of a rounded log-softmax),
-         so a parity bound tighter than 2e-6 would test torch's rounding, not attn.h's
-     clip_grad_norm (norm and clipped grads):      TOL 1e-6, FLOOR 1e-12 (pure relative)
-     StepLR vs torch:                              TOL 1e-6, FLOOR 0 (pure relative)
-     warmup-cosine vs the header's formula in double: TOL 1e-9, FLOOR 1e-6 * peak lr
-     gradient accumulation (two micro-batches vs one summed loss): TOL 1e-6, FLOOR 1e-3 */
+   Tolerances: |got - want| <= TOL * max(|want|, FLOOR), against torch's
+   float32 results unless said otherwise. ATTN_TEST_VERBOSE=1 prints the worst
+   error of every comparison, to see the margins.
+     optimizer, given grads (torch's grads fed in at every step, so only the
+       update is tested): parameters after each of 20 steps,
+       TOL 1e-6, FLOOR 0.1 (parameters are O(1); 0.1 keeps an entry passing
+       near zero from turning one ulp of the O(0.1-1) terms it is made of
+       into a huge relative error)
+     optimizer, full loop (matmul + add + mse + backward + step, mark/reset):
+       TOL 1e-5, FLOOR 0.1. Not 1e-6: this loop amplifies rounding. torch's
+       own float32 trajectories differ from its float64 ones by up to 2.2e-6
+       here, and from float32 ones whose x moved by 1e-7 by up to 1.2e-6
+       (measured on these fixtures), so a 1e-6 bound would fail on a harmless
+       change in GEMM summation order. The given-grads run holds the update
+       formulas to 1e-6; a wiring bug shows up as 1e-3 or more.
+     first-step grads of the full loop (same parameters as torch):
+       TOL 1e-6, FLOOR 0.1 * max|grad|
+     loss values (CE, MSE): TOL 1e-6, FLOOR 1e-6
+     CE and MSE grads: TOL 2e-6, FLOOR 1e-2 * max|grad| of the case. Where
+       softmax meets the smoothing term (p - eps/C) the grad cancels, and
+       torch's float32 grads are up to 6.4e-7 from its float64 ones by this
+       measure (label_smoothing 1), so 2e-6 is about 3x torch's own noise
+     clip_grad_norm (returned norm, clipped grads): TOL 1e-6, FLOOR 1e-12
+     StepLR vs torch: TOL 1e-6, relative (the fixture holds float32 values)
+     warmup-cosine vs the header's formula, computed here in double:
+       TOL 1e-9, FLOOR 1e-6 * peak lr (attn_lr_at returns a double)
+     gradient accumulation (vs torch, and vs one backward of the summed
+       loss): TOL 1e-6, FLOOR 1e-3 */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,7 +215,7 @@ static double worst_err(const float *got, const float *want, size_t n, double fl
         double scale = fabs(w) > floor ? fabs(w) : floor;
         double e = fabs(g - w) / scale;
         if (e != e) e = HUGE_VAL;
-        if (e > worst || (i == 0 && e == HUGE_VAL)) {
+        if (e > worst) {
             worst = e;
             *at = i;
         }
@@ -225,10 +236,11 @@ static float max_abs(const float *x, size_t n) {
     do {                                                                                                    \
         size_t at_;                                                                                         \
         double e_ = worst_err((got), (want), (n), (floor), &at_);                                          \
-        char what_[160];                                                                                    \
+        char what_[256];                                                                                    \
         sprintf(what_, __VA_ARGS__);                                                                        \
         CHECK(e_ <= (tol), "%s: [%d] got %.9g want %.9g (error %.3g of max(|want|, %.3g), tolerance %.3g)", \
               what_, (int)at_, (double)(got)[at_], (double)(want)[at_], e_, (double)(floor), (double)(tol)); \
+        if (getenv("ATTN_TEST_VERBOSE")) printf("  train: %s: worst error %.3g (tolerance %.3g)\n", what_, e_, (double)(tol)); \
     } while (0)
 
 static int failed_with_message(attn_context *ctx) {
@@ -282,11 +294,15 @@ static void desc_from(const float *d, attn_optim_desc *o, attn_lr_desc *sched) {
     }
 }
 
+static unsigned char fixed_mem[512 * 1024];
+
 /* Run config cfg for the fixture's steps. full != 0: each step's grads come
    from attn_matmul + attn_add + attn_mse + attn_backward on attn.h's own
    parameters; full == 0: the grads torch had at that step are copied in, so
-   only the optimizer is under test. Parameters are compared after every step. */
-static void run_trajectory(const fx_file *fx, const char *cfg, int full) {
+   only the optimizer is under test. fixed != 0: the context lives in a caller
+   buffer and the allocator must never be called. Parameters are compared
+   after every step. */
+static void run_trajectory(const fx_file *fx, const char *cfg, int full, int fixed) {
     const float *dims = fx_get(fx, "dims", 4), *x, *y, *W0, *b0, *desc, *grads, *params;
     int n, in, out, steps, np, step, shape_w[2], shape_b[1], shape_x[2], shape_y[2];
     attn_optim_desc od;
@@ -300,7 +316,7 @@ static void run_trajectory(const fx_file *fx, const char *cfg, int full) {
     size_t used0 = 0;
     double worst = 0.0, worst_grad = 0.0, tol = full ? OPT_TOL_FULL : OPT_TOL;
     int worst_step = -1, failed = 0;
-    const char *mode = full ? "full loop" : "given grads";
+    const char *mode = full ? (fixed ? "full, fixed" : "full loop") : "given grads";
     if (!dims) return;
     n = (int)dims[0], in = (int)dims[1], out = (int)dims[2], steps = (int)dims[3];
     np = in * out + out;
@@ -319,6 +335,11 @@ static void run_trajectory(const fx_file *fx, const char *cfg, int full) {
     memset(&cd, 0, sizeof cd);
     cd.alloc_user = &al;
     cd.block_size = 64 * 1024;
+    if (fixed) {
+        memset(fixed_mem, 0xA5, sizeof fixed_mem);
+        cd.memory = fixed_mem;
+        cd.memory_size = sizeof fixed_mem;
+    }
     ctx = attn_context_create(&cd);
     if (!CHECK(ctx != NULL, "%s: context", cfg)) return;
     shape_w[0] = in, shape_w[1] = out, shape_b[0] = out;
@@ -396,18 +417,29 @@ static void run_trajectory(const fx_file *fx, const char *cfg, int full) {
 done:
     attn_context_destroy(ctx);
     CHECK(al.live == 0, "%s: %ld allocations left after attn_context_destroy", cfg, al.live);
+    CHECK(!fixed || al.mallocs + al.reallocs == 0, "%s in caller memory: %ld allocator calls", cfg, al.mallocs + al.reallocs);
 }
 
 static void run_all_trajectories(int full) {
     fx_file fx;
     size_t i;
     if (!fx_load(&fx, "train_optim.txt")) return;
-    for (i = 0; i < sizeof optim_configs / sizeof optim_configs[0]; i++) run_trajectory(&fx, optim_configs[i], full);
+    for (i = 0; i < sizeof optim_configs / sizeof optim_configs[0]; i++) run_trajectory(&fx, optim_configs[i], full, 0);
     fx_free(&fx);
 }
 
 TEST(optim_trajectories_given_grads_match_torch) { run_all_trajectories(0); }
 TEST(optim_trajectories_full_loop_match_torch) { run_all_trajectories(1); }
+
+/* The embedded case: a whole training loop in a caller buffer, no malloc. */
+TEST(optim_full_loop_in_caller_memory) {
+    static const char *const cfgs[] = { "sgd_nesterov", "adam_wd", "adamw_wd01", "adagrad_all" };
+    fx_file fx;
+    size_t i;
+    if (!fx_load(&fx, "train_optim.txt")) return;
+    for (i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) run_trajectory(&fx, cfgs[i], 1, 1);
+    fx_free(&fx);
+}
 
 /* Parameters registered after attn_optim_create are not the optimizer's;
    steps count; set_lr/get_lr round-trip. */
@@ -448,7 +480,7 @@ done:
 
 #define LOSS_TOL 1e-6
 #define LOSS_FLOOR 1e-6
-#define LOSS_GRAD_TOL 1e-6
+#define LOSS_GRAD_TOL 2e-6
 
 /* the scale below which grad entries are compared absolutely */
 static double ce_grad_floor(const float *want, size_t n) {
@@ -935,6 +967,7 @@ done:
 TEST_GROUP(train) = {
     TEST_ENTRY(optim_trajectories_given_grads_match_torch),
     TEST_ENTRY(optim_trajectories_full_loop_match_torch),
+    TEST_ENTRY(optim_full_loop_in_caller_memory),
     TEST_ENTRY(optim_covers_params_registered_before_it),
     TEST_ENTRY(cross_entropy_matches_torch),
     TEST_ENTRY(mse_matches_torch),
