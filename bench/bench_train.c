@@ -34,7 +34,9 @@
    two copies of everything (1T and 2T) so its own RSS would say nothing.
 
    Usage: bench_train --dump DIR
-          bench_train [--data DIR] [--torch FILE | --no-torch REASON] */
+          bench_train [--data DIR] [--torch FILE | --no-torch REASON]
+          bench_train --loop mlp1|mlp2|adamw1|adamw2 SECONDS   (one configuration
+                      in a loop, nothing checked: for perf record) */
 #define _POSIX_C_SOURCE 200809L
 #define ATTN_IMPLEMENTATION
 #include "attn.h"
@@ -436,7 +438,7 @@ static void print_line(const char *name, double ms, double work, double cores, d
     if (work > 0.0) snprintf(gf, sizeof gf, "%.1f", work / (ms * 1e-3) * 1e-9);
     if (attn1 > 0.0) snprintf(r1, sizeof r1, "%.2f", ms / attn1);
     if (attn2 > 0.0) snprintf(r2, sizeof r2, "%.2f", ms / attn2);
-    if (others >= 0.0) snprintf(ot, sizeof ot, "%.0f%%", 100.0 * others);
+    if (others > -0.5) snprintf(ot, sizeof ot, "%.0f%%", others > 0.0 ? 100.0 * others : 0.0); /* -1: unknown */
     printf("%-50s | %7.2f | %7s | %5.2f | %7s | %7s | %5s | %5s | %s\n", name, ms, gf, cores, r1, r2, noise, busy, ot);
 }
 
@@ -448,7 +450,7 @@ static void print_table(const char *unit, double work, int c1, int c2, const tor
     printf("---------------------------------------------------+---------+---------+-------+---------+---------+-------+-------+-------\n");
     for (cfg = c1; cfg <= c2; cfg++) {
         char nz[16], ab[16];
-        double others = g_others_ok && g_wall_s[cfg] > 0.0 ? ATTN__MAX(0.0, g_others_s[cfg] / g_wall_s[cfg]) : -1.0;
+        double others = g_others_ok && g_wall_s[cfg] > 0.0 ? g_others_s[cfg] / g_wall_s[cfg] : -1.0;
         snprintf(nz, sizeof nz, "%.0f%%", 100.0 * bench_spread(g_t[cfg], BATCHES));
         if (bench_cpu_wait() < 0.0) snprintf(ab, sizeof ab, "n/a");
         else snprintf(ab, sizeof ab, "%d/%d", g_disturbed[cfg], BATCHES);
@@ -489,7 +491,8 @@ int main(int argc, char **argv) {
     attn_threads threads2;
     torch_results tr;
     mem_report mem;
-    int have_mem, have_torch, i, cfg, b, warnings = 0;
+    int have_mem, have_torch, i, cfg, b, warnings = 0, loop_cfg = -1;
+    double loop_s = 0.0;
     const char *grad_names[4] = {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"};
 
     make_shapes();
@@ -507,6 +510,15 @@ int main(int argc, char **argv) {
             }
             attn_context_destroy(m.ctx);
             return 0;
+        } else if (strcmp(argv[i], "--loop") == 0 && i + 2 < argc) {
+            loop_cfg = strcmp(argv[i + 1], "mlp1") == 0 ? MLP_1T : strcmp(argv[i + 1], "mlp2") == 0 ? MLP_2T
+                     : strcmp(argv[i + 1], "adamw1") == 0 ? ADAMW_1T : strcmp(argv[i + 1], "adamw2") == 0 ? ADAMW_2T : -1;
+            loop_s = atof(argv[i + 2]);
+            if (loop_cfg < 0) {
+                fprintf(stderr, "bench_train: --loop mlp1|mlp2|adamw1|adamw2 SECONDS\n");
+                return 2;
+            }
+            i += 2;
         } else if (strcmp(argv[i], "--data") == 0 && i + 1 < argc) {
             data_dir = argv[++i];
         } else if (strcmp(argv[i], "--torch") == 0 && i + 1 < argc) {
@@ -521,7 +533,7 @@ int main(int argc, char **argv) {
     if (torch_file && !have_torch) torch_note = "PyTorch: NOT MEASURED (no timings in its output)";
 
     /* Before any thread or big buffer exists: the child starts from a small process. */
-    have_mem = measure_memory(&mem);
+    have_mem = loop_cfg < 0 && measure_memory(&mem);
 
     bench_retry_budget_s = 15.0;
     if (bench_pool_start(&g_pool, 2, WORKER_SPIN_S) != 0) {
@@ -529,6 +541,21 @@ int main(int argc, char **argv) {
         return 1;
     }
     threads2 = bench_pool_threads(&g_pool);
+    if (loop_cfg >= 0) { /* --loop: run one configuration for perf record and the like */
+        long steps = 0;
+        double t0;
+        if (loop_cfg == MLP_1T || loop_cfg == MLP_2T) mlp_init(&g_mlp[loop_cfg == MLP_2T], loop_cfg == MLP_2T ? &threads2 : NULL);
+        else adamw_init(&g_adamw[loop_cfg == ADAMW_2T], loop_cfg == ADAMW_2T ? &threads2 : NULL);
+        t0 = bench_now();
+        while (bench_now() - t0 < loop_s && !g_failed) {
+            run_call(&loop_cfg);
+            steps++;
+        }
+        printf("%ld steps, %.3f ms a step%s\n", steps, 1e3 * (bench_now() - t0) / (double)(steps ? steps : 1),
+               g_failed ? " (a step FAILED)" : "");
+        bench_pool_stop(&g_pool);
+        return g_failed;
+    }
     mlp_init(&g_mlp[0], NULL);
     mlp_init(&g_mlp[1], &threads2);
     adamw_init(&g_adamw[0], NULL);

@@ -5,7 +5,21 @@
 # attn.h is built the way a user builds it: `cc -O2`, no -march flags (the
 # library picks AVX2 at run time). Override with CC=... BENCH_CFLAGS=...
 # A missing peer is reported and skipped; it never fails the run.
+#
+# bash bench/run.sh [sgemm] [softmax] [train]   runs only the named sections
+# (all of them without arguments; make bench runs all).
 set -eu
+
+want() { # is section $1 selected?
+    [ ${#SECTIONS[@]} -eq 0 ] && return 0
+    local s
+    for s in ${SECTIONS[@]+"${SECTIONS[@]}"}; do [ "$s" = "$1" ] && return 0; done
+    return 1
+}
+SECTIONS=("$@")
+for s in ${SECTIONS[@]+"${SECTIONS[@]}"}; do
+    case $s in sgemm|softmax|train) ;; *) echo "run.sh: unknown section '$s' (sgemm, softmax, train)" >&2; exit 2 ;; esac
+done
 
 cd "$(dirname "$0")/.."
 CC=${CC:-cc}
@@ -29,6 +43,7 @@ else
     $CC $WARN $CFLAGS -I. -Ibench -DBENCH_NO_OPENBLAS bench/bench_sgemm.c -o "$OUT/bench_sgemm" -lpthread -lm
 fi
 $CC $WARN $CFLAGS -I. -Ibench bench/bench_softmax.c -o "$OUT/bench_softmax" -lpthread -lm
+$CC $WARN $CFLAGS -I. -Ibench bench/bench_train.c -o "$OUT/bench_train" -lpthread -lm
 
 # ---- machine ----
 echo "== attn.h benchmarks ($(date -u '+%Y-%m-%d %H:%M UTC')) =="
@@ -44,10 +59,13 @@ fi
 echo
 
 # ---- SGEMM ----
+if want sgemm; then
 "$OUT/bench_sgemm"
 echo
+fi
 
 # ---- softmax ----
+if want softmax; then
 torch_args=(--no-torch "PyTorch: NOT MEASURED ($PY not found) - softmax peer skipped")
 if [ -x "$PY" ]; then
     if tout=$("$PY" bench/softmax_torch.py 2>&1); then
@@ -70,4 +88,34 @@ if [ -x "$PY" ]; then
 fi
 "$OUT/bench_softmax" "${torch_args[@]}"
 echo
+fi
+
+# ---- training: MLP forward + backward, AdamW ----
+# bench_train --dump writes the MLP's numbers (attn's init) for train_torch.py,
+# which runs three times: as installed, OPENBLAS_NUM_THREADS=1 (PyTorch's GEMMs
+# on one core) and OMP_WAIT_POLICY=PASSIVE; bench_train then prints both sides.
+if want train; then
+TD="$OUT/train_data"
+mkdir -p "$TD"
+rm -f "$TD/mlp.f32" "$TD/mlp_grads_torch.f32" "$OUT/train_torch.txt"
+"$OUT/bench_train" --dump "$TD"
+train_args=(--no-torch "PyTorch: NOT MEASURED ($PY not found) - training peer skipped")
+if [ -x "$PY" ]; then
+    if tout=$("$PY" bench/train_torch.py "$TD" 2>&1) && printf '%s\n' "$tout" | grep -q '^torch_ms '; then
+        printf '%s\n' "$tout" >"$OUT/train_torch.txt"
+        for mode in blas1 passive; do
+            "$PY" bench/train_torch.py "$TD" --mode $mode 2>&1 | grep '^torch_ms ' >>"$OUT/train_torch.txt" || true
+        done
+        tv=$(printf '%s\n' "$tout" | awk '$1 == "torch_version" { print $2 }')
+        pkg=""
+        command -v dpkg-query >/dev/null 2>&1 && pkg=$(dpkg-query -W -f=' (Debian python3-torch ${Version})' python3-torch 2>/dev/null || true)
+        echo "PyTorch $tv$pkg via $PY, measured just before attn below (3 processes: as installed, OPENBLAS_NUM_THREADS=1, OMP_WAIT_POLICY=PASSIVE)"
+        train_args=(--torch "$OUT/train_torch.txt")
+    else
+        train_args=(--no-torch "PyTorch: NOT MEASURED - $(printf '%s\n' "$tout" | tail -n 1 | sed 's/^skip //') - training peer skipped")
+    fi
+fi
+"$OUT/bench_train" --data "$TD" "${train_args[@]}"
+echo
+fi
 echo "(make bench took $(($(date +%s) - start)) s)"
