@@ -2702,11 +2702,41 @@ ATTN_API attn_tensor *attn_tanh(attn_context *ctx, attn_tensor *x) {
     return attn__finish(ctx, ATTN__OP_TANH, out, x, NULL, NULL, scratch, NULL);
 }
 
+/* GELU forward (dy NULL: out = gelu(x)) or backward (out += dy gelu'(x)),
+   split into chunks over the context's threads: elementwise, so any split
+   gives the same bits. */
+typedef struct attn__gelu_job {
+    const attn_kernels *k;
+    size_t n, chunk;
+    const float *x, *dy;
+    float *out;
+} attn__gelu_job;
+
+static void attn__gelu_task(void *data, int task) {
+    const attn__gelu_job *j = (const attn__gelu_job *)data;
+    size_t start = (size_t)task * j->chunk, n = ATTN__MIN(j->chunk, j->n - start);
+    if (j->dy) j->k->gelu_backward(n, j->x + start, j->dy + start, j->out + start);
+    else j->k->gelu(n, j->x + start, j->out + start);
+}
+
+static void attn__gelu_threaded(const attn_threads *threads, size_t n, const float *x, const float *dy, float *out) {
+    attn__gelu_job j;
+    size_t nt = (size_t)attn__thread_count(threads);
+    if (n < 32768) nt = 1; /* ~50 us of work: not worth a hand-off */
+    j.k = attn__kernels();
+    j.n = n;
+    j.chunk = ((n + nt - 1) / nt + 63) / 64 * 64;
+    j.x = x;
+    j.dy = dy;
+    j.out = out;
+    if (n) attn__parallel(threads, (int)((n + j.chunk - 1) / j.chunk), attn__gelu_task, &j);
+}
+
 ATTN_API attn_tensor *attn_gelu(attn_context *ctx, attn_tensor *x) {
     attn_arena_mark scratch;
     attn_tensor *out = attn__unary_begin(ctx, &x, &scratch, "attn_gelu");
     if (!out) return NULL;
-    attn_vec_gelu(attn_tensor_numel(x), x->data, out->data);
+    attn__gelu_threaded(&ctx->threads, attn_tensor_numel(x), x->data, NULL, out->data);
     return attn__finish(ctx, ATTN__OP_GELU, out, x, NULL, NULL, scratch, NULL);
 }
 
@@ -3373,7 +3403,7 @@ static attn_status attn__node_backward(attn_context *ctx, attn_node *n) {
         for (i = 0; i < m; i++) gx[i] += v;
         break;
     }
-    case ATTN__OP_GELU: attn__kernels()->gelu_backward(count, x->data, g, gx); break;
+    case ATTN__OP_GELU: attn__gelu_threaded(&ctx->threads, count, x->data, g, gx); break;
     case ATTN__OP_RELU:
         for (i = 0; i < count; i++) gx[i] += x->data[i] > 0.0f ? g[i] : 0.0f;
         break;
