@@ -283,6 +283,42 @@ ATTN_API float attn_vec_sum(size_t n, const float *x);
 /* Dot product of a and b. */
 ATTN_API float attn_vec_dot(size_t n, const float *a, const float *b);
 
+/* Fused scaled-dot-product attention, O = softmax(Q K^T scale + mask) V, for
+   every (batch, head), tiled with an online softmax (flash-attention style):
+   memory O(T d) per head, never a T x T matrix; key tiles that are masked
+   entirely (causal, past a key length) are skipped. Heads are read in place:
+   element i of head h at position t of batch b of Q is
+   q[b * q_batch_stride + t * q_row_stride + h * head_dim + i] (so Q, K and V
+   may be column ranges of one fused projection); K, V and O likewise. */
+#define ATTN_ATTENTION_MAX_DIM 256 /* head_dim and v_dim limit (stack tiles) */
+typedef struct attn_attention_desc {
+    int batch, heads, q_len, kv_len;
+    int head_dim;            /* of Q and K */
+    int v_dim;               /* of V and O (0: head_dim) */
+    int q_row_stride, k_row_stride, v_row_stride, o_row_stride; /* 0: heads * dim (packed) */
+    size_t q_batch_stride, k_batch_stride, v_batch_stride, o_batch_stride; /* 0: len * row stride */
+    float scale;             /* 0: 1 / sqrt(head_dim) */
+    int causal;              /* query i sees key j only when j <= i + kv_len - q_len */
+    const int *key_lengths;  /* (batch) or NULL: keys at or past the length are masked */
+    const unsigned char *key_padding_mask; /* (batch, kv_len) or NULL: nonzero masks (PyTorch's True) */
+    const float *bias;       /* additive (q_len, kv_len) per (batch, head), or NULL */
+    size_t bias_batch_stride, bias_head_stride; /* 0 broadcasts the bias over that dim */
+    float dropout;           /* drop probability on the attention weights (0: none) */
+    uint64_t dropout_seed;   /* the mask is a hash of (seed, b, h, i, j): thread-independent */
+} attn_attention_desc;
+
+/* O and, if lse is not NULL, the rows' log-sum-exp (batch, heads, q_len) that
+   the backward pass needs. A query that sees no key gets NaN (as PyTorch). */
+ATTN_API attn_status attn_attention_forward(const attn_threads *threads, const attn_attention_desc *desc,
+                                            const float *q, const float *k, const float *v, float *o,
+                                            float *lse);
+/* Adds dL/dQ, dL/dK, dL/dV into dq, dk, dv (laid out as q, k, v) from dL/dO,
+   recomputing the weights from lse. Any of dq, dk, dv may be NULL. */
+ATTN_API attn_status attn_attention_backward(const attn_threads *threads, const attn_attention_desc *desc,
+                                             const float *q, const float *k, const float *v, const float *o,
+                                             const float *lse, const float *dout, float *dq, float *dk,
+                                             float *dv);
+
 /* One kernel set: what the public kernels dispatch to. Tests and benches use it
    to compare a SIMD set with the reference. Row kernels here are single-threaded. */
 typedef struct attn_kernels {
@@ -2058,6 +2094,225 @@ ATTN_API void attn_vec_relu(size_t n, const float *x, float *y) { if (x && y) at
 ATTN_API float attn_vec_sum(size_t n, const float *x) { return x ? attn__kernels()->sum(n, x) : 0.0f; }
 ATTN_API float attn_vec_dot(size_t n, const float *a, const float *b) { return a && b ? attn__kernels()->dot(n, a, b) : 0.0f; }
 
+/* ---- 4g. Fused attention (see attn_attention_desc) ---- */
+#define ATTN__ATT_TILE 64
+
+/* Dropout's keep decision for element i: a hash of (seed, i), so any thread
+   can compute any element (splitmix64's finaliser: a counter-based RNG). */
+static int attn__dropout_keep(uint64_t seed, uint64_t i, float p) {
+    uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)(z >> 40) * (1.0f / 16777216.0f) >= p;
+}
+
+/* The descriptor with its zeros resolved to the defaults. */
+static attn_status attn__attention_resolve(const attn_attention_desc *in, attn_attention_desc *d) {
+    if (!in) return ATTN_ERR_INVALID_ARGUMENT;
+    *d = *in;
+    if (!d->v_dim) d->v_dim = d->head_dim;
+    if (d->batch < 0 || d->heads < 1 || d->q_len < 0 || d->kv_len < 0 || d->head_dim < 1 ||
+        d->head_dim > ATTN_ATTENTION_MAX_DIM || d->v_dim < 1 || d->v_dim > ATTN_ATTENTION_MAX_DIM ||
+        !(d->dropout >= 0.0f && d->dropout < 1.0f))
+        return ATTN_ERR_INVALID_ARGUMENT;
+    if (!d->q_row_stride) d->q_row_stride = d->heads * d->head_dim;
+    if (!d->k_row_stride) d->k_row_stride = d->heads * d->head_dim;
+    if (!d->v_row_stride) d->v_row_stride = d->heads * d->v_dim;
+    if (!d->o_row_stride) d->o_row_stride = d->heads * d->v_dim;
+    if (!d->q_batch_stride) d->q_batch_stride = (size_t)d->q_len * d->q_row_stride;
+    if (!d->k_batch_stride) d->k_batch_stride = (size_t)d->kv_len * d->k_row_stride;
+    if (!d->v_batch_stride) d->v_batch_stride = (size_t)d->kv_len * d->v_row_stride;
+    if (!d->o_batch_stride) d->o_batch_stride = (size_t)d->q_len * d->o_row_stride;
+    if (d->q_row_stride < d->heads * d->head_dim || d->k_row_stride < d->heads * d->head_dim ||
+        d->v_row_stride < d->heads * d->v_dim || d->o_row_stride < d->heads * d->v_dim)
+        return ATTN_ERR_INVALID_ARGUMENT;
+    if (d->scale == 0.0f) d->scale = 1.0f / sqrtf((float)d->head_dim);
+    return ATTN_OK;
+}
+
+/* Keys [0, end) can matter to batch b's queries (past a key length they cannot). */
+static int attn__attention_key_end(const attn_attention_desc *d, int b) {
+    int end = d->kv_len;
+    if (d->key_lengths) end = ATTN__MAX(0, ATTN__MIN(end, d->key_lengths[b]));
+    return end;
+}
+
+/* Scores of a tile: S = scale Q_i K_j^T, then the masks (-inf) and the bias. */
+static void attn__attention_scores(const attn_attention_desc *d, int b, int h, int i0, int rows, int j0, int cols,
+                                   const float *q, const float *k, float *S) {
+    int i, j, shift = d->kv_len - d->q_len;
+    const unsigned char *pad = d->key_padding_mask ? d->key_padding_mask + (size_t)b * d->kv_len + j0 : NULL;
+    const float *bias = d->bias ? d->bias + b * d->bias_batch_stride + h * d->bias_head_stride : NULL;
+    attn_sgemm(0, 1, rows, cols, d->head_dim, d->scale,
+               q + b * d->q_batch_stride + (size_t)i0 * d->q_row_stride + (size_t)h * d->head_dim, d->q_row_stride,
+               k + b * d->k_batch_stride + (size_t)j0 * d->k_row_stride + (size_t)h * d->head_dim, d->k_row_stride,
+               0.0f, S, ATTN__ATT_TILE);
+    for (i = 0; i < rows; i++) {
+        float *s = S + i * ATTN__ATT_TILE;
+        int last = d->causal ? i0 + i + shift - j0 : cols - 1; /* the last key this row sees, in the tile */
+        if (bias) attn_vec_add((size_t)cols, s, bias + (size_t)(i0 + i) * d->kv_len + j0, s);
+        for (j = ATTN__MAX(last + 1, 0); j < cols; j++) s[j] = -INFINITY;
+        if (pad)
+            for (j = 0; j < cols; j++)
+                if (pad[j]) s[j] = -INFINITY;
+    }
+}
+
+/* Dropout's keep factor for weight (b, h, i, j): 0 or 1 / (1 - p). */
+static float attn__attention_keep(const attn_attention_desc *d, int b, int h, int i, int j) {
+    uint64_t cell = (((uint64_t)b * (uint64_t)d->heads + (uint64_t)h) * (uint64_t)d->q_len + (uint64_t)i) *
+                    (uint64_t)d->kv_len + (uint64_t)j;
+    return attn__dropout_keep(d->dropout_seed, cell, d->dropout) ? 1.0f / (1.0f - d->dropout) : 0.0f;
+}
+
+typedef struct attn__attention_job {
+    attn_attention_desc d;
+    const float *q, *k, *v, *o, *lse, *dout;
+    float *out, *lse_out, *dq, *dk, *dv;
+    int q_blocks;
+} attn__attention_job;
+
+/* Forward of one block of up to 64 queries of one (batch, head). */
+static void attn__attention_forward_task(void *data, int task) {
+    const attn__attention_job *jb = (const attn__attention_job *)data;
+    const attn_attention_desc *d = &jb->d;
+    int bh = task / jb->q_blocks, b = bh / d->heads, h = bh % d->heads;
+    int i0 = (task % jb->q_blocks) * ATTN__ATT_TILE, rows = ATTN__MIN(ATTN__ATT_TILE, d->q_len - i0);
+    int end = attn__attention_key_end(d, b), i, j, j0, dv = d->v_dim;
+    float S[ATTN__ATT_TILE * ATTN__ATT_TILE], acc[ATTN__ATT_TILE * ATTN_ATTENTION_MAX_DIM];
+    float m[ATTN__ATT_TILE], l[ATTN__ATT_TILE];
+    float *o = jb->out + b * d->o_batch_stride + (size_t)i0 * d->o_row_stride + (size_t)h * dv;
+    if (d->causal) end = ATTN__MIN(end, ATTN__MAX(0, i0 + rows + d->kv_len - d->q_len)); /* later tiles: all masked */
+    for (i = 0; i < rows; i++) m[i] = -INFINITY, l[i] = 0.0f;
+    memset(acc, 0, sizeof(float) * (size_t)rows * dv);
+    for (j0 = 0; j0 < end; j0 += ATTN__ATT_TILE) {
+        int cols = ATTN__MIN(ATTN__ATT_TILE, end - j0);
+        attn__attention_scores(d, b, h, i0, rows, j0, cols, jb->q, jb->k, S);
+        for (i = 0; i < rows; i++) { /* online softmax: rescale what came before to the new max */
+            float *s = S + i * ATTN__ATT_TILE, mx = m[i], alpha;
+            for (j = 0; j < cols; j++) mx = s[j] > mx ? s[j] : mx;
+            if (mx == -INFINITY) { /* nothing visible yet in this row */
+                memset(s, 0, sizeof(float) * (size_t)cols);
+                continue;
+            }
+            alpha = expf(m[i] - mx); /* m = -inf: 0 */
+            for (j = 0; j < cols; j++) s[j] -= mx;
+            attn_vec_exp((size_t)cols, s, s);
+            l[i] = l[i] * alpha + attn_vec_sum((size_t)cols, s);
+            if (alpha != 1.0f) attn_vec_scale((size_t)dv, alpha, acc + (size_t)i * dv, acc + (size_t)i * dv);
+            m[i] = mx;
+            if (d->dropout > 0.0f) /* dropped weights still count in the normaliser, as in PyTorch */
+                for (j = 0; j < cols; j++) s[j] *= attn__attention_keep(d, b, h, i0 + i, j0 + j);
+        }
+        attn_sgemm(0, 0, rows, dv, cols, 1.0f, S, ATTN__ATT_TILE,
+                   jb->v + b * d->v_batch_stride + (size_t)j0 * d->v_row_stride + (size_t)h * dv, d->v_row_stride,
+                   1.0f, acc, dv);
+    }
+    for (i = 0; i < rows; i++) { /* a row that saw no key: 0/0 = NaN, as PyTorch */
+        attn_vec_scale((size_t)dv, 1.0f / l[i], acc + (size_t)i * dv, o + (size_t)i * d->o_row_stride);
+        if (l[i] == 0.0f)
+            for (j = 0; j < dv; j++) o[(size_t)i * d->o_row_stride + j] = NAN;
+        if (jb->lse_out)
+            jb->lse_out[((size_t)b * d->heads + h) * d->q_len + i0 + i] = l[i] > 0.0f ? m[i] + logf(l[i]) : -INFINITY;
+    }
+}
+
+ATTN_API attn_status attn_attention_forward(const attn_threads *threads, const attn_attention_desc *desc,
+                                            const float *q, const float *k, const float *v, float *o, float *lse) {
+    attn__attention_job jb;
+    attn_status s = attn__attention_resolve(desc, &jb.d);
+    if (s) return s;
+    if (!q || !k || !v || !o) return ATTN_ERR_INVALID_ARGUMENT;
+    jb.q = q; jb.k = k; jb.v = v; jb.out = o; jb.lse_out = lse;
+    jb.q_blocks = (jb.d.q_len + ATTN__ATT_TILE - 1) / ATTN__ATT_TILE;
+    attn__parallel(threads, jb.d.batch * jb.d.heads * jb.q_blocks, attn__attention_forward_task, &jb);
+    return ATTN_OK;
+}
+
+/* Backward of one (batch, head): key tiles outside, query tiles inside, so the
+   task owns dK and dV of its head and adds its whole dQ (no other task writes them). */
+static void attn__attention_backward_task(void *data, int task) {
+    const attn__attention_job *jb = (const attn__attention_job *)data;
+    const attn_attention_desc *d = &jb->d;
+    int b = task / d->heads, h = task % d->heads, dh = d->head_dim, dv = d->v_dim;
+    int end = attn__attention_key_end(d, b), shift = d->kv_len - d->q_len, i, j, i0, j0;
+    float P[ATTN__ATT_TILE * ATTN__ATT_TILE], dP[ATTN__ATT_TILE * ATTN__ATT_TILE];
+    float dK[ATTN__ATT_TILE * ATTN_ATTENTION_MAX_DIM], dV[ATTN__ATT_TILE * ATTN_ATTENTION_MAX_DIM];
+    float D[ATTN__ATT_TILE];
+    const float *lse = jb->lse + ((size_t)b * d->heads + h) * d->q_len;
+    for (j0 = 0; j0 < end; j0 += ATTN__ATT_TILE) {
+        int cols = ATTN__MIN(ATTN__ATT_TILE, end - j0);
+        const float *kj = jb->k + b * d->k_batch_stride + (size_t)j0 * d->k_row_stride + (size_t)h * dh;
+        const float *vj = jb->v + b * d->v_batch_stride + (size_t)j0 * d->v_row_stride + (size_t)h * dv;
+        /* queries before this tile's first key minus the shift cannot see it */
+        int first = d->causal ? ATTN__MAX(0, (j0 - shift) / ATTN__ATT_TILE * ATTN__ATT_TILE) : 0;
+        memset(dK, 0, sizeof(float) * (size_t)cols * dh);
+        memset(dV, 0, sizeof(float) * (size_t)cols * dv);
+        for (i0 = first; i0 < d->q_len; i0 += ATTN__ATT_TILE) {
+            int rows = ATTN__MIN(ATTN__ATT_TILE, d->q_len - i0);
+            const float *qi = jb->q + b * d->q_batch_stride + (size_t)i0 * d->q_row_stride + (size_t)h * dh;
+            const float *oi = jb->o + b * d->o_batch_stride + (size_t)i0 * d->o_row_stride + (size_t)h * dv;
+            const float *doi = jb->dout + b * d->o_batch_stride + (size_t)i0 * d->o_row_stride + (size_t)h * dv;
+            attn__attention_scores(d, b, h, i0, rows, j0, cols, jb->q, jb->k, P);
+            for (i = 0; i < rows; i++) { /* P = exp(S - lse): the forward's weights */
+                float *p = P + i * ATTN__ATT_TILE, m = lse[i0 + i];
+                if (m == -INFINITY) { memset(p, 0, sizeof(float) * (size_t)cols); continue; } /* no key: no grad */
+                for (j = 0; j < cols; j++) p[j] -= m;
+                attn_vec_exp((size_t)cols, p, p);
+                D[i] = attn_vec_dot((size_t)dv, doi + (size_t)i * d->o_row_stride, oi + (size_t)i * d->o_row_stride);
+            }
+            /* dP = dO V^T */
+            attn_sgemm(0, 1, rows, cols, dv, 1.0f, doi, d->o_row_stride, vj, d->v_row_stride, 0.0f, dP, ATTN__ATT_TILE);
+            if (d->dropout > 0.0f) { /* dV uses the dropped weights; dP goes through the same mask */
+                float keep[ATTN__ATT_TILE * ATTN__ATT_TILE];
+                for (i = 0; i < rows; i++)
+                    for (j = 0; j < cols; j++) {
+                        float kf = attn__attention_keep(d, b, h, i0 + i, j0 + j);
+                        keep[i * ATTN__ATT_TILE + j] = P[i * ATTN__ATT_TILE + j] * kf;
+                        dP[i * ATTN__ATT_TILE + j] *= kf;
+                    }
+                attn_sgemm(1, 0, cols, dv, rows, 1.0f, keep, ATTN__ATT_TILE, doi, d->o_row_stride, 1.0f, dV, dv);
+            } else {
+                attn_sgemm(1, 0, cols, dv, rows, 1.0f, P, ATTN__ATT_TILE, doi, d->o_row_stride, 1.0f, dV, dv);
+            }
+            for (i = 0; i < rows; i++) { /* dS = P (dP - D), D = rowsum(dO o O) */
+                float *p = P + i * ATTN__ATT_TILE, *g = dP + i * ATTN__ATT_TILE;
+                if (lse[i0 + i] == -INFINITY) { memset(g, 0, sizeof(float) * (size_t)cols); continue; }
+                for (j = 0; j < cols; j++) g[j] = p[j] * (g[j] - D[i]);
+            }
+            if (jb->dq) /* dQ += scale dS K */
+                attn_sgemm(0, 0, rows, dh, cols, d->scale, dP, ATTN__ATT_TILE, kj, d->k_row_stride, 1.0f,
+                           jb->dq + b * d->q_batch_stride + (size_t)i0 * d->q_row_stride + (size_t)h * dh,
+                           d->q_row_stride);
+            attn_sgemm(1, 0, cols, dh, rows, d->scale, dP, ATTN__ATT_TILE, qi, d->q_row_stride, 1.0f, dK, dh);
+        }
+        for (j = 0; j < cols; j++) { /* add this tile's dK, dV into the caller's */
+            if (jb->dk)
+                attn_vec_add((size_t)dh, jb->dk + b * d->k_batch_stride + (size_t)(j0 + j) * d->k_row_stride + (size_t)h * dh,
+                             dK + (size_t)j * dh,
+                             jb->dk + b * d->k_batch_stride + (size_t)(j0 + j) * d->k_row_stride + (size_t)h * dh);
+            if (jb->dv)
+                attn_vec_add((size_t)dv, jb->dv + b * d->v_batch_stride + (size_t)(j0 + j) * d->v_row_stride + (size_t)h * dv,
+                             dV + (size_t)j * dv,
+                             jb->dv + b * d->v_batch_stride + (size_t)(j0 + j) * d->v_row_stride + (size_t)h * dv);
+        }
+    }
+}
+
+ATTN_API attn_status attn_attention_backward(const attn_threads *threads, const attn_attention_desc *desc,
+                                             const float *q, const float *k, const float *v, const float *o,
+                                             const float *lse, const float *dout, float *dq, float *dk, float *dv) {
+    attn__attention_job jb;
+    attn_status s = attn__attention_resolve(desc, &jb.d);
+    if (s) return s;
+    if (!q || !k || !v || !o || !lse || !dout) return ATTN_ERR_INVALID_ARGUMENT;
+    jb.q = q; jb.k = k; jb.v = v; jb.o = o; jb.lse = lse; jb.dout = dout;
+    jb.dq = dq; jb.dk = dk; jb.dv = dv;
+    attn__parallel(threads, jb.d.batch * jb.d.heads, attn__attention_backward_task, &jb);
+    return ATTN_OK;
+}
+
 /* ============================================================================
    5. Tensors
    ========================================================================= */
@@ -2738,16 +2993,6 @@ ATTN_API attn_tensor *attn_gelu(attn_context *ctx, attn_tensor *x) {
     if (!out) return NULL;
     attn__gelu_threaded(&ctx->threads, attn_tensor_numel(x), x->data, NULL, out->data);
     return attn__finish(ctx, ATTN__OP_GELU, out, x, NULL, NULL, scratch, NULL);
-}
-
-/* Dropout's keep decision for element i: a hash of (seed, i), so any thread
-   can compute any element (splitmix64's finaliser: a counter-based RNG). */
-static int attn__dropout_keep(uint64_t seed, size_t i, float p) {
-    uint64_t z = seed + (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (float)(z >> 40) * (1.0f / 16777216.0f) >= p;
 }
 
 static void attn__dropout_apply(uint64_t seed, float p, size_t n, const float *x, float *y, int accumulate) {

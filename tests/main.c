@@ -25,10 +25,11 @@ extern const test_case test_group_memory[];
 extern const test_case test_group_tensor[];
 extern const test_case test_group_train[];
 extern const test_case test_group_autodiff[];
+extern const test_case test_group_attention[];
 
 static const test_case *const groups[] = {
     test_group_kernels, test_group_gemm, test_group_threads, test_group_memory, test_group_tensor,
-    test_group_train, test_group_autodiff
+    test_group_train, test_group_autodiff, test_group_attention
 };
 
 /* ---- Checks ---- */

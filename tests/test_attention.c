@@ -1,0 +1,292 @@
+/* tests/test_attention.c - the fused attention kernel (attn_attention_forward /
+   attn_attention_backward) against a plain double-precision attention written
+   here: softmax(Q K^T scale + mask) V per (batch, head), and central finite
+   differences of that double version for the gradients.
+
+   Every case stores Q, K, V and O inside wider rows (row strides larger than
+   heads * dim) and at batch offsets, as a fused QKV projection does, so the
+   in-place head addressing is what is tested. Tolerances: the kernel computes
+   in float with a vectorised exp (4e-7) and float GEMMs over at most a few
+   hundred terms: 2e-5 relative to the size of the tensor's values on the
+   forward, 1e-4 on the gradients (their sums are longer and cancel more). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test.h"
+
+typedef struct att_case {
+    const char *what;
+    int B, H, Tq, Tk, dh, dv, causal;
+    int lengths;   /* 1: key_lengths per batch */
+    int padmask;   /* 1: a key_padding_mask */
+    int bias;      /* 1: an additive mask shared by the heads */
+    int extra;     /* extra floats of row padding */
+} att_case;
+
+typedef struct att_data {
+    att_case c;
+    attn_attention_desc d;
+    float *q, *k, *v, *o, *lse, *w; /* w: the weights of L = sum(w o) */
+    int key_len[4];
+    unsigned char *pad;
+    float *bias;
+} att_data;
+
+static size_t q_at(const att_data *a, int b, int t, int h, int i) {
+    return b * a->d.q_batch_stride + (size_t)t * a->d.q_row_stride + (size_t)h * a->c.dh + i;
+}
+static size_t k_at(const att_data *a, int b, int t, int h, int i) {
+    return b * a->d.k_batch_stride + (size_t)t * a->d.k_row_stride + (size_t)h * a->c.dh + i;
+}
+static size_t v_at(const att_data *a, int b, int t, int h, int i) {
+    return b * a->d.v_batch_stride + (size_t)t * a->d.v_row_stride + (size_t)h * a->c.dv + i;
+}
+static size_t o_at(const att_data *a, int b, int t, int h, int i) {
+    return b * a->d.o_batch_stride + (size_t)t * a->d.o_row_stride + (size_t)h * a->c.dv + i;
+}
+
+static void att_make(att_data *a, const att_case *c, uint64_t seed) {
+    test_rng r;
+    size_t nq, nk, nv, no;
+    int b, j;
+    memset(a, 0, sizeof *a);
+    a->c = *c;
+    test_rng_seed(&r, seed);
+    a->d.batch = c->B; a->d.heads = c->H; a->d.q_len = c->Tq; a->d.kv_len = c->Tk;
+    a->d.head_dim = c->dh; a->d.v_dim = c->dv; a->d.causal = c->causal;
+    a->d.q_row_stride = c->H * c->dh + c->extra;
+    a->d.k_row_stride = c->H * c->dh + 2 * c->extra;
+    a->d.v_row_stride = c->H * c->dv + c->extra;
+    a->d.o_row_stride = c->H * c->dv + 3 * c->extra;
+    a->d.q_batch_stride = (size_t)c->Tq * a->d.q_row_stride + c->extra;
+    a->d.k_batch_stride = (size_t)c->Tk * a->d.k_row_stride + c->extra;
+    a->d.v_batch_stride = (size_t)c->Tk * a->d.v_row_stride + c->extra;
+    a->d.o_batch_stride = (size_t)c->Tq * a->d.o_row_stride;
+    nq = c->B * a->d.q_batch_stride; nk = c->B * a->d.k_batch_stride;
+    nv = c->B * a->d.v_batch_stride; no = c->B * a->d.o_batch_stride;
+    a->q = (float *)malloc(nq * sizeof(float)); a->k = (float *)malloc(nk * sizeof(float));
+    a->v = (float *)malloc(nv * sizeof(float)); a->o = (float *)calloc(no, sizeof(float));
+    a->w = (float *)malloc(no * sizeof(float));
+    a->lse = (float *)malloc((size_t)c->B * c->H * c->Tq * sizeof(float));
+    test_fill(&r, a->q, nq, -1.5f, 1.5f);
+    test_fill(&r, a->k, nk, -1.5f, 1.5f);
+    test_fill(&r, a->v, nv, -1.0f, 1.0f);
+    test_fill(&r, a->w, no, -1.0f, 1.0f);
+    if (c->lengths) {
+        for (b = 0; b < c->B; b++) a->key_len[b] = 1 + (int)(test_rng_u32(&r) % (unsigned)c->Tk);
+        a->d.key_lengths = a->key_len;
+    }
+    if (c->padmask) {
+        a->pad = (unsigned char *)calloc((size_t)c->B * c->Tk, 1);
+        for (j = 0; j < c->B * c->Tk; j++) a->pad[j] = test_rng_u32(&r) % 4 == 0;
+        a->pad[0] = 0; /* keep key 0 of batch 0 visible so most rows see something */
+        a->d.key_padding_mask = a->pad;
+    }
+    if (c->bias) {
+        a->bias = (float *)malloc((size_t)c->Tq * c->Tk * sizeof(float));
+        test_fill(&r, a->bias, (size_t)c->Tq * c->Tk, -2.0f, 2.0f);
+        a->d.bias = a->bias; /* batch and head strides 0: broadcast */
+    }
+}
+
+static void att_free(att_data *a) {
+    free(a->q); free(a->k); free(a->v); free(a->o); free(a->w); free(a->lse); free(a->pad); free(a->bias);
+}
+
+/* The double-precision reference: output (B, Tq, H, dv) packed, from inputs
+   where element at offset `bump` is moved by `delta` in array `which`
+   (0 none, 1 q, 2 k, 3 v), for the finite differences. Returns sum(w o). */
+static double att_reference(const att_data *a, double *out, int which, size_t bump, double delta) {
+    const att_case *c = &a->c;
+    int b, h, i, j, t, shift = c->Tk - c->Tq;
+    double L = 0.0, scale = 1.0 / sqrt((double)c->dh);
+    double *s = (double *)malloc((size_t)c->Tk * sizeof(double));
+    for (b = 0; b < c->B; b++)
+        for (h = 0; h < c->H; h++)
+            for (i = 0; i < c->Tq; i++) {
+                double mx = -INFINITY, sum = 0.0;
+                for (j = 0; j < c->Tk; j++) {
+                    int masked = (c->causal && j > i + shift) || (c->lengths && j >= a->key_len[b]) ||
+                                 (c->padmask && a->pad[b * c->Tk + j]);
+                    double dot = 0.0;
+                    for (t = 0; t < c->dh; t++) {
+                        size_t qi = q_at(a, b, i, h, t), ki = k_at(a, b, j, h, t);
+                        double qv = a->q[qi] + (which == 1 && qi == bump ? delta : 0.0);
+                        double kv = a->k[ki] + (which == 2 && ki == bump ? delta : 0.0);
+                        dot += qv * kv;
+                    }
+                    s[j] = masked ? -INFINITY : dot * scale + (c->bias ? a->bias[i * c->Tk + j] : 0.0);
+                    if (s[j] > mx) mx = s[j];
+                }
+                for (j = 0; j < c->Tk; j++) {
+                    s[j] = mx == -INFINITY ? 0.0 : exp(s[j] - mx);
+                    sum += s[j];
+                }
+                for (t = 0; t < c->dv; t++) {
+                    double acc = 0.0;
+                    size_t oi = o_at(a, b, i, h, t);
+                    for (j = 0; j < c->Tk; j++) {
+                        size_t vi = v_at(a, b, j, h, t);
+                        acc += s[j] * (a->v[vi] + (which == 3 && vi == bump ? delta : 0.0));
+                    }
+                    acc = sum > 0.0 ? acc / sum : NAN;
+                    if (out) out[((size_t)(b * c->Tq + i) * c->H + h) * c->dv + t] = acc;
+                    if (sum > 0.0) L += a->w[oi] * acc;
+                }
+            }
+    free(s);
+    return L;
+}
+
+static const att_case att_cases[] = {
+    { "small cross, odd sizes", 2, 3, 5, 7, 4, 6, 0, 0, 0, 0, 3 },
+    { "causal over two tiles", 1, 2, 70, 70, 8, 8, 1, 0, 0, 0, 1 },
+    { "causal decode shift (Tq < Tk)", 2, 1, 3, 130, 5, 3, 1, 0, 0, 0, 0 },
+    { "key lengths", 3, 2, 9, 67, 4, 4, 0, 1, 0, 0, 2 },
+    { "padding mask + bias", 2, 2, 11, 13, 6, 5, 0, 0, 1, 1, 1 },
+    { "causal + lengths + bias", 2, 2, 66, 66, 3, 7, 1, 1, 0, 1, 0 },
+};
+
+TEST(attention_forward_matches_double_reference) {
+    size_t ci;
+    for (ci = 0; ci < sizeof att_cases / sizeof att_cases[0]; ci++) {
+        const att_case *c = &att_cases[ci];
+        att_data a;
+        double *ref, worst = 0.0, scale = 0.0;
+        int b, h, i, t, nan_ok = 1;
+        att_make(&a, c, 100 + ci);
+        ref = (double *)malloc((size_t)c->B * c->Tq * c->H * c->dv * sizeof(double));
+        att_reference(&a, ref, 0, 0, 0.0);
+        if (!CHECK(attn_attention_forward(NULL, &a.d, a.q, a.k, a.v, a.o, a.lse) == ATTN_OK, "%s: forward failed", c->what))
+            goto next;
+        for (b = 0; b < c->B; b++)
+            for (h = 0; h < c->H; h++)
+                for (i = 0; i < c->Tq; i++)
+                    for (t = 0; t < c->dv; t++) {
+                        double want = ref[((size_t)(b * c->Tq + i) * c->H + h) * c->dv + t];
+                        if (want == want && fabs(want) > scale) scale = fabs(want);
+                    }
+        for (b = 0; b < c->B; b++)
+            for (h = 0; h < c->H; h++)
+                for (i = 0; i < c->Tq; i++)
+                    for (t = 0; t < c->dv; t++) {
+                        double want = ref[((size_t)(b * c->Tq + i) * c->H + h) * c->dv + t];
+                        float got = a.o[o_at(&a, b, i, h, t)];
+                        if (want != want) { nan_ok &= test_is_nan(got); continue; } /* a row that sees no key */
+                        if (fabs(got - want) / (scale + 1e-30) > worst) worst = fabs(got - want) / (scale + 1e-30);
+                    }
+        CHECK(worst <= 2e-5, "%s: forward error %.3g of the output's size > 2e-5", c->what, worst);
+        CHECK(nan_ok, "%s: a query that sees no key must give NaN, as PyTorch", c->what);
+    next:
+        free(ref);
+        att_free(&a);
+    }
+}
+
+/* d sum(w o) / d q, k, v by central differences of the double reference. */
+TEST(attention_backward_matches_finite_differences) {
+    size_t ci;
+    for (ci = 0; ci < sizeof att_cases / sizeof att_cases[0]; ci++) {
+        const att_case *c = &att_cases[ci];
+        att_data a;
+        size_t n[3], which, e, step;
+        float *g[3];
+        double h = 1e-4;
+        if (test_quick() && c->Tq * c->Tk > 2000) continue;
+        att_make(&a, c, 200 + ci);
+        n[0] = c->B * a.d.q_batch_stride; n[1] = c->B * a.d.k_batch_stride; n[2] = c->B * a.d.v_batch_stride;
+        for (which = 0; which < 3; which++) g[which] = (float *)calloc(n[which], sizeof(float));
+        if (!CHECK(attn_attention_forward(NULL, &a.d, a.q, a.k, a.v, a.o, a.lse) == ATTN_OK &&
+                       attn_attention_backward(NULL, &a.d, a.q, a.k, a.v, a.o, a.lse, a.w, g[0], g[1], g[2]) == ATTN_OK,
+                   "%s: kernel failed", c->what))
+            goto next;
+        for (which = 0; which < 3; which++) {
+            double worst = 0.0, gscale = 1e-3, fd;
+            size_t at = 0;
+            /* sample the entries (every one for small cases): cost is a full reference each */
+            step = n[which] > 400 ? n[which] / 400 + 1 : 1;
+            for (e = 0; e < n[which]; e += step) gscale = fabs(g[which][e]) > gscale ? fabs(g[which][e]) : gscale;
+            for (e = 0; e < n[which]; e += step) {
+                fd = (att_reference(&a, NULL, (int)which + 1, e, h) - att_reference(&a, NULL, (int)which + 1, e, -h)) / (2 * h);
+                if (fabs(fd - g[which][e]) / gscale > worst) worst = fabs(fd - g[which][e]) / gscale, at = e;
+            }
+            CHECK(worst <= 1e-4, "%s: d/d%c error %.3g (of the grad's size) at %d > 1e-4", c->what, "qkv"[which],
+                  worst, (int)at);
+        }
+    next:
+        for (which = 0; which < 3; which++) free(g[which]);
+        att_free(&a);
+    }
+}
+
+/* Dropout: the forward with a seed is a deterministic function, so its
+   gradient is checked by finite differences of the float forward itself (a
+   loose 2e-2: float differences with h = 1e-2), and about p of the weights go. */
+TEST(attention_dropout_is_consistent) {
+    att_case c = { "dropout", 1, 2, 20, 24, 4, 4, 1, 0, 0, 0, 0 };
+    att_data a;
+    float *gq, *o2, base;
+    size_t nq, e;
+    int i, ok = 1;
+    double worst = 0.0, gscale = 1e-3;
+    att_make(&a, &c, 7);
+    a.d.dropout = 0.3f;
+    a.d.dropout_seed = 12345;
+    nq = a.d.q_batch_stride;
+    gq = (float *)calloc(nq, sizeof(float));
+    o2 = (float *)calloc(a.d.o_batch_stride, sizeof(float));
+    attn_attention_forward(NULL, &a.d, a.q, a.k, a.v, a.o, a.lse);
+    attn_attention_forward(NULL, &a.d, a.q, a.k, a.v, o2, NULL);
+    CHECK(memcmp(a.o, o2, a.d.o_batch_stride * sizeof(float)) == 0, "the same seed must give the same output");
+    attn_attention_backward(NULL, &a.d, a.q, a.k, a.v, a.o, a.lse, a.w, gq, NULL, NULL);
+    for (e = 0; e < nq; e++) gscale = fabs(gq[e]) > gscale ? fabs(gq[e]) : gscale;
+    for (e = 0; e < nq; e += 3) {
+        double lp = 0.0, lm = 0.0;
+        base = a.q[e];
+        a.q[e] = base + 1e-2f;
+        attn_attention_forward(NULL, &a.d, a.q, a.k, a.v, o2, NULL);
+        for (i = 0; i < (int)a.d.o_batch_stride; i++) lp += (double)a.w[i] * o2[i];
+        a.q[e] = base - 1e-2f;
+        attn_attention_forward(NULL, &a.d, a.q, a.k, a.v, o2, NULL);
+        for (i = 0; i < (int)a.d.o_batch_stride; i++) lm += (double)a.w[i] * o2[i];
+        a.q[e] = base;
+        if (fabs((lp - lm) / 2e-2 - gq[e]) / gscale > worst) worst = fabs((lp - lm) / 2e-2 - gq[e]) / gscale;
+    }
+    CHECK(worst <= 2e-2, "dropout: d/dq error %.3g of the grad's size > 2e-2", worst);
+    a.d.dropout_seed = 999;
+    attn_attention_forward(NULL, &a.d, a.q, a.k, a.v, o2, NULL);
+    for (i = 0; i < (int)a.d.o_batch_stride; i++) ok &= o2[i] == a.o[i];
+    CHECK(!ok, "another seed must give another output");
+    free(gq);
+    free(o2);
+    att_free(&a);
+}
+
+TEST(attention_bad_descriptors) {
+    attn_attention_desc d;
+    float x[64] = { 0 }, o[64];
+    memset(&d, 0, sizeof d);
+    d.batch = 1; d.heads = 1; d.q_len = 2; d.kv_len = 2; d.head_dim = 4;
+    CHECK(attn_attention_forward(NULL, &d, x, x, x, o, NULL) == ATTN_OK, "a valid descriptor failed");
+    d.head_dim = 0;
+    CHECK(attn_attention_forward(NULL, &d, x, x, x, o, NULL) == ATTN_ERR_INVALID_ARGUMENT, "head_dim 0");
+    d.head_dim = ATTN_ATTENTION_MAX_DIM + 1;
+    CHECK(attn_attention_forward(NULL, &d, x, x, x, o, NULL) == ATTN_ERR_INVALID_ARGUMENT, "head_dim too big");
+    d.head_dim = 4; d.q_row_stride = 3;
+    CHECK(attn_attention_forward(NULL, &d, x, x, x, o, NULL) == ATTN_ERR_INVALID_ARGUMENT, "row stride < width");
+    d.q_row_stride = 0; d.dropout = 1.0f;
+    CHECK(attn_attention_forward(NULL, &d, x, x, x, o, NULL) == ATTN_ERR_INVALID_ARGUMENT, "dropout 1");
+    d.dropout = 0.0f;
+    CHECK(attn_attention_forward(NULL, &d, NULL, x, x, o, NULL) == ATTN_ERR_INVALID_ARGUMENT, "NULL q");
+    CHECK(attn_attention_backward(NULL, &d, x, x, x, o, NULL, x, x, x, x) == ATTN_ERR_INVALID_ARGUMENT, "NULL lse");
+    CHECK(attn_attention_forward(NULL, NULL, x, x, x, o, NULL) == ATTN_ERR_INVALID_ARGUMENT, "NULL desc");
+}
+
+TEST_GROUP(attention) = {
+    TEST_ENTRY(attention_forward_matches_double_reference),
+    TEST_ENTRY(attention_backward_matches_finite_differences),
+    TEST_ENTRY(attention_dropout_is_consistent),
+    TEST_ENTRY(attention_bad_descriptors),
+    TEST_END
+};
