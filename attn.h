@@ -509,6 +509,26 @@ ATTN_API attn_tensor *attn_rmsnorm(attn_context *ctx, attn_tensor *x, attn_tenso
 ATTN_API attn_tensor *attn_gelu(attn_context *ctx, attn_tensor *x);
 ATTN_API attn_tensor *attn_relu(attn_context *ctx, attn_tensor *x);
 ATTN_API attn_tensor *attn_tanh(attn_context *ctx, attn_tensor *x);
+/* Masks and options of attn_attention (zero: no mask, no dropout, 1/sqrt(d)). */
+typedef struct attn_attention_opts {
+    int causal;                            /* query i sees keys j <= i + Tk - Tq */
+    const int *key_lengths;                /* (B): keys at or past the length are masked */
+    const unsigned char *key_padding_mask; /* (B, Tk): nonzero masks the key (PyTorch's True) */
+    attn_tensor *mask;                     /* additive float mask (Tq, Tk), (B, 1|H, Tq, Tk) or
+                                              (1, 1|H, Tq, Tk); no gradient flows into it */
+    float dropout;                         /* on the attention weights, when training */
+    int training;
+    float scale;                           /* 0: 1 / sqrt(head dim) */
+} attn_attention_opts;
+/* Multi-head scaled-dot-product attention, fused (see attn_attention_forward):
+   q (B, Tq, H*dh), k (B, Tk, H*dh), v (B, Tk, H*dv) -> (B, Tq, H*dv), heads
+   split in place. opts may be NULL. Never materialises the weights. */
+ATTN_API attn_tensor *attn_attention(attn_context *ctx, attn_tensor *q, attn_tensor *k, attn_tensor *v,
+                                     int heads, const attn_attention_opts *opts);
+/* The attention weights (B, H, Tq, Tk) of the same call, for looking at them
+   (they are materialised only here; not recorded, dropout not applied). */
+ATTN_API attn_tensor *attn_attention_weights(attn_context *ctx, attn_tensor *q, attn_tensor *k, int heads,
+                                             const attn_attention_opts *opts);
 /* Zero each element with probability p and scale the rest by 1/(1-p), when
    training != 0 (else x itself). The mask comes from a counter-based generator
    seeded from the context's RNG, so it does not depend on the thread count. */
@@ -2682,7 +2702,7 @@ enum {
     ATTN__OP_MATMUL, ATTN__OP_LINEAR, ATTN__OP_VIEW, ATTN__OP_CONCAT, ATTN__OP_EMBEDDING,
     ATTN__OP_SOFTMAX, ATTN__OP_LOG_SOFTMAX, ATTN__OP_LAYERNORM, ATTN__OP_RMSNORM,
     ATTN__OP_GELU, ATTN__OP_RELU, ATTN__OP_TANH, ATTN__OP_DROPOUT,
-    ATTN__OP_CROSS_ENTROPY, ATTN__OP_MSE
+    ATTN__OP_CROSS_ENTROPY, ATTN__OP_MSE, ATTN__OP_ATTENTION
 };
 
 struct attn_node {
@@ -2700,6 +2720,7 @@ struct attn_node {
     int vstride[ATTN_MAX_DIMS]; /* views: out index -> offset into the input's grad */
     ptrdiff_t voffset;
     uint64_t seed;              /* dropout mask */
+    attn_attention_desc *att;   /* attention: the kernel's descriptor (masks copied) */
 };
 
 ATTN_API int attn_grad_enable(attn_context *ctx, int on) {
@@ -3608,6 +3629,162 @@ ATTN_API attn_tensor *attn_mse(attn_context *ctx, attn_tensor *a, attn_tensor *b
     return attn__finish(ctx, ATTN__OP_MSE, out, a, b, NULL, scratch, NULL);
 }
 
+/* ---- attention ---- */
+/* The kernel descriptor for q, k, v (dense, 3-D) and opts; masks are copied
+   into the arena when copy != 0 (a recorded node outlives the caller's arrays). */
+static attn_attention_desc *attn__attention_setup(attn_context *ctx, attn_tensor *q, attn_tensor *k, attn_tensor *v,
+                                                  int heads, const attn_attention_opts *opts, int copy,
+                                                  const char *who) {
+    attn_attention_desc *d;
+    attn_attention_opts none;
+    int B, Tq, Tk;
+    char t1[64], t2[64], t3[64];
+    if (!opts) { memset(&none, 0, sizeof none); opts = &none; }
+    if (q->ndim != 3 || k->ndim != 3 || (v && v->ndim != 3) || heads < 1 || q->shape[0] != k->shape[0] ||
+        (v && (v->shape[0] != q->shape[0] || v->shape[1] != k->shape[1])) || q->shape[2] != k->shape[2] ||
+        q->shape[2] % heads || (v && v->shape[2] % heads) || q->shape[2] / heads > ATTN_ATTENTION_MAX_DIM ||
+        (v && v->shape[2] / heads > ATTN_ATTENTION_MAX_DIM) || q->shape[2] == 0) {
+        attn__fail(ctx, ATTN_ERR_SHAPE, "%s: q %s, k %s, v %s with %d heads do not fit (want (B, Tq, H*dh), "
+                   "(B, Tk, H*dh), (B, Tk, H*dv), head dims at most %d)", who, attn__shape_text(q, t1, sizeof t1),
+                   attn__shape_text(k, t2, sizeof t2), v ? attn__shape_text(v, t3, sizeof t3) : "-", heads,
+                   ATTN_ATTENTION_MAX_DIM);
+        return NULL;
+    }
+    B = q->shape[0]; Tq = q->shape[1]; Tk = k->shape[1];
+    if (!(opts->dropout >= 0.0f && opts->dropout < 1.0f)) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: dropout must be in [0, 1)", who);
+        return NULL;
+    }
+    if (!(d = (attn_attention_desc *)attn_alloc(ctx, sizeof *d))) return NULL;
+    memset(d, 0, sizeof *d);
+    d->batch = B; d->heads = heads; d->q_len = Tq; d->kv_len = Tk;
+    d->head_dim = q->shape[2] / heads;
+    d->v_dim = v ? v->shape[2] / heads : d->head_dim;
+    d->scale = opts->scale;
+    d->causal = opts->causal;
+    if (opts->training && opts->dropout > 0.0f) {
+        d->dropout = opts->dropout;
+        d->dropout_seed = (uint64_t)attn_rng_u32(&ctx->rng) << 32 | attn_rng_u32(&ctx->rng);
+    }
+    if (opts->key_lengths) {
+        int *kl = copy ? (int *)attn_alloc(ctx, (size_t)ATTN__MAX(B, 1) * sizeof(int)) : (int *)opts->key_lengths;
+        if (!kl) return NULL;
+        if (copy) memcpy(kl, opts->key_lengths, (size_t)B * sizeof(int));
+        d->key_lengths = kl;
+    }
+    if (opts->key_padding_mask) {
+        size_t n = (size_t)B * Tk;
+        unsigned char *m = copy ? (unsigned char *)attn_alloc(ctx, ATTN__MAX(n, 1)) : (unsigned char *)opts->key_padding_mask;
+        if (!m) return NULL;
+        if (copy) memcpy(m, opts->key_padding_mask, n);
+        d->key_padding_mask = m;
+    }
+    if (opts->mask) {
+        attn_tensor *mk = opts->mask;
+        int ok = attn_tensor_is_contiguous(mk) && mk->shape[mk->ndim - 1] == Tk && mk->ndim >= 2 &&
+                 mk->shape[mk->ndim - 2] == Tq;
+        if (ok && mk->ndim == 4) {
+            ok = (mk->shape[0] == B || mk->shape[0] == 1) && (mk->shape[1] == heads || mk->shape[1] == 1);
+            d->bias_batch_stride = mk->shape[0] == 1 ? 0 : (size_t)mk->shape[1] * Tq * Tk;
+            d->bias_head_stride = mk->shape[1] == 1 ? 0 : (size_t)Tq * Tk;
+        } else if (mk->ndim != 2) {
+            ok = 0;
+        }
+        if (!ok) {
+            attn__fail(ctx, ATTN_ERR_SHAPE, "%s: mask %s must be contiguous (Tq, Tk) = (%d, %d) or (B|1, H|1, Tq, Tk)",
+                       who, attn__shape_text(mk, t1, sizeof t1), Tq, Tk);
+            return NULL;
+        }
+        d->bias = mk->data;
+    }
+    return d;
+}
+
+ATTN_API attn_tensor *attn_attention(attn_context *ctx, attn_tensor *q, attn_tensor *k, attn_tensor *v, int heads,
+                                     const attn_attention_opts *opts) {
+    const char *who = "attn_attention";
+    attn_arena_mark scratch;
+    attn_attention_desc *d;
+    attn_tensor *out;
+    attn_node *n = NULL;
+    float *lse;
+    int shape[3];
+    if (!ctx || attn__null_input(ctx, q, who) || attn__null_input(ctx, k, who) || attn__null_input(ctx, v, who))
+        return NULL;
+    if (v->ndim != 3 || q->ndim != 3 || heads < 1) {
+        attn__attention_setup(ctx, q, k, v, heads, opts, 0, who); /* reports the shape error */
+        return NULL;
+    }
+    shape[0] = q->shape[0]; shape[1] = q->shape[1]; shape[2] = v->shape[2];
+    if (!(out = attn__result(ctx, 3, shape, who))) return NULL;
+    scratch = attn_arena_get_mark(&ctx->arena);
+    if (!(q = attn__dense(ctx, q)) || !(k = attn__dense(ctx, k)) || !(v = attn__dense(ctx, v))) return NULL;
+    if (!(d = attn__attention_setup(ctx, q, k, v, heads, opts, attn__needs_grad(ctx, q, k, v), who))) return NULL;
+    if (!(lse = (float *)attn_alloc(ctx, (size_t)d->batch * heads * d->q_len * sizeof(float)))) return NULL;
+    if (attn_attention_forward(&ctx->threads, d, q->data, k->data, v->data, out->data, lse) != ATTN_OK) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: the attention descriptor was refused", who);
+        return NULL;
+    }
+    if (!(out = attn__finish(ctx, ATTN__OP_ATTENTION, out, q, k, v, scratch, &n))) return NULL;
+    if (n) {
+        n->att = d;
+        n->saved = lse;
+    }
+    return out;
+}
+
+static attn_status attn__attention_op_backward(attn_context *ctx, attn_node *n) {
+    attn_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2];
+    float *gq = NULL, *gk = NULL, *gv = NULL;
+    if ((q->requires_grad && !(gq = attn__grad(ctx, q))) || (k->requires_grad && !(gk = attn__grad(ctx, k))) ||
+        (v->requires_grad && !(gv = attn__grad(ctx, v))))
+        return ctx->status;
+    return attn_attention_backward(&ctx->threads, n->att, q->data, k->data, v->data, n->out->data, n->saved,
+                                   n->out->grad, gq, gk, gv);
+}
+
+ATTN_API attn_tensor *attn_attention_weights(attn_context *ctx, attn_tensor *q, attn_tensor *k, int heads,
+                                             const attn_attention_opts *opts) {
+    const char *who = "attn_attention_weights";
+    attn_arena_mark scratch;
+    attn_attention_desc *d;
+    attn_tensor *w;
+    int shape[4], b, h, i, j;
+    if (!ctx || attn__null_input(ctx, q, who) || attn__null_input(ctx, k, who)) return NULL;
+    if (q->ndim != 3 || k->ndim != 3 || heads < 1) {
+        attn__attention_setup(ctx, q, k, NULL, heads, opts, 0, who);
+        return NULL;
+    }
+    shape[0] = q->shape[0]; shape[1] = heads; shape[2] = q->shape[1]; shape[3] = k->shape[1];
+    if (!(w = attn__result(ctx, 4, shape, who))) return NULL;
+    scratch = attn_arena_get_mark(&ctx->arena);
+    if (!(q = attn_tensor_contiguous(ctx, q)) || !(k = attn_tensor_contiguous(ctx, k)) ||
+        !(d = attn__attention_setup(ctx, q, k, NULL, heads, opts, 0, who)))
+        return NULL;
+    d->dropout = 0.0f;
+    attn__attention_resolve(d, d);
+    for (b = 0; b < d->batch; b++)
+        for (h = 0; h < heads; h++) { /* the fused kernel's scores, a full row at a time */
+            float *S = w->data + ((size_t)b * heads + h) * d->q_len * d->kv_len;
+            int end = attn__attention_key_end(d, b);
+            for (i = 0; i < d->q_len; i++) {
+                float *s = S + (size_t)i * d->kv_len;
+                int shift = d->kv_len - d->q_len;
+                const float *qi = q->data + b * d->q_batch_stride + (size_t)i * d->q_row_stride + (size_t)h * d->head_dim;
+                for (j = 0; j < d->kv_len; j++) {
+                    const float *kj = k->data + b * d->k_batch_stride + (size_t)j * d->k_row_stride + (size_t)h * d->head_dim;
+                    int masked = j >= end || (d->causal && j > i + shift) ||
+                                 (d->key_padding_mask && d->key_padding_mask[(size_t)b * d->kv_len + j]);
+                    s[j] = masked ? -INFINITY : d->scale * attn_vec_dot((size_t)d->head_dim, qi, kj) +
+                               (d->bias ? d->bias[b * d->bias_batch_stride + h * d->bias_head_stride + (size_t)i * d->kv_len + j] : 0.0f);
+                }
+            }
+            attn_softmax_rows(&ctx->threads, d->q_len, d->kv_len, S, d->kv_len, S, d->kv_len);
+        }
+    attn_arena_reset(&ctx->arena, scratch);
+    return w;
+}
+
 /* ---- the backward pass ---- */
 static attn_status attn__node_backward(attn_context *ctx, attn_node *n) {
     attn_tensor *x = n->in[0];
@@ -3624,6 +3801,7 @@ static attn_status attn__node_backward(attn_context *ctx, attn_node *n) {
     case ATTN__OP_SOFTMAX: case ATTN__OP_LOG_SOFTMAX: return attn__softmax_backward(ctx, n);
     case ATTN__OP_LAYERNORM: case ATTN__OP_RMSNORM: return attn__norm_backward(ctx, n);
     case ATTN__OP_CROSS_ENTROPY: return attn__cross_entropy_backward(ctx, n);
+    case ATTN__OP_ATTENTION: return attn__attention_op_backward(ctx, n);
     default: break;
     }
     /* the remaining ops have one input, elementwise or reduced to a scalar */

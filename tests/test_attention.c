@@ -283,7 +283,139 @@ TEST(attention_bad_descriptors) {
     CHECK(attn_attention_forward(NULL, NULL, x, x, x, o, NULL) == ATTN_ERR_INVALID_ARGUMENT, "NULL desc");
 }
 
+/* The op: q, k, v as (B, T, H*d) parameters, masks through attn_attention_opts,
+   output and grads (attn_backward_ex seeded with w) against the double
+   reference and its finite differences; the weights path against the
+   reference's softmax; grad off leaves only the result. */
+TEST(attention_op_matches_reference) {
+    static const att_case cases[] = {
+        { "op: causal + lengths + bias", 2, 2, 9, 9, 4, 3, 1, 1, 0, 1, 0 },
+        { "op: cross + padding mask", 2, 3, 5, 8, 2, 4, 0, 0, 1, 0, 0 },
+    };
+    size_t ci;
+    for (ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const att_case *c = &cases[ci];
+        att_data a;
+        attn_context *ctx = attn_context_create(NULL);
+        attn_attention_opts opts;
+        attn_tensor *tq, *tk, *tv, *out, *w, *mask = NULL;
+        int sq[3], sk[3], sv[3], ms[2], b, h, i, j;
+        double *ref, worst = 0.0, scale = 1e-30;
+        size_t e, n;
+        att_make(&a, c, 300 + ci);
+        sq[0] = c->B; sq[1] = c->Tq; sq[2] = c->H * c->dh;
+        sk[0] = c->B; sk[1] = c->Tk; sk[2] = c->H * c->dh;
+        sv[0] = c->B; sv[1] = c->Tk; sv[2] = c->H * c->dv;
+        tq = attn_param_new(ctx, "q", 3, sq); tk = attn_param_new(ctx, "k", 3, sk); tv = attn_param_new(ctx, "v", 3, sv);
+        if (!CHECK(tq && tk && tv, "params: %s", attn_error_message(ctx))) goto next;
+        memcpy(tq->data, a.q, attn_tensor_numel(tq) * sizeof(float));
+        memcpy(tk->data, a.k, attn_tensor_numel(tk) * sizeof(float));
+        memcpy(tv->data, a.v, attn_tensor_numel(tv) * sizeof(float));
+        memset(&opts, 0, sizeof opts);
+        opts.causal = c->causal;
+        opts.key_lengths = c->lengths ? a.key_len : NULL;
+        opts.key_padding_mask = a.pad;
+        if (c->bias) {
+            ms[0] = c->Tq; ms[1] = c->Tk;
+            mask = attn_tensor_wrap(ctx, 2, ms, a.bias);
+            opts.mask = mask;
+        }
+        out = attn_attention(ctx, tq, tk, tv, c->H, &opts);
+        if (!CHECK(out != NULL, "%s: %s", c->what, attn_error_message(ctx))) goto next;
+        ref = (double *)malloc((size_t)c->B * c->Tq * c->H * c->dv * sizeof(double));
+        att_reference(&a, ref, 0, 0, 0.0);
+        for (e = 0, n = attn_tensor_numel(out); e < n; e++) scale = fabs(ref[e]) > scale ? fabs(ref[e]) : scale;
+        for (e = 0; e < n; e++) worst = fabs(out->data[e] - ref[e]) / scale > worst ? fabs(out->data[e] - ref[e]) / scale : worst;
+        CHECK(worst <= 2e-5, "%s: output error %.3g > 2e-5", c->what, worst);
+        free(ref);
+        CHECK(attn_backward_ex(ctx, out, a.w, 0) == ATTN_OK, "%s: backward: %s", c->what, attn_error_message(ctx));
+        {   /* grads vs finite differences of the double reference (packed layout: extra = 0) */
+            attn_tensor *t[3];
+            int which;
+            t[0] = tq; t[1] = tk; t[2] = tv;
+            for (which = 0; which < 3; which++) {
+                double gscale = 1e-3, wgrad = 0.0, hh = 1e-4;
+                size_t cnt = attn_tensor_numel(t[which]);
+                for (e = 0; e < cnt; e++) gscale = fabs(t[which]->grad[e]) > gscale ? fabs(t[which]->grad[e]) : gscale;
+                for (e = 0; e < cnt; e++) {
+                    double fd = (att_reference(&a, NULL, which + 1, e, hh) - att_reference(&a, NULL, which + 1, e, -hh)) / (2 * hh);
+                    if (fabs(fd - t[which]->grad[e]) / gscale > wgrad) wgrad = fabs(fd - t[which]->grad[e]) / gscale;
+                }
+                CHECK(wgrad <= 1e-4, "%s: d/d%c through the op: error %.3g > 1e-4", c->what, "qkv"[which], wgrad);
+            }
+        }
+        /* weights: rows of softmax(q k^T / sqrt(d) + mask) from the reference's definition */
+        w = attn_attention_weights(ctx, tq, tk, c->H, &opts);
+        if (!CHECK(w && w->ndim == 4 && w->shape[1] == c->H && w->shape[3] == c->Tk, "%s: weights: %s", c->what,
+                   attn_error_message(ctx)))
+            goto next;
+        worst = 0.0;
+        for (b = 0; b < c->B; b++)
+            for (h = 0; h < c->H; h++)
+                for (i = 0; i < c->Tq; i++) {
+                    double sc[64], mx = -INFINITY, sum = 0.0;
+                    for (j = 0; j < c->Tk; j++) {
+                        int t2, masked = (c->causal && j > i + c->Tk - c->Tq) || (c->lengths && j >= a.key_len[b]) ||
+                                         (c->padmask && a.pad[b * c->Tk + j]);
+                        double dot = 0.0;
+                        for (t2 = 0; t2 < c->dh; t2++) dot += (double)a.q[q_at(&a, b, i, h, t2)] * a.k[k_at(&a, b, j, h, t2)];
+                        sc[j] = masked ? -INFINITY : dot / sqrt((double)c->dh) + (c->bias ? a.bias[i * c->Tk + j] : 0.0);
+                        mx = sc[j] > mx ? sc[j] : mx;
+                    }
+                    if (mx == -INFINITY) continue;
+                    for (j = 0; j < c->Tk; j++) sum += sc[j] = exp(sc[j] - mx);
+                    for (j = 0; j < c->Tk; j++) {
+                        double got = w->data[(((size_t)b * c->H + h) * c->Tq + i) * c->Tk + j];
+                        worst = fabs(got - sc[j] / sum) > worst ? fabs(got - sc[j] / sum) : worst;
+                    }
+                }
+        CHECK(worst <= 1e-6, "%s: weights error %.3g > 1e-6", c->what, worst);
+        {   /* grad off: only the result stays in the arena */
+            size_t before, took;
+            int was = attn_grad_enable(ctx, 0);
+            before = attn_arena_used(attn_context_arena(ctx));
+            out = attn_attention(ctx, tq, tk, tv, c->H, &opts);
+            took = attn_arena_used(attn_context_arena(ctx)) - before;
+            CHECK(out && !out->node && took <= attn_tensor_bytes(3, out->shape), "%s: grad off took %d bytes",
+                  c->what, (int)took);
+            attn_grad_enable(ctx, was);
+        }
+    next:
+        att_free(&a);
+        attn_context_destroy(ctx);
+    }
+}
+
+TEST(attention_op_bad_shapes) {
+    attn_context *ctx = attn_context_create(NULL);
+    int s1[3] = { 2, 5, 8 }, s2[3] = { 2, 7, 8 }, s3[3] = { 3, 7, 8 }, s4[3] = { 2, 6, 8 }, ms[2] = { 4, 7 };
+    attn_tensor *q = attn_tensor_new(ctx, 3, s1), *k = attn_tensor_new(ctx, 3, s2), *kb = attn_tensor_new(ctx, 3, s3);
+    attn_tensor *v6 = attn_tensor_new(ctx, 3, s4), *m = attn_tensor_new(ctx, 2, ms);
+    attn_attention_opts o;
+    memset(&o, 0, sizeof o);
+    CHECK(attn_attention(ctx, q, k, k, 2, NULL) != NULL, "valid call failed: %s", attn_error_message(ctx));
+    attn_error_clear(ctx);
+    CHECK(!attn_attention(ctx, q, k, k, 3, NULL) && attn_error_status(ctx) == ATTN_ERR_SHAPE, "8 dims in 3 heads");
+    attn_error_clear(ctx);
+    CHECK(!attn_attention(ctx, q, kb, kb, 2, NULL) && attn_error_message(ctx)[0], "batch 2 vs 3");
+    attn_error_clear(ctx);
+    CHECK(!attn_attention(ctx, q, k, v6, 2, NULL) && attn_error_message(ctx)[0], "v length 6 vs k 7");
+    attn_error_clear(ctx);
+    o.mask = m;
+    CHECK(!attn_attention(ctx, q, k, k, 2, &o) && attn_error_status(ctx) == ATTN_ERR_SHAPE, "mask (4, 7) for Tq 5");
+    attn_error_clear(ctx);
+    o.mask = NULL;
+    o.dropout = 1.0f;
+    o.training = 1;
+    CHECK(!attn_attention(ctx, q, k, k, 2, &o) && attn_error_message(ctx)[0], "dropout 1");
+    attn_error_clear(ctx);
+    CHECK(!attn_attention(ctx, q, NULL, k, 2, NULL) && attn_error_message(ctx)[0], "NULL k");
+    attn_context_destroy(ctx);
+}
+
 TEST_GROUP(attention) = {
+    TEST_ENTRY(attention_op_matches_reference),
+    TEST_ENTRY(attention_op_bad_shapes),
     TEST_ENTRY(attention_forward_matches_double_reference),
     TEST_ENTRY(attention_backward_matches_finite_differences),
     TEST_ENTRY(attention_dropout_is_consistent),
