@@ -65,8 +65,10 @@
    4. Kernels                sgemm, softmax, log-softmax, layernorm, GELU, exp, vectors
    5. Tensors                f32, up to 4 dims, strided views, seeded RNG and init
    6. Autodiff               the tape, ops with backward, parameters
+   7. Layers                 multi-head attention, encoder/decoder layers and
+                             stacks, nn.Transformer, positional encodings, KV cache
    8. Training               losses, optimizers, clipping, LR schedules
-   (7. Layers, 9. Files and 10. Backends come in later issues.)
+   (9. Files and 10. Backends come in later issues.)
 
    CONVENTIONS
    -----------
@@ -535,8 +537,145 @@ ATTN_API attn_tensor *attn_attention_weights(attn_context *ctx, attn_tensor *q, 
 ATTN_API attn_tensor *attn_dropout(attn_context *ctx, attn_tensor *x, float p, int training);
 
 /* ============================================================================
+   7. Layers (declarations)
+   Modules mirror torch.nn with batch_first=True: inputs are (B, T, d). Their
+   parameters are registered under PyTorch's state_dict names, below a prefix
+   ("" for none, else e.g. "encoder.layers.0."), and initialised as PyTorch
+   does. Descs are plain structs where zero means PyTorch's default.
+   ========================================================================= */
+typedef struct attn_mha_desc {
+    int embed_dim, heads;
+    int kdim, vdim;        /* 0: embed_dim */
+    int no_bias;           /* 1: bias=False */
+    float dropout;         /* on the attention weights */
+} attn_mha_desc;
+
+/* nn.MultiheadAttention: in_proj_weight (3E, E) and in_proj_bias (3E) when
+   kdim = vdim = E, else q_proj_weight, k_proj_weight, v_proj_weight;
+   out_proj.weight (E, E), out_proj.bias (E). */
+typedef struct attn_mha {
+    int embed_dim, heads, kdim, vdim;
+    float dropout;
+    attn_tensor *in_proj_weight, *q_proj_weight, *k_proj_weight, *v_proj_weight;
+    attn_tensor *in_proj_bias, *out_proj_weight, *out_proj_bias; /* biases NULL with no_bias */
+} attn_mha;
+
+/* Register and initialise an MHA's parameters under prefix. */
+ATTN_API attn_status attn_mha_init(attn_context *ctx, attn_mha *m, const char *prefix, const attn_mha_desc *desc);
+/* query (B, Tq, E), key (B, Tk, kdim), value (B, Tk, vdim) -> (B, Tq, E). */
+ATTN_API attn_tensor *attn_mha_forward(attn_context *ctx, const attn_mha *m, attn_tensor *query, attn_tensor *key,
+                                       attn_tensor *value, const attn_attention_opts *opts);
+
+/* Keys and values of the positions decoded so far, for incremental decoding:
+   each step attends over the cache plus itself, and equals full recomputation. */
+typedef struct attn_kv_cache {
+    attn_tensor *k, *v;    /* (B, capacity, E): projected keys and values */
+    int length;            /* positions filled */
+} attn_kv_cache;
+/* A cache for batch x capacity positions of m (allocated in the arena). */
+ATTN_API attn_status attn_kv_cache_init(attn_context *ctx, attn_kv_cache *cache, const attn_mha *m, int batch,
+                                        int capacity);
+/* Self-attention of x (B, T, E), the next T positions, over the cache (which
+   grows by T); causal within the new positions. Not recorded for autodiff. */
+ATTN_API attn_tensor *attn_mha_forward_cached(attn_context *ctx, const attn_mha *m, attn_tensor *x,
+                                              attn_kv_cache *cache);
+
+typedef enum attn_activation { ATTN_ACT_RELU = 0, ATTN_ACT_GELU = 1 } attn_activation;
+
+/* nn.TransformerEncoderLayer / nn.TransformerDecoderLayer / the stacks and
+   nn.Transformer, with batch_first=True. */
+typedef struct attn_layer_desc {
+    int d_model, heads;
+    int dim_feedforward;   /* 0: 2048 */
+    float dropout;         /* 0 here means no dropout (PyTorch's default is 0.1) */
+    attn_activation activation;
+    int norm_first;
+    float layer_norm_eps;  /* 0: 1e-5 */
+    int num_layers;        /* stacks, and nn.Transformer's encoder; 0: 6 */
+    int num_decoder_layers;/* nn.Transformer's decoder; 0: num_layers */
+    int final_norm;        /* stacks: a LayerNorm "norm" after the last layer */
+} attn_layer_desc;
+
+typedef struct attn_layernorm_params { attn_tensor *weight, *bias; float eps; } attn_layernorm_params;
+
+typedef struct attn_encoder_layer {
+    attn_layer_desc desc;
+    attn_mha self_attn;
+    attn_tensor *linear1_weight, *linear1_bias, *linear2_weight, *linear2_bias;
+    attn_layernorm_params norm1, norm2;
+} attn_encoder_layer;
+
+typedef struct attn_decoder_layer {
+    attn_layer_desc desc;
+    attn_mha self_attn, multihead_attn;
+    attn_tensor *linear1_weight, *linear1_bias, *linear2_weight, *linear2_bias;
+    attn_layernorm_params norm1, norm2, norm3;
+} attn_decoder_layer;
+
+/* Masks of a layer's attentions (NULL: none). */
+typedef struct attn_layer_masks {
+    const attn_attention_opts *self_attn;   /* src_mask/tgt_mask and key padding of the input */
+    const attn_attention_opts *cross_attn;  /* decoder: memory_mask and memory key padding */
+} attn_layer_masks;
+
+ATTN_API attn_status attn_encoder_layer_init(attn_context *ctx, attn_encoder_layer *l, const char *prefix,
+                                             const attn_layer_desc *desc);
+ATTN_API attn_tensor *attn_encoder_layer_forward(attn_context *ctx, const attn_encoder_layer *l, attn_tensor *src,
+                                                 const attn_layer_masks *masks, int training);
+ATTN_API attn_status attn_decoder_layer_init(attn_context *ctx, attn_decoder_layer *l, const char *prefix,
+                                             const attn_layer_desc *desc);
+ATTN_API attn_tensor *attn_decoder_layer_forward(attn_context *ctx, const attn_decoder_layer *l, attn_tensor *tgt,
+                                                 attn_tensor *memory, const attn_layer_masks *masks, int training);
+
+/* Stacks: "layers.N." and, with final_norm, "norm." under the prefix; the
+   layers live in caller arrays of desc->num_layers entries. */
+typedef struct attn_encoder {
+    attn_layer_desc desc;
+    attn_encoder_layer *layers;
+    attn_layernorm_params norm; /* weight NULL without final_norm */
+} attn_encoder;
+typedef struct attn_decoder {
+    attn_layer_desc desc;
+    attn_decoder_layer *layers;
+    attn_layernorm_params norm;
+} attn_decoder;
+ATTN_API attn_status attn_encoder_init(attn_context *ctx, attn_encoder *e, attn_encoder_layer *layers,
+                                       const char *prefix, const attn_layer_desc *desc);
+ATTN_API attn_tensor *attn_encoder_forward(attn_context *ctx, const attn_encoder *e, attn_tensor *src,
+                                           const attn_layer_masks *masks, int training);
+ATTN_API attn_status attn_decoder_init(attn_context *ctx, attn_decoder *d, attn_decoder_layer *layers,
+                                       const char *prefix, const attn_layer_desc *desc);
+ATTN_API attn_tensor *attn_decoder_forward(attn_context *ctx, const attn_decoder *d, attn_tensor *tgt,
+                                           attn_tensor *memory, const attn_layer_masks *masks, int training);
+
+/* nn.Transformer: "encoder." and "decoder." stacks, each with its final norm. */
+typedef struct attn_transformer {
+    attn_encoder encoder;
+    attn_decoder decoder;
+} attn_transformer;
+/* enc_layers / dec_layers: arrays of num_layers / num_decoder_layers entries. */
+ATTN_API attn_status attn_transformer_init(attn_context *ctx, attn_transformer *t, attn_encoder_layer *enc_layers,
+                                           attn_decoder_layer *dec_layers, const char *prefix,
+                                           const attn_layer_desc *desc);
+/* masks->self_attn of enc_masks: src mask/padding; of dec_masks: tgt mask/padding,
+   and dec_masks->cross_attn: memory mask/padding. */
+ATTN_API attn_tensor *attn_transformer_forward(attn_context *ctx, const attn_transformer *t, attn_tensor *src,
+                                               attn_tensor *tgt, const attn_layer_masks *enc_masks,
+                                               const attn_layer_masks *dec_masks, int training);
+
+/* Positional encodings. Sinusoidal, as in "Attention Is All You Need":
+   pe[p, 2i] = sin(p / 10000^(2i/d)), pe[p, 2i+1] = cos(same). A (T, d) table. */
+ATTN_API attn_tensor *attn_sinusoidal_table(attn_context *ctx, int T, int d);
+/* x (B, T, d) + pe[start .. start+T) (recorded; pe is a constant) */
+ATTN_API attn_tensor *attn_add_positions(attn_context *ctx, attn_tensor *x, attn_tensor *pe, int start);
+/* Rotary embedding of x (B, T, H*dh) for positions start..start+T-1: in each
+   head, pairs (i, i + dh/2) rotate by angle p * base^(-2i/dh) (the GPT-NeoX /
+   LLaMA "rotate half" layout); base 0 means 10000. Recorded (the backward
+   rotates back). */
+ATTN_API attn_tensor *attn_rope(attn_context *ctx, attn_tensor *x, int heads, int start, float base);
+
+/* ============================================================================
    8. Training (declarations): losses, optimizers, clipping, schedules
-   (7. Layers comes with the attention issue.)
    ========================================================================= */
 /* Mean cross-entropy of logits (N, C) against class indices targets (N), as
    torch.nn.functional.cross_entropy: rows whose target is ignore_index count
