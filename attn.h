@@ -148,7 +148,9 @@ typedef enum attn_status {
 
 /* A short fixed name for a status ("ok", "invalid argument", ...). */
 ATTN_API const char *attn_status_name(attn_status status);
-/* Status of the last failed call on ctx (ATTN_OK if none since the last clear). */
+/* Status of the last failed call on ctx (ATTN_OK if none since the last clear).
+   An op that fails only because an input is NULL keeps the earlier error, which
+   is usually what made that input NULL, so a chain of ops reports its cause. */
 ATTN_API attn_status attn_error_status(const attn_context *ctx);
 /* A readable message for that failure, "" when there is none. */
 ATTN_API const char *attn_error_message(const attn_context *ctx);
@@ -2841,7 +2843,7 @@ enum {
     ATTN__OP_MATMUL, ATTN__OP_LINEAR, ATTN__OP_VIEW, ATTN__OP_CONCAT, ATTN__OP_EMBEDDING,
     ATTN__OP_SOFTMAX, ATTN__OP_LOG_SOFTMAX, ATTN__OP_LAYERNORM, ATTN__OP_RMSNORM,
     ATTN__OP_GELU, ATTN__OP_RELU, ATTN__OP_TANH, ATTN__OP_DROPOUT,
-    ATTN__OP_CROSS_ENTROPY, ATTN__OP_MSE, ATTN__OP_ATTENTION
+    ATTN__OP_CROSS_ENTROPY, ATTN__OP_MSE, ATTN__OP_ATTENTION, ATTN__OP_ROPE
 };
 
 struct attn_node {
@@ -2852,8 +2854,8 @@ struct attn_node {
     attn_tensor *in[3];         /* inputs, NULL where absent */
     attn_tensor **list;         /* concat: all its inputs */
     int n_list;
-    float f;                    /* scale, eps, dropout p, label smoothing */
-    int i;                      /* concat dim, ignore_index */
+    float f;                    /* scale, eps, dropout p, label smoothing, rope base */
+    int i, i2;                  /* concat dim, ignore_index, rope heads and start */
     float *saved;               /* norm statistics, log-probabilities */
     int32_t *index;             /* embedding / cross-entropy indices (a copy) */
     int vstride[ATTN_MAX_DIMS]; /* views: out index -> offset into the input's grad */
@@ -2959,7 +2961,9 @@ static float *attn__grad(attn_context *ctx, attn_tensor *t) {
 
 static int attn__null_input(attn_context *ctx, const attn_tensor *t, const char *who) {
     if (t) return 0;
-    attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: input tensor is NULL", who);
+    /* A NULL input usually comes from an op that just failed: its message says
+       more than this one would, so it stays. */
+    if (ctx->status == ATTN_OK) attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: input tensor is NULL", who);
     return 1;
 }
 
@@ -3925,6 +3929,8 @@ ATTN_API attn_tensor *attn_attention_weights(attn_context *ctx, attn_tensor *q, 
 }
 
 /* ---- the backward pass ---- */
+static void attn__rope_apply(const attn_tensor *shape_of, const float *x, float *y, int heads, int start, float base,
+                             float sign, int accumulate);
 static attn_status attn__node_backward(attn_context *ctx, attn_node *n) {
     attn_tensor *x = n->in[0];
     const float *g = n->out->grad;
@@ -3973,6 +3979,7 @@ static attn_status attn__node_backward(attn_context *ctx, attn_node *n) {
         for (i = 0; i < count; i++) gx[i] += g[i] * (1.0f - n->out->data[i] * n->out->data[i]);
         break;
     case ATTN__OP_DROPOUT: attn__dropout_apply(n->seed, n->f, count, g, gx, 1); break;
+    case ATTN__OP_ROPE: attn__rope_apply(x, g, gx, n->i, n->i2, n->f, -1.0f, 1); break; /* rotate back */
     default: ATTN_ASSERT(0);
     }
     return ATTN_OK;
@@ -4081,6 +4088,495 @@ ATTN_API void attn_params_zero_grad(attn_context *ctx) {
     attn_param *p;
     for (p = ctx ? ctx->params : NULL; p; p = p->next)
         memset(p->tensor->grad, 0, attn_tensor_numel(p->tensor) * sizeof(float));
+}
+
+/* ============================================================================
+   7. Layers
+   ========================================================================= */
+/* prefix + name into buf; NULL (and an error) when it does not fit */
+static const char *attn__pname(attn_context *ctx, char *buf, size_t cap, const char *prefix, const char *name) {
+    size_t a = prefix ? strlen(prefix) : 0, b = strlen(name);
+    if (a + b + 1 > cap) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "parameter name too long: %s%s", prefix ? prefix : "", name);
+        return NULL;
+    }
+    if (a) memcpy(buf, prefix, a);
+    memcpy(buf + a, name, b + 1);
+    return buf;
+}
+
+/* "<prefix><what><n>." for the layers of a stack */
+static const char *attn__layer_prefix(attn_context *ctx, char *buf, size_t cap, const char *prefix, const char *what,
+                                      int n) {
+    char digits[16];
+    int k = 15;
+    digits[k--] = 0;
+    digits[k] = '.';
+    do { digits[--k] = (char)('0' + n % 10); n /= 10; } while (n);
+    if (!attn__pname(ctx, buf, cap, prefix, what)) return NULL;
+    return attn__pname(ctx, buf, cap, buf, digits + k);
+}
+
+/* A new parameter prefix+name (1-D when d1 is 0). */
+static attn_tensor *attn__param(attn_context *ctx, const char *prefix, const char *name, int d0, int d1) {
+    char buf[256];
+    int shape[2];
+    shape[0] = d0;
+    shape[1] = d1;
+    if (!attn__pname(ctx, buf, sizeof buf, prefix, name)) return NULL;
+    return attn_param_new(ctx, buf, d1 ? 2 : 1, shape);
+}
+
+/* nn.Linear's initialisation: weight kaiming_uniform(a = sqrt 5), bias U(+-1/sqrt(fan_in)). */
+static attn_status attn__linear_params(attn_context *ctx, const char *prefix, const char *wname, const char *bname,
+                                       int out, int in, attn_tensor **w, attn_tensor **b) {
+    float bound = in > 0 ? 1.0f / sqrtf((float)in) : 0.0f;
+    if (!(*w = attn__param(ctx, prefix, wname, out, in))) return ctx->status;
+    attn_init_kaiming_uniform(ctx, *w, 2.2360679775f);
+    if (!b) return ATTN_OK;
+    if (!(*b = attn__param(ctx, prefix, bname, out, 0))) return ctx->status;
+    return attn_init_uniform(ctx, *b, -bound, bound);
+}
+
+static attn_status attn__layernorm_params(attn_context *ctx, const char *prefix, const char *norm, int d, float eps,
+                                          attn_layernorm_params *n) {
+    char buf[256];
+    n->eps = eps;
+    if (!attn__pname(ctx, buf, sizeof buf, prefix, norm)) return ctx->status;
+    if (!(n->weight = attn__param(ctx, buf, ".weight", d, 0)) || !(n->bias = attn__param(ctx, buf, ".bias", d, 0)))
+        return ctx->status;
+    attn_tensor_fill(n->weight, 1.0f);
+    return ATTN_OK;
+}
+
+static attn_tensor *attn__layernorm_apply(attn_context *ctx, const attn_layernorm_params *n, attn_tensor *x) {
+    return attn_layernorm(ctx, x, n->weight, n->bias, n->eps);
+}
+
+ATTN_API attn_status attn_mha_init(attn_context *ctx, attn_mha *m, const char *prefix, const attn_mha_desc *desc) {
+    int E;
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    if (!m || !desc) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_mha_init: NULL module or desc");
+    E = desc->embed_dim;
+    memset(m, 0, sizeof *m);
+    if (E < 1 || desc->heads < 1 || E % desc->heads || E / desc->heads > ATTN_ATTENTION_MAX_DIM ||
+        desc->kdim < 0 || desc->vdim < 0 || !(desc->dropout >= 0.0f && desc->dropout < 1.0f))
+        return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_mha_init: embed_dim %d must be a positive multiple "
+                          "of heads %d (head dim at most %d), dropout in [0, 1)", E, desc->heads, ATTN_ATTENTION_MAX_DIM);
+    m->embed_dim = E;
+    m->heads = desc->heads;
+    m->kdim = desc->kdim ? desc->kdim : E;
+    m->vdim = desc->vdim ? desc->vdim : E;
+    m->dropout = desc->dropout;
+    if (m->kdim == E && m->vdim == E) {
+        if (!(m->in_proj_weight = attn__param(ctx, prefix, "in_proj_weight", 3 * E, E))) return ctx->status;
+        attn_init_xavier_uniform(ctx, m->in_proj_weight, 1.0f);
+    } else {
+        if (!(m->q_proj_weight = attn__param(ctx, prefix, "q_proj_weight", E, E)) ||
+            !(m->k_proj_weight = attn__param(ctx, prefix, "k_proj_weight", E, m->kdim)) ||
+            !(m->v_proj_weight = attn__param(ctx, prefix, "v_proj_weight", E, m->vdim)))
+            return ctx->status;
+        attn_init_xavier_uniform(ctx, m->q_proj_weight, 1.0f);
+        attn_init_xavier_uniform(ctx, m->k_proj_weight, 1.0f);
+        attn_init_xavier_uniform(ctx, m->v_proj_weight, 1.0f);
+    }
+    if (!desc->no_bias && !(m->in_proj_bias = attn__param(ctx, prefix, "in_proj_bias", 3 * E, 0))) return ctx->status;
+    /* out_proj is an nn.Linear whose bias MultiheadAttention then zeroes */
+    if (attn__linear_params(ctx, prefix, "out_proj.weight", "out_proj.bias", E, E, &m->out_proj_weight,
+                            desc->no_bias ? NULL : &m->out_proj_bias))
+        return ctx->status;
+    if (m->out_proj_bias) attn_tensor_fill(m->out_proj_bias, 0.0f);
+    return ATTN_OK;
+}
+
+/* The projections of query, key and value (row blocks of in_proj_*). */
+static int attn__mha_project(attn_context *ctx, const attn_mha *m, attn_tensor *query, attn_tensor *key,
+                             attn_tensor *value, attn_tensor **q, attn_tensor **k, attn_tensor **v) {
+    int E = m->embed_dim, i;
+    attn_tensor *w[3], *b[3] = { NULL, NULL, NULL }, *x[3], **out[3];
+    x[0] = query; x[1] = key; x[2] = value;
+    out[0] = q; out[1] = k; out[2] = v;
+    for (i = 0; i < 3; i++) {
+        w[i] = m->in_proj_weight ? attn_slice(ctx, m->in_proj_weight, 0, i * E, (i + 1) * E)
+                                 : (i == 0 ? m->q_proj_weight : i == 1 ? m->k_proj_weight : m->v_proj_weight);
+        if (m->in_proj_bias) b[i] = attn_slice(ctx, m->in_proj_bias, 0, i * E, (i + 1) * E);
+        if (!(*out[i] = x[i] ? attn_linear(ctx, x[i], w[i], b[i]) : NULL) && x[i]) return 0;
+    }
+    return 1;
+}
+
+ATTN_API attn_tensor *attn_mha_forward(attn_context *ctx, const attn_mha *m, attn_tensor *query, attn_tensor *key,
+                                       attn_tensor *value, const attn_attention_opts *opts) {
+    attn_attention_opts o;
+    attn_tensor *q, *k, *v, *att;
+    if (!ctx) return NULL;
+    if (!m || !m->out_proj_weight) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_mha_forward: the module is not initialised");
+        return NULL;
+    }
+    if (attn__null_input(ctx, query, "attn_mha_forward") || attn__null_input(ctx, key, "attn_mha_forward") ||
+        attn__null_input(ctx, value, "attn_mha_forward"))
+        return NULL;
+    if (opts) o = *opts; else memset(&o, 0, sizeof o);
+    o.dropout = o.training ? m->dropout : 0.0f;
+    if (!attn__mha_project(ctx, m, query, key, value, &q, &k, &v)) return NULL;
+    att = attn_attention(ctx, q, k, v, m->heads, &o);
+    return att ? attn_linear(ctx, att, m->out_proj_weight, m->out_proj_bias) : NULL;
+}
+
+ATTN_API attn_status attn_kv_cache_init(attn_context *ctx, attn_kv_cache *cache, const attn_mha *m, int batch,
+                                        int capacity) {
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    if (!cache || !m || batch < 1 || capacity < 1)
+        return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_kv_cache_init: bad cache, module, batch or capacity");
+    cache->length = 0;
+    cache->k = attn_tensor_3d(ctx, batch, capacity, m->embed_dim);
+    cache->v = cache->k ? attn_tensor_3d(ctx, batch, capacity, m->embed_dim) : NULL;
+    return cache->v ? ATTN_OK : ctx->status;
+}
+
+ATTN_API attn_tensor *attn_mha_forward_cached(attn_context *ctx, const attn_mha *m, attn_tensor *x,
+                                              attn_kv_cache *cache) {
+    attn_attention_opts o;
+    attn_tensor *q, *k, *v, *ck, *cv, *att, *out = NULL, slot;
+    int was, T, L;
+    if (!ctx || attn__null_input(ctx, x, "attn_mha_forward_cached")) return NULL;
+    if (!m || !cache || !cache->k || x->ndim != 3 || x->shape[0] != cache->k->shape[0] ||
+        x->shape[2] != m->embed_dim) {
+        attn__fail(ctx, ATTN_ERR_SHAPE, "attn_mha_forward_cached: x must be (B, T, E) matching the cache and module");
+        return NULL;
+    }
+    T = x->shape[1];
+    L = cache->length + T;
+    if (L > cache->k->shape[1]) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_mha_forward_cached: %d positions exceed the cache's %d", L,
+                   cache->k->shape[1]);
+        return NULL;
+    }
+    was = attn_grad_enable(ctx, 0);
+    if (!attn__mha_project(ctx, m, x, x, x, &q, &k, &v)) goto done;
+    slot = *cache->k; /* append the new keys and values */
+    slot.data += (size_t)cache->length * slot.stride[1];
+    slot.shape[1] = T;
+    attn_tensor_copy(ctx, &slot, k);
+    slot = *cache->v;
+    slot.data += (size_t)cache->length * slot.stride[1];
+    slot.shape[1] = T;
+    attn_tensor_copy(ctx, &slot, v);
+    if (!(ck = attn_tensor_slice(ctx, cache->k, 1, 0, L)) || !(cv = attn_tensor_slice(ctx, cache->v, 1, 0, L))) goto done;
+    memset(&o, 0, sizeof o);
+    o.causal = 1; /* bottom-right: new position i sees everything up to itself */
+    if ((att = attn_attention(ctx, q, ck, cv, m->heads, &o)) != NULL &&
+        (out = attn_linear(ctx, att, m->out_proj_weight, m->out_proj_bias)) != NULL)
+        cache->length = L;
+done:
+    attn_grad_enable(ctx, was);
+    return out;
+}
+
+static attn_status attn__layer_desc(attn_context *ctx, const attn_layer_desc *in, attn_layer_desc *d, const char *who) {
+    if (!in) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: desc is NULL", who);
+    *d = *in;
+    if (!d->dim_feedforward) d->dim_feedforward = 2048;
+    if (d->layer_norm_eps == 0.0f) d->layer_norm_eps = 1e-5f;
+    if (!d->num_layers) d->num_layers = 6;
+    if (!d->num_decoder_layers) d->num_decoder_layers = d->num_layers;
+    if (d->d_model < 1 || d->heads < 1 || d->d_model % d->heads || d->dim_feedforward < 1 || d->num_layers < 1 ||
+        d->num_decoder_layers < 1 || !(d->dropout >= 0.0f && d->dropout < 1.0f) ||
+        (d->activation != ATTN_ACT_RELU && d->activation != ATTN_ACT_GELU))
+        return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: d_model %d must be a positive multiple of heads %d; "
+                          "feedforward, layers > 0; dropout in [0, 1); activation relu or gelu", who, d->d_model,
+                          d->heads);
+    return ATTN_OK;
+}
+
+/* linear1, linear2 and the norms shared by both layer kinds */
+static attn_status attn__layer_common(attn_context *ctx, const char *prefix, const attn_layer_desc *d,
+                                      attn_tensor **l1w, attn_tensor **l1b, attn_tensor **l2w, attn_tensor **l2b,
+                                      attn_layernorm_params *norms, int n_norms) {
+    static const char *const names[3] = { "norm1", "norm2", "norm3" };
+    int i;
+    if (attn__linear_params(ctx, prefix, "linear1.weight", "linear1.bias", d->dim_feedforward, d->d_model, l1w, l1b) ||
+        attn__linear_params(ctx, prefix, "linear2.weight", "linear2.bias", d->d_model, d->dim_feedforward, l2w, l2b))
+        return ctx->status;
+    for (i = 0; i < n_norms; i++)
+        if (attn__layernorm_params(ctx, prefix, names[i], d->d_model, d->layer_norm_eps, &norms[i])) return ctx->status;
+    return ATTN_OK;
+}
+
+static attn_status attn__mha_of_layer(attn_context *ctx, attn_mha *m, const char *prefix, const char *name,
+                                      const attn_layer_desc *d) {
+    char buf[256];
+    attn_mha_desc md;
+    memset(&md, 0, sizeof md);
+    md.embed_dim = d->d_model;
+    md.heads = d->heads;
+    md.dropout = d->dropout;
+    if (!attn__pname(ctx, buf, sizeof buf, prefix, name)) return ctx->status;
+    return attn_mha_init(ctx, m, buf, &md);
+}
+
+ATTN_API attn_status attn_encoder_layer_init(attn_context *ctx, attn_encoder_layer *l, const char *prefix,
+                                             const attn_layer_desc *desc) {
+    attn_layernorm_params norms[2];
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    if (!l) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_encoder_layer_init: layer is NULL");
+    memset(l, 0, sizeof *l);
+    if (attn__layer_desc(ctx, desc, &l->desc, "attn_encoder_layer_init") ||
+        attn__mha_of_layer(ctx, &l->self_attn, prefix, "self_attn.", &l->desc) ||
+        attn__layer_common(ctx, prefix, &l->desc, &l->linear1_weight, &l->linear1_bias, &l->linear2_weight,
+                           &l->linear2_bias, norms, 2))
+        return ctx->status;
+    l->norm1 = norms[0];
+    l->norm2 = norms[1];
+    return ATTN_OK;
+}
+
+ATTN_API attn_status attn_decoder_layer_init(attn_context *ctx, attn_decoder_layer *l, const char *prefix,
+                                             const attn_layer_desc *desc) {
+    attn_layernorm_params norms[3];
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    if (!l) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_decoder_layer_init: layer is NULL");
+    memset(l, 0, sizeof *l);
+    if (attn__layer_desc(ctx, desc, &l->desc, "attn_decoder_layer_init") ||
+        attn__mha_of_layer(ctx, &l->self_attn, prefix, "self_attn.", &l->desc) ||
+        attn__mha_of_layer(ctx, &l->multihead_attn, prefix, "multihead_attn.", &l->desc) ||
+        attn__layer_common(ctx, prefix, &l->desc, &l->linear1_weight, &l->linear1_bias, &l->linear2_weight,
+                           &l->linear2_bias, norms, 3))
+        return ctx->status;
+    l->norm1 = norms[0];
+    l->norm2 = norms[1];
+    l->norm3 = norms[2];
+    return ATTN_OK;
+}
+
+/* dropout2(linear2(dropout(activation(linear1(x))))), PyTorch's _ff_block */
+static attn_tensor *attn__feedforward(attn_context *ctx, const attn_layer_desc *d, attn_tensor *l1w, attn_tensor *l1b,
+                                      attn_tensor *l2w, attn_tensor *l2b, attn_tensor *x, int training) {
+    attn_tensor *h = attn_linear(ctx, x, l1w, l1b);
+    h = d->activation == ATTN_ACT_GELU ? attn_gelu(ctx, h) : attn_relu(ctx, h);
+    h = attn_dropout(ctx, h, d->dropout, training);
+    return attn_dropout(ctx, attn_linear(ctx, h, l2w, l2b), d->dropout, training);
+}
+
+/* dropout(mha(x, mem, mem)): PyTorch's _sa_block / _mha_block */
+static attn_tensor *attn__attention_block(attn_context *ctx, const attn_layer_desc *d, const attn_mha *m,
+                                          attn_tensor *x, attn_tensor *mem, const attn_attention_opts *masks,
+                                          int training) {
+    attn_attention_opts o;
+    if (masks) o = *masks; else memset(&o, 0, sizeof o);
+    o.training = training;
+    return attn_dropout(ctx, attn_mha_forward(ctx, m, x, mem, mem, &o), d->dropout, training);
+}
+
+ATTN_API attn_tensor *attn_encoder_layer_forward(attn_context *ctx, const attn_encoder_layer *l, attn_tensor *x,
+                                                 const attn_layer_masks *masks, int training) {
+    const attn_attention_opts *sm = masks ? masks->self_attn : NULL;
+    const attn_layer_desc *d;
+    if (!ctx || attn__null_input(ctx, x, "attn_encoder_layer_forward")) return NULL;
+    if (!l || !l->linear1_weight) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_encoder_layer_forward: the layer is not initialised");
+        return NULL;
+    }
+    d = &l->desc;
+    if (d->norm_first) {
+        attn_tensor *h = attn__layernorm_apply(ctx, &l->norm1, x);
+        x = attn_add(ctx, x, attn__attention_block(ctx, d, &l->self_attn, h, h, sm, training));
+        return attn_add(ctx, x, attn__feedforward(ctx, d, l->linear1_weight, l->linear1_bias, l->linear2_weight,
+                                                  l->linear2_bias, attn__layernorm_apply(ctx, &l->norm2, x), training));
+    }
+    x = attn__layernorm_apply(ctx, &l->norm1, attn_add(ctx, x, attn__attention_block(ctx, d, &l->self_attn, x, x, sm, training)));
+    return attn__layernorm_apply(ctx, &l->norm2, attn_add(ctx, x, attn__feedforward(ctx, d, l->linear1_weight,
+                                 l->linear1_bias, l->linear2_weight, l->linear2_bias, x, training)));
+}
+
+ATTN_API attn_tensor *attn_decoder_layer_forward(attn_context *ctx, const attn_decoder_layer *l, attn_tensor *x,
+                                                 attn_tensor *memory, const attn_layer_masks *masks, int training) {
+    const attn_attention_opts *sm = masks ? masks->self_attn : NULL, *cm = masks ? masks->cross_attn : NULL;
+    const attn_layer_desc *d;
+    if (!ctx || attn__null_input(ctx, x, "attn_decoder_layer_forward") ||
+        attn__null_input(ctx, memory, "attn_decoder_layer_forward"))
+        return NULL;
+    if (!l || !l->linear1_weight) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_decoder_layer_forward: the layer is not initialised");
+        return NULL;
+    }
+    d = &l->desc;
+    if (d->norm_first) {
+        attn_tensor *h = attn__layernorm_apply(ctx, &l->norm1, x);
+        x = attn_add(ctx, x, attn__attention_block(ctx, d, &l->self_attn, h, h, sm, training));
+        x = attn_add(ctx, x, attn__attention_block(ctx, d, &l->multihead_attn, attn__layernorm_apply(ctx, &l->norm2, x),
+                                                   memory, cm, training));
+        return attn_add(ctx, x, attn__feedforward(ctx, d, l->linear1_weight, l->linear1_bias, l->linear2_weight,
+                                                  l->linear2_bias, attn__layernorm_apply(ctx, &l->norm3, x), training));
+    }
+    x = attn__layernorm_apply(ctx, &l->norm1, attn_add(ctx, x, attn__attention_block(ctx, d, &l->self_attn, x, x, sm, training)));
+    x = attn__layernorm_apply(ctx, &l->norm2, attn_add(ctx, x, attn__attention_block(ctx, d, &l->multihead_attn, x,
+                                                                                    memory, cm, training)));
+    return attn__layernorm_apply(ctx, &l->norm3, attn_add(ctx, x, attn__feedforward(ctx, d, l->linear1_weight,
+                                 l->linear1_bias, l->linear2_weight, l->linear2_bias, x, training)));
+}
+
+ATTN_API attn_status attn_encoder_init(attn_context *ctx, attn_encoder *e, attn_encoder_layer *layers,
+                                       const char *prefix, const attn_layer_desc *desc) {
+    char buf[256];
+    int i;
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    if (!e || !layers) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_encoder_init: NULL encoder or layers");
+    memset(e, 0, sizeof *e);
+    if (attn__layer_desc(ctx, desc, &e->desc, "attn_encoder_init")) return ctx->status;
+    e->layers = layers;
+    for (i = 0; i < e->desc.num_layers; i++)
+        if (!attn__layer_prefix(ctx, buf, sizeof buf, prefix, "layers.", i) ||
+            attn_encoder_layer_init(ctx, &layers[i], buf, &e->desc))
+            return ctx->status;
+    if (e->desc.final_norm)
+        return attn__layernorm_params(ctx, prefix, "norm", e->desc.d_model, e->desc.layer_norm_eps, &e->norm);
+    return ATTN_OK;
+}
+
+ATTN_API attn_tensor *attn_encoder_forward(attn_context *ctx, const attn_encoder *e, attn_tensor *x,
+                                           const attn_layer_masks *masks, int training) {
+    int i;
+    if (!ctx) return NULL;
+    if (!e || !e->layers) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_encoder_forward: the encoder is not initialised");
+        return NULL;
+    }
+    for (i = 0; i < e->desc.num_layers && x; i++) x = attn_encoder_layer_forward(ctx, &e->layers[i], x, masks, training);
+    return x && e->norm.weight ? attn__layernorm_apply(ctx, &e->norm, x) : x;
+}
+
+ATTN_API attn_status attn_decoder_init(attn_context *ctx, attn_decoder *d, attn_decoder_layer *layers,
+                                       const char *prefix, const attn_layer_desc *desc) {
+    char buf[256];
+    int i;
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    if (!d || !layers) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_decoder_init: NULL decoder or layers");
+    memset(d, 0, sizeof *d);
+    if (attn__layer_desc(ctx, desc, &d->desc, "attn_decoder_init")) return ctx->status;
+    d->layers = layers;
+    for (i = 0; i < d->desc.num_layers; i++)
+        if (!attn__layer_prefix(ctx, buf, sizeof buf, prefix, "layers.", i) ||
+            attn_decoder_layer_init(ctx, &layers[i], buf, &d->desc))
+            return ctx->status;
+    if (d->desc.final_norm)
+        return attn__layernorm_params(ctx, prefix, "norm", d->desc.d_model, d->desc.layer_norm_eps, &d->norm);
+    return ATTN_OK;
+}
+
+ATTN_API attn_tensor *attn_decoder_forward(attn_context *ctx, const attn_decoder *d, attn_tensor *x,
+                                           attn_tensor *memory, const attn_layer_masks *masks, int training) {
+    int i;
+    if (!ctx) return NULL;
+    if (!d || !d->layers) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_decoder_forward: the decoder is not initialised");
+        return NULL;
+    }
+    for (i = 0; i < d->desc.num_layers && x; i++)
+        x = attn_decoder_layer_forward(ctx, &d->layers[i], x, memory, masks, training);
+    return x && d->norm.weight ? attn__layernorm_apply(ctx, &d->norm, x) : x;
+}
+
+ATTN_API attn_status attn_transformer_init(attn_context *ctx, attn_transformer *t, attn_encoder_layer *enc_layers,
+                                           attn_decoder_layer *dec_layers, const char *prefix,
+                                           const attn_layer_desc *desc) {
+    attn_layer_desc d;
+    attn_param *p, *first;
+    char buf[256];
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    if (!t) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_transformer_init: transformer is NULL");
+    if (attn__layer_desc(ctx, desc, &d, "attn_transformer_init")) return ctx->status;
+    d.final_norm = 1; /* nn.Transformer always has both final norms */
+    first = ctx->params_last;
+    if (!attn__pname(ctx, buf, sizeof buf, prefix, "encoder.") || attn_encoder_init(ctx, &t->encoder, enc_layers, buf, &d))
+        return ctx->status;
+    d.num_layers = d.num_decoder_layers;
+    if (!attn__pname(ctx, buf, sizeof buf, prefix, "decoder.") || attn_decoder_init(ctx, &t->decoder, dec_layers, buf, &d))
+        return ctx->status;
+    /* nn.Transformer._reset_parameters: xavier_uniform_ on every matrix */
+    for (p = first ? first->next : ctx->params; p; p = p->next)
+        if (p->tensor->ndim > 1) attn_init_xavier_uniform(ctx, p->tensor, 1.0f);
+    return ATTN_OK;
+}
+
+ATTN_API attn_tensor *attn_transformer_forward(attn_context *ctx, const attn_transformer *t, attn_tensor *src,
+                                               attn_tensor *tgt, const attn_layer_masks *enc_masks,
+                                               const attn_layer_masks *dec_masks, int training) {
+    attn_tensor *memory;
+    if (!ctx) return NULL;
+    if (!t) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_transformer_forward: transformer is NULL");
+        return NULL;
+    }
+    memory = attn_encoder_forward(ctx, &t->encoder, src, enc_masks, training);
+    return memory ? attn_decoder_forward(ctx, &t->decoder, tgt, memory, dec_masks, training) : NULL;
+}
+
+/* ---- positional encodings ---- */
+ATTN_API attn_tensor *attn_sinusoidal_table(attn_context *ctx, int T, int d) {
+    attn_tensor *pe;
+    int p, i;
+    if (!ctx) return NULL;
+    if (!(pe = attn_tensor_2d(ctx, T, d))) return NULL;
+    for (p = 0; p < T; p++)
+        for (i = 0; i < d; i++) {
+            double angle = p / pow(10000.0, (double)(i & ~1) / d);
+            pe->data[(size_t)p * d + i] = (float)(i & 1 ? cos(angle) : sin(angle));
+        }
+    return pe;
+}
+
+ATTN_API attn_tensor *attn_add_positions(attn_context *ctx, attn_tensor *x, attn_tensor *pe, int start) {
+    if (!ctx || attn__null_input(ctx, x, "attn_add_positions") || attn__null_input(ctx, pe, "attn_add_positions"))
+        return NULL;
+    if (x->ndim != 3 || pe->ndim != 2 || pe->shape[1] != x->shape[2] || start < 0 ||
+        start + x->shape[1] > pe->shape[0]) {
+        attn__fail(ctx, ATTN_ERR_SHAPE, "attn_add_positions: x (B, T, d) needs rows [%d, %d) of a (T, d) table", start,
+                   start + (x->ndim == 3 ? x->shape[1] : 0));
+        return NULL;
+    }
+    return attn_add(ctx, x, attn_slice(ctx, pe, 0, start, start + x->shape[1]));
+}
+
+/* y = rotate(x) (sign +1) or its inverse (sign -1), added into y when accumulate */
+static void attn__rope_apply(const attn_tensor *shape_of, const float *x, float *y, int heads, int start, float base,
+                             float sign, int accumulate) {
+    int B = shape_of->shape[0], T = shape_of->shape[1], W = shape_of->shape[2], dh = W / heads, half = dh / 2;
+    int b, t, h, i;
+    for (b = 0; b < B; b++)
+        for (t = 0; t < T; t++)
+            for (i = 0; i < half; i++) {
+                double angle = (double)(start + t) * pow((double)base, -2.0 * i / dh);
+                float c = (float)cos(angle), s = sign * (float)sin(angle);
+                for (h = 0; h < heads; h++) {
+                    size_t o = ((size_t)b * T + t) * W + (size_t)h * dh + i;
+                    float x1 = x[o], x2 = x[o + half], y1 = x1 * c - x2 * s, y2 = x1 * s + x2 * c;
+                    if (accumulate) { y[o] += y1; y[o + half] += y2; }
+                    else { y[o] = y1; y[o + half] = y2; }
+                }
+            }
+}
+
+ATTN_API attn_tensor *attn_rope(attn_context *ctx, attn_tensor *x, int heads, int start, float base) {
+    attn_arena_mark scratch;
+    attn_tensor *out;
+    attn_node *n = NULL;
+    if (!ctx || attn__null_input(ctx, x, "attn_rope")) return NULL;
+    if (x->ndim != 3 || heads < 1 || x->shape[2] % heads || (x->shape[2] / heads) % 2 || start < 0) {
+        attn__fail(ctx, ATTN_ERR_SHAPE, "attn_rope: x must be (B, T, H*dh) with an even head dim and start >= 0");
+        return NULL;
+    }
+    if (base == 0.0f) base = 10000.0f;
+    if (!(out = attn__unary_begin(ctx, &x, &scratch, "attn_rope"))) return NULL;
+    attn__rope_apply(x, x->data, out->data, heads, start, base, 1.0f, 0);
+    out = attn__finish(ctx, ATTN__OP_ROPE, out, x, NULL, NULL, scratch, &n);
+    if (n) {
+        n->i = heads;
+        n->i2 = start;
+        n->f = base;
+    }
+    return out;
 }
 
 /* ============================================================================
