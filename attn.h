@@ -665,6 +665,28 @@ ATTN_API attn_tensor *attn_transformer_forward(attn_context *ctx, const attn_tra
                                                attn_tensor *tgt, const attn_layer_masks *enc_masks,
                                                const attn_layer_masks *dec_masks, int training);
 
+/* A decoder-only language model (GPT-style): token embedding + learned
+   positions, num_layers pre-LN blocks with causal self-attention (encoder
+   layers with norm_first = 1), a final LayerNorm and a linear head, tied to
+   the token embedding or not. Names: tok_emb.weight, pos_emb.weight,
+   layers.N.*, norm.*, head.weight (untied). */
+typedef struct attn_lm_desc {
+    int vocab, max_len;    /* tokens and positions */
+    attn_layer_desc layer; /* d_model, heads, dim_feedforward, dropout, activation, num_layers */
+    int untied;            /* 1: a separate head.weight; 0: logits use tok_emb.weight */
+} attn_lm_desc;
+typedef struct attn_lm {
+    attn_lm_desc desc;
+    attn_tensor *tok_emb, *pos_emb, *head; /* head == tok_emb when tied */
+    attn_encoder_layer *layers;            /* desc.layer.num_layers of them */
+    attn_layernorm_params norm;
+} attn_lm;
+ATTN_API attn_status attn_lm_init(attn_context *ctx, attn_lm *lm, attn_encoder_layer *layers, const char *prefix,
+                                  const attn_lm_desc *desc);
+/* Logits (B, T, vocab) for tokens (B, T), row-major. */
+ATTN_API attn_tensor *attn_lm_forward(attn_context *ctx, const attn_lm *lm, const int32_t *tokens, int batch, int T,
+                                      int training);
+
 /* Positional encodings. Sinusoidal, as in "Attention Is All You Need":
    pe[p, 2i] = sin(p / 10000^(2i/d)), pe[p, 2i+1] = cos(same). A (T, d) table. */
 ATTN_API attn_tensor *attn_sinusoidal_table(attn_context *ctx, int T, int d);
@@ -4511,6 +4533,66 @@ ATTN_API attn_tensor *attn_transformer_forward(attn_context *ctx, const attn_tra
     }
     memory = attn_encoder_forward(ctx, &t->encoder, src, enc_masks, training);
     return memory ? attn_decoder_forward(ctx, &t->decoder, tgt, memory, dec_masks, training) : NULL;
+}
+
+ATTN_API attn_status attn_lm_init(attn_context *ctx, attn_lm *lm, attn_encoder_layer *layers, const char *prefix,
+                                  const attn_lm_desc *desc) {
+    attn_layer_desc ld;
+    char buf[256];
+    int i;
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    if (!lm || !layers || !desc) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_lm_init: NULL argument");
+    memset(lm, 0, sizeof *lm);
+    if (attn__layer_desc(ctx, &desc->layer, &ld, "attn_lm_init")) return ctx->status;
+    if (desc->vocab < 1 || desc->max_len < 1)
+        return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_lm_init: vocab and max_len must be positive");
+    ld.norm_first = 1;
+    lm->desc = *desc;
+    lm->desc.layer = ld;
+    lm->layers = layers;
+    if (!(lm->tok_emb = attn__param(ctx, prefix, "tok_emb.weight", desc->vocab, ld.d_model)) ||
+        !(lm->pos_emb = attn__param(ctx, prefix, "pos_emb.weight", desc->max_len, ld.d_model)))
+        return ctx->status;
+    attn_init_normal(ctx, lm->tok_emb, 0.0f, 0.02f); /* GPT-2's initialisation of both tables */
+    attn_init_normal(ctx, lm->pos_emb, 0.0f, 0.02f);
+    for (i = 0; i < ld.num_layers; i++)
+        if (!attn__layer_prefix(ctx, buf, sizeof buf, prefix, "layers.", i) ||
+            attn_encoder_layer_init(ctx, &layers[i], buf, &ld))
+            return ctx->status;
+    if (attn__layernorm_params(ctx, prefix, "norm", ld.d_model, ld.layer_norm_eps, &lm->norm)) return ctx->status;
+    if (!desc->untied) {
+        lm->head = lm->tok_emb;
+        return ATTN_OK;
+    }
+    return attn__linear_params(ctx, prefix, "head.weight", NULL, desc->vocab, ld.d_model, &lm->head, NULL);
+}
+
+ATTN_API attn_tensor *attn_lm_forward(attn_context *ctx, const attn_lm *lm, const int32_t *tokens, int batch, int T,
+                                      int training) {
+    attn_attention_opts causal;
+    attn_layer_masks masks;
+    attn_tensor *x;
+    int shape[2], i;
+    if (!ctx) return NULL;
+    if (!lm || !lm->tok_emb) {
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_lm_forward: the model is not initialised");
+        return NULL;
+    }
+    if (batch < 1 || T < 1 || T > lm->desc.max_len) {
+        attn__fail(ctx, ATTN_ERR_SHAPE, "attn_lm_forward: %d positions with max_len %d", T, lm->desc.max_len);
+        return NULL;
+    }
+    shape[0] = batch;
+    shape[1] = T;
+    memset(&causal, 0, sizeof causal);
+    causal.causal = 1;
+    masks.self_attn = &causal;
+    masks.cross_attn = NULL;
+    x = attn_add(ctx, attn_embedding(ctx, lm->tok_emb, tokens, 2, shape), attn_slice(ctx, lm->pos_emb, 0, 0, T));
+    x = attn_dropout(ctx, x, lm->desc.layer.dropout, training);
+    for (i = 0; i < lm->desc.layer.num_layers && x; i++)
+        x = attn_encoder_layer_forward(ctx, &lm->layers[i], x, &masks, training);
+    return attn_linear(ctx, attn__layernorm_apply(ctx, &lm->norm, x), lm->head, NULL);
 }
 
 /* ---- positional encodings ---- */
