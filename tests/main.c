@@ -26,10 +26,11 @@ extern const test_case test_group_tensor[];
 extern const test_case test_group_train[];
 extern const test_case test_group_autodiff[];
 extern const test_case test_group_attention[];
+extern const test_case test_group_transformer[];
 
 static const test_case *const groups[] = {
     test_group_kernels, test_group_gemm, test_group_threads, test_group_memory, test_group_tensor,
-    test_group_train, test_group_autodiff, test_group_attention
+    test_group_train, test_group_autodiff, test_group_attention, test_group_transformer
 };
 
 /* ---- Checks ---- */
