@@ -564,7 +564,9 @@ typedef struct attn_mha {
 
 /* Register and initialise an MHA's parameters under prefix. */
 ATTN_API attn_status attn_mha_init(attn_context *ctx, attn_mha *m, const char *prefix, const attn_mha_desc *desc);
-/* query (B, Tq, E), key (B, Tk, kdim), value (B, Tk, vdim) -> (B, Tq, E). */
+/* query (B, Tq, E), key (B, Tk, kdim), value (B, Tk, vdim) -> (B, Tq, E).
+   opts gives the masks and training; the dropout is the module's (opts->dropout
+   is ignored here). */
 ATTN_API attn_tensor *attn_mha_forward(attn_context *ctx, const attn_mha *m, attn_tensor *query, attn_tensor *key,
                                        attn_tensor *value, const attn_attention_opts *opts);
 
