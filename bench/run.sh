@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # make bench: build the benches into build/bench/ and run them against the peers
-# (OpenBLAS for SGEMM, PyTorch for softmax), all in this one run. See bench/README.md.
+# (OpenBLAS for SGEMM, PyTorch for softmax, training and attention), all in this one run.
+# See bench/README.md.
 #
 # attn.h is built the way a user builds it: `cc -O2`, no -march flags (the
 # library picks AVX2 at run time). Override with CC=... BENCH_CFLAGS=...
 # A missing peer is reported and skipped; it never fails the run.
 #
-# bash bench/run.sh [sgemm] [softmax] [train]   runs only the named sections
+# bash bench/run.sh [sgemm] [softmax] [train] [attention]   runs only the named sections
 # (all of them without arguments; make bench runs all).
 set -eu
 
@@ -18,7 +19,7 @@ want() { # is section $1 selected?
 }
 SECTIONS=("$@")
 for s in ${SECTIONS[@]+"${SECTIONS[@]}"}; do
-    case $s in sgemm|softmax|train) ;; *) echo "run.sh: unknown section '$s' (sgemm, softmax, train)" >&2; exit 2 ;; esac
+    case $s in sgemm|softmax|train|attention) ;; *) echo "run.sh: unknown section '$s' (sgemm, softmax, train, attention)" >&2; exit 2 ;; esac
 done
 
 cd "$(dirname "$0")/.."
@@ -44,6 +45,7 @@ else
 fi
 $CC $WARN $CFLAGS -I. -Ibench bench/bench_softmax.c -o "$OUT/bench_softmax" -lpthread -lm
 $CC $WARN $CFLAGS -I. -Ibench bench/bench_train.c -o "$OUT/bench_train" -lpthread -lm
+$CC $WARN $CFLAGS -I. -Ibench bench/bench_attention.c -o "$OUT/bench_attention" -lpthread -lm
 
 # ---- machine ----
 echo "== attn.h benchmarks ($(date -u '+%Y-%m-%d %H:%M UTC')) =="
@@ -116,6 +118,35 @@ if [ -x "$PY" ]; then
     fi
 fi
 "$OUT/bench_train" --data "$TD" "${train_args[@]}"
+echo
+fi
+# ---- attention: MHA forward + backward, the fused kernel, a GPT training step, memory ----
+# bench_attention --dump writes the MHA and GPT numbers (attn's init) for
+# attention_torch.py, which runs four times: as installed, OPENBLAS_NUM_THREADS=1,
+# OMP_WAIT_POLICY=PASSIVE, and the T=16384 memory case (under an address-space
+# limit); bench_attention then checks and prints both sides.
+if want attention; then
+AD="$OUT/attention_data"
+mkdir -p "$AD"
+rm -f "$AD"/*.f32 "$AD"/*.i32 "$AD"/*.txt "$OUT/attention_torch.txt"
+"$OUT/bench_attention" --dump "$AD"
+att_args=(--no-torch "PyTorch: NOT MEASURED ($PY not found) - attention peer skipped")
+if [ -x "$PY" ]; then
+    if tout=$("$PY" bench/attention_torch.py "$AD" 2>&1) && printf '%s\n' "$tout" | grep -q '^torch_ms '; then
+        printf '%s\n' "$tout" | grep '^torch_' >"$OUT/attention_torch.txt"
+        for mode in blas1 passive memory; do
+            "$PY" bench/attention_torch.py "$AD" --mode $mode 2>&1 | grep '^torch_\(ms\|mem\) ' >>"$OUT/attention_torch.txt" || true
+        done
+        tv=$(printf '%s\n' "$tout" | awk '$1 == "torch_version" { print $2 }')
+        pkg=""
+        command -v dpkg-query >/dev/null 2>&1 && pkg=$(dpkg-query -W -f=' (Debian python3-torch ${Version})' python3-torch 2>/dev/null || true)
+        echo "PyTorch $tv$pkg via $PY, measured just before attn below (4 processes: as installed, OPENBLAS_NUM_THREADS=1, OMP_WAIT_POLICY=PASSIVE, memory)"
+        att_args=(--torch "$OUT/attention_torch.txt")
+    else
+        att_args=(--no-torch "PyTorch: NOT MEASURED - $(printf '%s\n' "$tout" | tail -n 1 | sed 's/^skip //') - attention peer skipped")
+    fi
+fi
+"$OUT/bench_attention" --data "$AD" "${att_args[@]}"
 echo
 fi
 echo "(make bench took $(($(date +%s) - start)) s)"
