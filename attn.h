@@ -2415,37 +2415,36 @@ ATTN_API attn_status attn_attention_forward(const attn_threads *threads, const a
     return ATTN_OK;
 }
 
-/* Backward of one (batch, head): key tiles outside, query tiles inside, so the
-   task owns dK and dV of its head and adds its whole dQ (no other task writes them). */
+/* Backward of one (batch, head): query tiles outside (D = rowsum(dO o O) once
+   per tile, dQ gathered locally), key tiles inside, dK and dV added straight
+   into the caller's buffers. The task owns its head, so nothing else writes them. */
 static void attn__attention_backward_task(void *data, int task) {
     const attn__attention_job *jb = (const attn__attention_job *)data;
     const attn_attention_desc *d = &jb->d;
     int b = task / d->heads, h = task % d->heads, dh = d->head_dim, dv = d->v_dim;
     int end = attn__attention_key_end(d, b), shift = d->kv_len - d->q_len, i, j, i0, j0;
     float P[ATTN__ATT_TILE * ATTN__ATT_TILE], dP[ATTN__ATT_TILE * ATTN__ATT_TILE];
-    float dK[ATTN__ATT_TILE * ATTN_ATTENTION_MAX_DIM], dV[ATTN__ATT_TILE * ATTN_ATTENTION_MAX_DIM];
-    float D[ATTN__ATT_TILE];
+    float dQ[ATTN__ATT_TILE * ATTN_ATTENTION_MAX_DIM], D[ATTN__ATT_TILE];
     const float *lse = jb->lse + ((size_t)b * d->heads + h) * d->q_len;
-    for (j0 = 0; j0 < end; j0 += ATTN__ATT_TILE) {
-        int cols = ATTN__MIN(ATTN__ATT_TILE, end - j0);
-        const float *kj = jb->k + b * d->k_batch_stride + (size_t)j0 * d->k_row_stride + (size_t)h * dh;
-        const float *vj = jb->v + b * d->v_batch_stride + (size_t)j0 * d->v_row_stride + (size_t)h * dv;
-        /* queries before this tile's first key minus the shift cannot see it */
-        int first = d->causal ? ATTN__MAX(0, (j0 - shift) / ATTN__ATT_TILE * ATTN__ATT_TILE) : 0;
-        memset(dK, 0, sizeof(float) * (size_t)cols * dh);
-        memset(dV, 0, sizeof(float) * (size_t)cols * dv);
-        for (i0 = first; i0 < d->q_len; i0 += ATTN__ATT_TILE) {
-            int rows = ATTN__MIN(ATTN__ATT_TILE, d->q_len - i0);
-            const float *qi = jb->q + b * d->q_batch_stride + (size_t)i0 * d->q_row_stride + (size_t)h * dh;
-            const float *oi = jb->o + b * d->o_batch_stride + (size_t)i0 * d->o_row_stride + (size_t)h * dv;
-            const float *doi = jb->dout + b * d->o_batch_stride + (size_t)i0 * d->o_row_stride + (size_t)h * dv;
+    for (i0 = 0; i0 < d->q_len; i0 += ATTN__ATT_TILE) {
+        int rows = ATTN__MIN(ATTN__ATT_TILE, d->q_len - i0), row_end = end;
+        const float *qi = jb->q + b * d->q_batch_stride + (size_t)i0 * d->q_row_stride + (size_t)h * dh;
+        const float *oi = jb->o + b * d->o_batch_stride + (size_t)i0 * d->o_row_stride + (size_t)h * dv;
+        const float *doi = jb->dout + b * d->o_batch_stride + (size_t)i0 * d->o_row_stride + (size_t)h * dv;
+        if (d->causal) row_end = ATTN__MIN(end, ATTN__MAX(0, i0 + rows + shift)); /* later keys: masked */
+        for (i = 0; i < rows; i++)
+            D[i] = attn_vec_dot((size_t)dv, doi + (size_t)i * d->o_row_stride, oi + (size_t)i * d->o_row_stride);
+        memset(dQ, 0, sizeof(float) * (size_t)rows * dh);
+        for (j0 = 0; j0 < row_end; j0 += ATTN__ATT_TILE) {
+            int cols = ATTN__MIN(ATTN__ATT_TILE, row_end - j0);
+            const float *kj = jb->k + b * d->k_batch_stride + (size_t)j0 * d->k_row_stride + (size_t)h * dh;
+            const float *vj = jb->v + b * d->v_batch_stride + (size_t)j0 * d->v_row_stride + (size_t)h * dv;
             attn__attention_scores(d, b, h, i0, rows, j0, cols, jb->q, jb->k, P);
             for (i = 0; i < rows; i++) { /* P = exp(S - lse): the forward's weights */
                 float *p = P + i * ATTN__ATT_TILE, m = lse[i0 + i];
                 if (m == -INFINITY) { memset(p, 0, sizeof(float) * (size_t)cols); continue; } /* no key: no grad */
                 for (j = 0; j < cols; j++) p[j] -= m;
                 attn_vec_exp((size_t)cols, p, p);
-                D[i] = attn_vec_dot((size_t)dv, doi + (size_t)i * d->o_row_stride, oi + (size_t)i * d->o_row_stride);
             }
             /* dP = dO V^T */
             attn_sgemm(0, 1, rows, cols, dv, 1.0f, doi, d->o_row_stride, vj, d->v_row_stride, 0.0f, dP, ATTN__ATT_TILE);
@@ -2457,31 +2456,32 @@ static void attn__attention_backward_task(void *data, int task) {
                         keep[i * ATTN__ATT_TILE + j] = P[i * ATTN__ATT_TILE + j] * kf;
                         dP[i * ATTN__ATT_TILE + j] *= kf;
                     }
-                attn_sgemm(1, 0, cols, dv, rows, 1.0f, keep, ATTN__ATT_TILE, doi, d->o_row_stride, 1.0f, dV, dv);
-            } else {
-                attn_sgemm(1, 0, cols, dv, rows, 1.0f, P, ATTN__ATT_TILE, doi, d->o_row_stride, 1.0f, dV, dv);
+                if (jb->dv)
+                    attn_sgemm(1, 0, cols, dv, rows, 1.0f, keep, ATTN__ATT_TILE, doi, d->o_row_stride, 1.0f,
+                               jb->dv + b * d->v_batch_stride + (size_t)j0 * d->v_row_stride + (size_t)h * dv,
+                               d->v_row_stride);
+            } else if (jb->dv) { /* dV += P^T dO */
+                attn_sgemm(1, 0, cols, dv, rows, 1.0f, P, ATTN__ATT_TILE, doi, d->o_row_stride, 1.0f,
+                           jb->dv + b * d->v_batch_stride + (size_t)j0 * d->v_row_stride + (size_t)h * dv,
+                           d->v_row_stride);
             }
-            for (i = 0; i < rows; i++) { /* dS = P (dP - D), D = rowsum(dO o O) */
+            for (i = 0; i < rows; i++) { /* dS = P (dP - D) */
                 float *p = P + i * ATTN__ATT_TILE, *g = dP + i * ATTN__ATT_TILE;
                 if (lse[i0 + i] == -INFINITY) { memset(g, 0, sizeof(float) * (size_t)cols); continue; }
                 for (j = 0; j < cols; j++) g[j] = p[j] * (g[j] - D[i]);
             }
-            if (jb->dq) /* dQ += scale dS K */
-                attn_sgemm(0, 0, rows, dh, cols, d->scale, dP, ATTN__ATT_TILE, kj, d->k_row_stride, 1.0f,
-                           jb->dq + b * d->q_batch_stride + (size_t)i0 * d->q_row_stride + (size_t)h * dh,
-                           d->q_row_stride);
-            attn_sgemm(1, 0, cols, dh, rows, d->scale, dP, ATTN__ATT_TILE, qi, d->q_row_stride, 1.0f, dK, dh);
-        }
-        for (j = 0; j < cols; j++) { /* add this tile's dK, dV into the caller's */
+            /* dQ += scale dS K, dK += scale dS^T Q */
+            attn_sgemm(0, 0, rows, dh, cols, d->scale, dP, ATTN__ATT_TILE, kj, d->k_row_stride, 1.0f, dQ, dh);
             if (jb->dk)
-                attn_vec_add((size_t)dh, jb->dk + b * d->k_batch_stride + (size_t)(j0 + j) * d->k_row_stride + (size_t)h * dh,
-                             dK + (size_t)j * dh,
-                             jb->dk + b * d->k_batch_stride + (size_t)(j0 + j) * d->k_row_stride + (size_t)h * dh);
-            if (jb->dv)
-                attn_vec_add((size_t)dv, jb->dv + b * d->v_batch_stride + (size_t)(j0 + j) * d->v_row_stride + (size_t)h * dv,
-                             dV + (size_t)j * dv,
-                             jb->dv + b * d->v_batch_stride + (size_t)(j0 + j) * d->v_row_stride + (size_t)h * dv);
+                attn_sgemm(1, 0, cols, dh, rows, d->scale, dP, ATTN__ATT_TILE, qi, d->q_row_stride, 1.0f,
+                           jb->dk + b * d->k_batch_stride + (size_t)j0 * d->k_row_stride + (size_t)h * dh,
+                           d->k_row_stride);
         }
+        if (jb->dq)
+            for (i = 0; i < rows; i++) {
+                float *dst = jb->dq + b * d->q_batch_stride + (size_t)(i0 + i) * d->q_row_stride + (size_t)h * dh;
+                attn_vec_add((size_t)dh, dst, dQ + (size_t)i * dh, dst);
+            }
     }
 }
 
