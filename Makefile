@@ -7,7 +7,7 @@ BUILD   := build
 TEST_SRC := $(sort $(wildcard tests/*.c))
 TEST_DEP := attn.h $(TEST_SRC) $(wildcard tests/*.h)
 
-.PHONY: test bench check-all demo clean
+.PHONY: test bench check-all demo clean attn-infer
 
 # The test runner: one binary, every test, last line 'N passed, N failed'.
 test: $(BUILD)/tests
@@ -16,6 +16,13 @@ test: $(BUILD)/tests
 $(BUILD)/tests: $(TEST_DEP)
 	@mkdir -p $(BUILD)
 	$(CC) $(WARN) $(CFLAGS) -I. $(TEST_SRC) -o $@ -lm -lpthread
+
+# The command-line inference tool (see tools/attn_infer.c and README.md).
+attn-infer: $(BUILD)/attn-infer
+
+$(BUILD)/attn-infer: tools/attn_infer.c attn.h
+	@mkdir -p $(BUILD)
+	$(CC) $(WARN) $(CFLAGS) -I. tools/attn_infer.c -o $@ -lm
 
 # Benchmarks against OpenBLAS and PyTorch in the same run (see bench/README.md).
 bench:

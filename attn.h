@@ -68,7 +68,8 @@
    7. Layers                 multi-head attention, encoder/decoder layers and
                              stacks, nn.Transformer, positional encodings, KV cache
    8. Training               losses, optimizers, clipping, LR schedules
-   (9. Files and 10. Backends come in later issues.)
+   9. Files                  safetensors, .npy, checkpoints
+   (10. Backends comes with the CUDA issue.)
 
    CONVENTIONS
    -----------
@@ -143,7 +144,9 @@ typedef enum attn_status {
     ATTN_ERR_INVALID_ARGUMENT, /* a NULL, a bad flag or index */
     ATTN_ERR_SHAPE,            /* a bad shape (negative or too big) or shapes that do not fit together */
     ATTN_ERR_OUT_OF_MEMORY,    /* the arena (or the allocator) ran out */
-    ATTN_ERR_UNSUPPORTED       /* valid, but this build cannot do it */
+    ATTN_ERR_UNSUPPORTED,      /* valid, but this build cannot do it */
+    ATTN_ERR_FORMAT,           /* a file or buffer that is not what it claims */
+    ATTN_ERR_IO                /* a file could not be opened, read or written */
 } attn_status;
 
 /* A short fixed name for a status ("ok", "invalid argument", ...). */
@@ -769,6 +772,71 @@ typedef struct attn_lr_desc {
    post-warmup steps done (held at min_lr after total_steps). */
 ATTN_API double attn_lr_at(const attn_lr_desc *desc, int step);
 
+/* ============================================================================
+   9. Files (declarations)
+   Parsers and writers work on memory buffers, so they run under ATTN_NO_STDIO;
+   the *_file helpers (stdio) vanish there. Every length, offset, shape and
+   name that comes from a file is checked: bad input is an error with a
+   message, never a crash, a hang or an out-of-bounds read.
+   ========================================================================= */
+/* One tensor of a safetensors image. data points into the caller's buffer. */
+typedef struct attn_st_entry {
+    const char *name;               /* NUL-terminated copy in the arena */
+    int dtype;                      /* ATTN_ST_F32, ATTN_ST_F16, ATTN_ST_BF16 */
+    int ndim;
+    int shape[ATTN_MAX_DIMS];
+    const unsigned char *data;      /* little-endian elements */
+    size_t nbytes;
+} attn_st_entry;
+enum { ATTN_ST_F32 = 0, ATTN_ST_F16 = 1, ATTN_ST_BF16 = 2 };
+
+typedef struct attn_safetensors {
+    int count;
+    attn_st_entry *entries;         /* in the arena, in file order */
+} attn_safetensors;
+
+/* Index a safetensors image (8-byte header length, JSON header, data). The
+   entries point into buf, which must outlive them. Other dtypes (I64, F64...)
+   are an error naming the tensor. */
+ATTN_API attn_status attn_safetensors_parse(attn_context *ctx, const void *buf, size_t size, attn_safetensors *out);
+/* The entry with this name, or NULL. */
+ATTN_API const attn_st_entry *attn_safetensors_find(const attn_safetensors *st, const char *name);
+/* Copy entry e into t (same shape; F16 and BF16 are converted to f32). */
+ATTN_API attn_status attn_safetensors_read(attn_context *ctx, const attn_st_entry *e, attn_tensor *t);
+
+/* Load every registered parameter from a safetensors image by name. Missing
+   parameters, tensors of the wrong shape, and (when strict) tensors that are
+   not parameters are errors that name the tensor; nothing is changed then. */
+ATTN_API attn_status attn_params_load(attn_context *ctx, const void *buf, size_t size, int strict);
+/* Bytes of the safetensors image attn_params_save writes (F32, every parameter). */
+ATTN_API size_t attn_params_save_size(attn_context *ctx);
+/* Write every parameter (PyTorch's state_dict names) as safetensors into buf. */
+ATTN_API attn_status attn_params_save(attn_context *ctx, void *buf, size_t size);
+
+/* .npy (format versions 1-3, little-endian f4, C order). The tensor and its
+   data are copied into the arena. */
+ATTN_API attn_tensor *attn_npy_parse(attn_context *ctx, const void *buf, size_t size);
+/* Bytes of t as .npy (version 1.0), and writing them. */
+ATTN_API size_t attn_npy_size(const attn_tensor *t);
+ATTN_API attn_status attn_npy_write(attn_context *ctx, const attn_tensor *t, void *buf, size_t size);
+
+/* Checkpoints: parameters, the optimizer's state, its step and the context's
+   RNG, as one safetensors image ("optim.m.<name>", "optim.v.<name>", and the
+   step and RNG in __metadata__). Resuming gives bit-identical training. */
+ATTN_API size_t attn_checkpoint_size(attn_context *ctx, const attn_optim *opt);
+ATTN_API attn_status attn_checkpoint_save(attn_context *ctx, const attn_optim *opt, void *buf, size_t size);
+ATTN_API attn_status attn_checkpoint_load(attn_context *ctx, attn_optim *opt, const void *buf, size_t size);
+
+#ifndef ATTN_NO_STDIO
+/* The same from and to files. */
+ATTN_API attn_status attn_params_load_file(attn_context *ctx, const char *path, int strict);
+ATTN_API attn_status attn_params_save_file(attn_context *ctx, const char *path);
+ATTN_API attn_tensor *attn_npy_load_file(attn_context *ctx, const char *path);
+ATTN_API attn_status attn_npy_save_file(attn_context *ctx, const attn_tensor *t, const char *path);
+ATTN_API attn_status attn_checkpoint_save_file(attn_context *ctx, const attn_optim *opt, const char *path);
+ATTN_API attn_status attn_checkpoint_load_file(attn_context *ctx, attn_optim *opt, const char *path);
+#endif
+
 #ifdef __cplusplus
 }
 #endif
@@ -1002,6 +1070,8 @@ ATTN_API const char *attn_status_name(attn_status status) {
     case ATTN_ERR_SHAPE: return "shape mismatch";
     case ATTN_ERR_OUT_OF_MEMORY: return "out of memory";
     case ATTN_ERR_UNSUPPORTED: return "unsupported";
+    case ATTN_ERR_FORMAT: return "bad format";
+    case ATTN_ERR_IO: return "i/o error";
     }
     return "unknown status";
 }
