@@ -793,6 +793,9 @@ enum { ATTN_ST_F32 = 0, ATTN_ST_F16 = 1, ATTN_ST_BF16 = 2 };
 typedef struct attn_safetensors {
     int count;
     attn_st_entry *entries;         /* in the arena, in file order */
+    int *by_name;                   /* entry indices sorted by name (for lookups) */
+    int meta_count;                 /* "__metadata__" string pairs */
+    const char **meta_keys, **meta_values;
 } attn_safetensors;
 
 /* Index a safetensors image (8-byte header length, JSON header, data). The
@@ -4881,6 +4884,973 @@ ATTN_API double attn_lr_at(const attn_lr_desc *desc, int step) {
     }
     return desc->lr;
 }
+
+/* ============================================================================
+   9. Files
+   ========================================================================= */
+#ifndef ATTN_NO_STDIO
+#  include <stdio.h>
+#endif
+
+/* Little-endian reads and writes that do not care about the host's order. */
+static uint32_t attn__get_u32le(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static void attn__put_u32le(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); p[2] = (unsigned char)(v >> 16); p[3] = (unsigned char)(v >> 24);
+}
+static float attn__get_f32le(const unsigned char *p) {
+    uint32_t u = attn__get_u32le(p);
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+static void attn__put_f32le(unsigned char *p, float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    attn__put_u32le(p, u);
+}
+static float attn__f16_to_f32(unsigned h) {
+    unsigned sign = (h >> 15) & 1, exp = (h >> 10) & 31, man = h & 1023;
+    float v;
+    if (exp == 0) v = (float)man * (1.0f / 16777216.0f); /* denormal: man * 2^-24 */
+    else if (exp == 31) v = man ? NAN : INFINITY;
+    else v = (float)(1024 + man) * ldexpf(1.0f, (int)exp - 25);
+    return sign ? -v : v;
+}
+static float attn__bf16_to_f32(unsigned h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* ---- a small JSON reader: just what safetensors headers need, with every
+   bound checked (depth, lengths, numbers) so that any input is safe ---- */
+typedef struct attn__json {
+    const char *p, *end, *begin;
+    attn_context *ctx;
+    int failed;
+} attn__json;
+
+#define ATTN__JSON_MAX_DEPTH 16
+
+static int attn__json_fail(attn__json *j, const char *what) {
+    if (!j->failed)
+        attn__fail(j->ctx, ATTN_ERR_FORMAT, "safetensors header: %s at byte %zu", what, (size_t)(j->p - j->begin));
+    j->failed = 1;
+    return 0;
+}
+static void attn__json_ws(attn__json *j) {
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
+}
+static int attn__json_peek(attn__json *j, char c) {
+    attn__json_ws(j);
+    return j->p < j->end && *j->p == c;
+}
+static int attn__json_expect(attn__json *j, char c) {
+    if (!attn__json_peek(j, c)) {
+        char what[24] = "expected ' '";
+        what[10] = c;
+        return attn__json_fail(j, what);
+    }
+    j->p++;
+    return 1;
+}
+
+/* A string, decoded into out (cap bytes, NUL-terminated) when out is not NULL;
+   *len gets the decoded length. Control characters and NUL are refused. */
+static int attn__json_string(attn__json *j, char *out, size_t cap, size_t *len) {
+    size_t n = 0;
+    if (!attn__json_expect(j, '"')) return 0;
+    while (j->p < j->end && *j->p != '"') {
+        unsigned c = (unsigned char)*j->p++;
+        unsigned char bytes[4];
+        int k, nb = 1;
+        if (c < 0x20) return attn__json_fail(j, "control character in a string");
+        if (c == '\\') {
+            if (j->p >= j->end) break;
+            c = (unsigned char)*j->p++;
+            switch (c) {
+            case '"': case '\\': case '/': break;
+            case 'b': c = 8; break;
+            case 'f': c = 12; break;
+            case 'n': c = 10; break;
+            case 'r': c = 13; break;
+            case 't': c = 9; break;
+            case 'u': {
+                unsigned cp = 0;
+                if (j->end - j->p < 4) return attn__json_fail(j, "short \\u escape");
+                for (k = 0; k < 4; k++) {
+                    char h = *j->p++;
+                    cp = cp * 16 + (unsigned)(h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 :
+                                                h >= 'A' && h <= 'F' ? h - 'A' + 10 : 99);
+                    if (cp > 0xFFFF) return attn__json_fail(j, "bad \\u escape");
+                }
+                if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF))
+                    return attn__json_fail(j, "\\u0000 or a lone surrogate in a string");
+                if (cp < 0x80) bytes[0] = (unsigned char)cp;
+                else if (cp < 0x800) { bytes[0] = (unsigned char)(0xC0 | cp >> 6); bytes[1] = (unsigned char)(0x80 | (cp & 63)); nb = 2; }
+                else { bytes[0] = (unsigned char)(0xE0 | cp >> 12); bytes[1] = (unsigned char)(0x80 | ((cp >> 6) & 63));
+                       bytes[2] = (unsigned char)(0x80 | (cp & 63)); nb = 3; }
+                goto put;
+            }
+            default: return attn__json_fail(j, "bad escape in a string");
+            }
+        }
+        bytes[0] = (unsigned char)c;
+    put:
+        for (k = 0; k < nb; k++) {
+            if (out && n + 1 < cap) out[n] = (char)bytes[k];
+            n++;
+        }
+    }
+    if (j->p >= j->end) return attn__json_fail(j, "unterminated string");
+    j->p++;
+    if (out) {
+        if (n + 1 > cap) return attn__json_fail(j, "string too long");
+        out[n] = 0;
+    }
+    if (len) *len = n;
+    return 1;
+}
+
+/* A non-negative integer below 2^53 (shapes and offsets). */
+static int attn__json_uint(attn__json *j, uint64_t *v) {
+    uint64_t x = 0;
+    int digits = 0;
+    attn__json_ws(j);
+    while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
+        x = x * 10 + (uint64_t)(*j->p++ - '0');
+        if (++digits > 16) return attn__json_fail(j, "number too large");
+    }
+    if (!digits) return attn__json_fail(j, "expected a non-negative integer");
+    if (j->p < j->end && (*j->p == '.' || *j->p == 'e' || *j->p == 'E')) return attn__json_fail(j, "expected an integer");
+    *v = x;
+    return 1;
+}
+
+/* Any value, skipped (with a depth limit, so deep nesting cannot overflow the stack). */
+static int attn__json_skip(attn__json *j, int depth) {
+    attn__json_ws(j);
+    if (depth > ATTN__JSON_MAX_DEPTH) return attn__json_fail(j, "nested too deeply");
+    if (j->p >= j->end) return attn__json_fail(j, "unexpected end");
+    if (*j->p == '"') return attn__json_string(j, NULL, 0, NULL);
+    if (*j->p == '{' || *j->p == '[') {
+        char close = *j->p == '{' ? '}' : ']';
+        int object = *j->p == '{';
+        j->p++;
+        if (attn__json_peek(j, close)) { j->p++; return 1; }
+        for (;;) {
+            if (object && (!attn__json_string(j, NULL, 0, NULL) || !attn__json_expect(j, ':'))) return 0;
+            if (!attn__json_skip(j, depth + 1)) return 0;
+            if (attn__json_peek(j, ',')) { j->p++; continue; }
+            return attn__json_expect(j, close);
+        }
+    }
+    /* a number or a literal: its characters */
+    if (!*j->p || !strchr("-0123456789tfn", *j->p)) return attn__json_fail(j, "unexpected character");
+    while (j->p < j->end && *j->p && strchr("+-0123456789.eEtruefalsn", *j->p)) j->p++;
+    return 1;
+}
+
+/* Merge sort of indices by a comparison (no recursion, no quadratic case). */
+typedef int (*attn__cmp_fn)(const void *data, int a, int b);
+static void attn__sort_indices(int *idx, int *tmp, int n, attn__cmp_fn cmp, const void *data) {
+    int width, i;
+    for (width = 1; width < n; width *= 2) {
+        for (i = 0; i < n; i += 2 * width) {
+            int lo = i, mid = ATTN__MIN(i + width, n), hi = ATTN__MIN(i + 2 * width, n), a = lo, b = mid, k = lo;
+            while (a < mid && b < hi) tmp[k++] = cmp(data, idx[b], idx[a]) < 0 ? idx[b++] : idx[a++];
+            while (a < mid) tmp[k++] = idx[a++];
+            while (b < hi) tmp[k++] = idx[b++];
+        }
+        memcpy(idx, tmp, (size_t)n * sizeof(int));
+    }
+}
+static int attn__cmp_names(const void *data, int a, int b) {
+    const attn_st_entry *e = (const attn_st_entry *)data;
+    return strcmp(e[a].name, e[b].name);
+}
+/* by start, then by size: empty tensors sit before a full one at the same offset */
+static int attn__cmp_offsets(const void *data, int a, int b) {
+    const attn_st_entry *e = (const attn_st_entry *)data;
+    if (e[a].data != e[b].data) return e[a].data < e[b].data ? -1 : 1;
+    return e[a].nbytes < e[b].nbytes ? -1 : e[a].nbytes > e[b].nbytes;
+}
+
+/* One "name": {...} tensor entry. */
+static int attn__st_entry(attn__json *j, attn_st_entry *e, const unsigned char *data, size_t data_size) {
+    int have_dtype = 0, have_shape = 0, have_offsets = 0;
+    uint64_t begin = 0, end = 0, elems = 1;
+    size_t elem_size = 4;
+    if (!attn__json_expect(j, '{')) return 0;
+    if (attn__json_peek(j, '}')) return attn__json_fail(j, "empty tensor entry");
+    for (;;) {
+        char key[32];
+        if (!attn__json_string(j, key, sizeof key, NULL) || !attn__json_expect(j, ':')) return 0;
+        if (!strcmp(key, "dtype")) {
+            char dt[16];
+            if (!attn__json_string(j, dt, sizeof dt, NULL)) return 0;
+            if (!strcmp(dt, "F32")) e->dtype = ATTN_ST_F32, elem_size = 4;
+            else if (!strcmp(dt, "F16")) e->dtype = ATTN_ST_F16, elem_size = 2;
+            else if (!strcmp(dt, "BF16")) e->dtype = ATTN_ST_BF16, elem_size = 2;
+            else {
+                attn__fail(j->ctx, ATTN_ERR_UNSUPPORTED, "safetensors: tensor %s has dtype %s (F32, F16 and BF16 are read)",
+                           e->name, dt);
+                j->failed = 1;
+                return 0;
+            }
+            have_dtype = 1;
+        } else if (!strcmp(key, "shape")) {
+            if (!attn__json_expect(j, '[')) return 0;
+            e->ndim = 0;
+            if (!attn__json_peek(j, ']'))
+                for (;;) {
+                    uint64_t dim;
+                    if (e->ndim == ATTN_MAX_DIMS) return attn__json_fail(j, "a shape with more than 4 dims");
+                    if (!attn__json_uint(j, &dim)) return 0;
+                    if (dim > 0x7fffffff) return attn__json_fail(j, "a dimension too large");
+                    e->shape[e->ndim++] = (int)dim;
+                    if (dim && elems > ((uint64_t)1 << 40) / dim) return attn__json_fail(j, "a shape too large");
+                    elems *= dim;
+                    if (attn__json_peek(j, ',')) { j->p++; continue; }
+                    break;
+                }
+            if (!attn__json_expect(j, ']')) return 0;
+            have_shape = 1;
+        } else if (!strcmp(key, "data_offsets")) {
+            if (!attn__json_expect(j, '[') || !attn__json_uint(j, &begin) || !attn__json_expect(j, ',') ||
+                !attn__json_uint(j, &end) || !attn__json_expect(j, ']'))
+                return 0;
+            have_offsets = 1;
+        } else if (!attn__json_skip(j, 2)) {
+            return 0;
+        }
+        if (attn__json_peek(j, ',')) { j->p++; continue; }
+        if (!attn__json_expect(j, '}')) return 0;
+        break;
+    }
+    if (!have_dtype || !have_shape || !have_offsets) {
+        attn__fail(j->ctx, ATTN_ERR_FORMAT, "safetensors: tensor %s lacks dtype, shape or data_offsets", e->name);
+        j->failed = 1;
+        return 0;
+    }
+    if (begin > end || end > data_size || end - begin != elems * elem_size) {
+        attn__fail(j->ctx, ATTN_ERR_FORMAT, "safetensors: tensor %s: data_offsets [%zu, %zu) do not fit its shape and "
+                   "dtype in %zu bytes of data", e->name, (size_t)begin, (size_t)end, data_size);
+        j->failed = 1;
+        return 0;
+    }
+    e->data = data + begin;
+    e->nbytes = (size_t)(end - begin);
+    return 1;
+}
+
+ATTN_API attn_status attn_safetensors_parse(attn_context *ctx, const void *buf, size_t size, attn_safetensors *out) {
+    const unsigned char *b = (const unsigned char *)buf, *data;
+    attn_arena_mark mark;
+    attn__json j;
+    uint64_t hlen;
+    size_t data_size;
+    int pass, count = 0, meta = 0, i, *tmp;
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    if (!out || (!buf && size)) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_safetensors_parse: NULL argument");
+    memset(out, 0, sizeof *out);
+    if (size < 8) return attn__fail(ctx, ATTN_ERR_FORMAT, "safetensors: %zu bytes is too short for the header length", size);
+    hlen = (uint64_t)attn__get_u32le(b) | (uint64_t)attn__get_u32le(b + 4) << 32;
+    if (hlen > size - 8 || hlen > 100000000u)
+        return attn__fail(ctx, ATTN_ERR_FORMAT, "safetensors: the header claims %zu bytes but the buffer has %zu after "
+                          "the length (or more than the 100 MB limit)", (size_t)(hlen > (uint64_t)(size_t)-1 ? (size_t)-1 : hlen), size - 8);
+    data = b + 8 + hlen;
+    data_size = size - 8 - (size_t)hlen;
+    mark = attn_arena_get_mark(&ctx->arena);
+    /* pass 0 counts (and checks the syntax), pass 1 fills the entries */
+    for (pass = 0; pass < 2; pass++) {
+        int n = 0, m = 0;
+        j.p = j.begin = (const char *)b + 8;
+        j.end = j.p + hlen;
+        j.ctx = ctx;
+        j.failed = 0;
+        if (!attn__json_expect(&j, '{')) goto fail;
+        if (!attn__json_peek(&j, '}'))
+            for (;;) {
+                size_t len;
+                const char *key_start = j.p;
+                attn__json_ws(&j);
+                key_start = j.p;
+                if (!attn__json_string(&j, NULL, 0, &len) || !attn__json_expect(&j, ':')) goto fail;
+                if (len == 12 && !memcmp(key_start + 1, "__metadata__", 12)) {
+                    if (pass == 0) {
+                        if (!attn__json_skip(&j, 1)) goto fail;
+                    } else { /* string pairs */
+                        if (!attn__json_expect(&j, '{')) goto fail;
+                        if (!attn__json_peek(&j, '}'))
+                            for (;;) {
+                                const char *s0;
+                                size_t kl, vl;
+                                char *k, *v;
+                                attn__json_ws(&j);
+                                s0 = j.p;
+                                if (!attn__json_string(&j, NULL, 0, &kl)) goto fail;
+                                j.p = s0;
+                                if (!(k = (char *)attn_alloc(ctx, kl + 1)) || !attn__json_string(&j, k, kl + 1, NULL) ||
+                                    !attn__json_expect(&j, ':'))
+                                    goto fail;
+                                attn__json_ws(&j);
+                                s0 = j.p;
+                                if (!attn__json_string(&j, NULL, 0, &vl)) goto fail;
+                                j.p = s0;
+                                if (!(v = (char *)attn_alloc(ctx, vl + 1)) || !attn__json_string(&j, v, vl + 1, NULL)) goto fail;
+                                if (m < meta) { out->meta_keys[m] = k; out->meta_values[m] = v; m++; }
+                                if (attn__json_peek(&j, ',')) { j.p++; continue; }
+                                break;
+                            }
+                        if (!attn__json_expect(&j, '}')) goto fail;
+                    }
+                    if (pass == 0) meta++;
+                } else if (pass == 0) {
+                    if (!attn__json_skip(&j, 1)) goto fail;
+                    if (++n > 10000000) { attn__json_fail(&j, "too many tensors"); goto fail; }
+                } else {
+                    attn_st_entry *e = &out->entries[n++];
+                    char *name = (char *)attn_alloc(ctx, len + 1);
+                    const char *after = j.p;
+                    if (!name) goto fail;
+                    j.p = key_start; /* decode the name again, now into its place */
+                    if (!attn__json_string(&j, name, len + 1, NULL)) goto fail;
+                    j.p = after;
+                    if (!name[0]) { attn__json_fail(&j, "an empty tensor name"); goto fail; }
+                    e->name = name;
+                    if (!attn__st_entry(&j, e, data, data_size)) goto fail;
+                }
+                if (attn__json_peek(&j, ',')) { j.p++; continue; }
+                break;
+            }
+        if (!attn__json_expect(&j, '}')) goto fail;
+        attn__json_ws(&j);
+        if (j.p != j.end) { attn__json_fail(&j, "bytes after the header object"); goto fail; }
+        if (pass == 0) {
+            count = n;
+            /* "__metadata__" twice would be a duplicate key */
+            if (meta > 1) { attn__fail(ctx, ATTN_ERR_FORMAT, "safetensors: __metadata__ appears twice"); goto fail; }
+            out->count = count;
+            out->entries = (attn_st_entry *)attn_alloc(ctx, (size_t)ATTN__MAX(count, 1) * sizeof(attn_st_entry));
+            out->by_name = (int *)attn_alloc(ctx, (size_t)ATTN__MAX(count, 1) * sizeof(int));
+            tmp = (int *)attn_alloc(ctx, (size_t)ATTN__MAX(count, 1) * sizeof(int));
+            if (!out->entries || !out->by_name || !tmp) goto fail;
+            memset(out->entries, 0, (size_t)ATTN__MAX(count, 1) * sizeof(attn_st_entry));
+            if (meta) { /* pairs counted on the fly below: size them by the header */
+                meta = (int)ATTN__MIN(hlen / 6 + 1, (uint64_t)1000000);
+                out->meta_keys = (const char **)attn_alloc(ctx, (size_t)meta * sizeof(char *));
+                out->meta_values = (const char **)attn_alloc(ctx, (size_t)meta * sizeof(char *));
+                if (!out->meta_keys || !out->meta_values) goto fail;
+            }
+        } else {
+            out->meta_count = m;
+        }
+    }
+    /* duplicate names, and offsets that overlap or leave holes */
+    for (i = 0; i < count; i++) out->by_name[i] = i;
+    attn__sort_indices(out->by_name, tmp, count, attn__cmp_names, out->entries);
+    for (i = 1; i < count; i++)
+        if (!strcmp(out->entries[out->by_name[i]].name, out->entries[out->by_name[i - 1]].name)) {
+            attn__fail(ctx, ATTN_ERR_FORMAT, "safetensors: tensor %s appears twice", out->entries[out->by_name[i]].name);
+            goto fail;
+        }
+    {
+        int *order = tmp + 0, *scratch;
+        if (!(scratch = (int *)attn_alloc(ctx, (size_t)ATTN__MAX(count, 1) * sizeof(int)))) goto fail;
+        for (i = 0; i < count; i++) order[i] = i;
+        attn__sort_indices(order, scratch, count, attn__cmp_offsets, out->entries);
+        for (i = 0; i < count; i++) {
+            const attn_st_entry *e = &out->entries[order[i]];
+            const unsigned char *expect = i ? out->entries[order[i - 1]].data + out->entries[order[i - 1]].nbytes : data;
+            if (e->data != expect) {
+                attn__fail(ctx, ATTN_ERR_FORMAT, "safetensors: tensor %s's data overlaps another's or leaves a hole", e->name);
+                goto fail;
+            }
+        }
+        if (count && out->entries[order[count - 1]].data + out->entries[order[count - 1]].nbytes != data + data_size) {
+            attn__fail(ctx, ATTN_ERR_FORMAT, "safetensors: %zu bytes of data after the last tensor",
+                       (size_t)(data + data_size - (out->entries[order[count - 1]].data + out->entries[order[count - 1]].nbytes)));
+            goto fail;
+        }
+    }
+    return ATTN_OK;
+fail:
+    attn_arena_reset(&ctx->arena, mark);
+    memset(out, 0, sizeof *out);
+    return ctx->status ? ctx->status : attn__fail(ctx, ATTN_ERR_FORMAT, "safetensors: bad header");
+}
+
+ATTN_API const attn_st_entry *attn_safetensors_find(const attn_safetensors *st, const char *name) {
+    int lo = 0, hi;
+    if (!st || !name || !st->by_name) return NULL;
+    hi = st->count;
+    while (lo < hi) { /* binary search over the names */
+        int mid = lo + (hi - lo) / 2, c = strcmp(st->entries[st->by_name[mid]].name, name);
+        if (!c) return &st->entries[st->by_name[mid]];
+        if (c < 0) lo = mid + 1; else hi = mid;
+    }
+    return NULL;
+}
+
+static int attn__st_shape_is(const attn_st_entry *e, const attn_tensor *t) {
+    int d;
+    if (e->ndim != t->ndim) return 0;
+    for (d = 0; d < t->ndim; d++)
+        if (e->shape[d] != t->shape[d]) return 0;
+    return 1;
+}
+
+static const char *attn__st_shape_text(const attn_st_entry *e, char *buf, size_t cap) {
+    attn_tensor t;
+    int d;
+    memset(&t, 0, sizeof t);
+    t.ndim = e->ndim;
+    for (d = 0; d < e->ndim; d++) t.shape[d] = e->shape[d];
+    return attn__shape_text(&t, buf, cap);
+}
+
+ATTN_API attn_status attn_safetensors_read(attn_context *ctx, const attn_st_entry *e, attn_tensor *t) {
+    size_t i, n;
+    int index[ATTN_MAX_DIMS] = {0, 0, 0, 0};
+    char t1[64], t2[64];
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    if (!e || !t) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_safetensors_read: NULL argument");
+    if (!attn__st_shape_is(e, t))
+        return attn__fail(ctx, ATTN_ERR_SHAPE, "tensor %s is %s in the file but %s here", e->name,
+                          attn__st_shape_text(e, t1, sizeof t1), attn__shape_text(t, t2, sizeof t2));
+    n = attn_tensor_numel(t);
+    for (i = 0; i < n; i++) {
+        const unsigned char *p = e->data + i * (e->dtype == ATTN_ST_F32 ? 4 : 2);
+        float v = e->dtype == ATTN_ST_F32 ? attn__get_f32le(p)
+                  : e->dtype == ATTN_ST_F16 ? attn__f16_to_f32((unsigned)p[0] | (unsigned)p[1] << 8)
+                                            : attn__bf16_to_f32((unsigned)p[0] | (unsigned)p[1] << 8);
+        t->data[attn__offset(t, index)] = v;
+        attn__next_index(t, index);
+    }
+    return ATTN_OK;
+}
+
+/* Checks every parameter against the image (and, when strict, every tensor of
+   the image against the parameters, ignoring names that start with skip). */
+static attn_status attn__params_check(attn_context *ctx, const attn_safetensors *st, int strict, const char *skip) {
+    attn_param *p;
+    int i, n = 0;
+    char t1[64], t2[64];
+    for (p = ctx->params; p; p = p->next, n++) {
+        const attn_st_entry *e = attn_safetensors_find(st, p->name);
+        if (!e) return attn__fail(ctx, ATTN_ERR_SHAPE, "the file has no tensor %s", p->name);
+        if (!attn__st_shape_is(e, p->tensor))
+            return attn__fail(ctx, ATTN_ERR_SHAPE, "tensor %s is %s in the file but %s in the model", p->name,
+                              attn__st_shape_text(e, t1, sizeof t1), attn__shape_text(p->tensor, t2, sizeof t2));
+    }
+    if (strict)
+        for (i = 0; i < st->count; i++) {
+            const char *name = st->entries[i].name;
+            if (skip && !strncmp(name, skip, strlen(skip))) continue;
+            if (!attn_param_find(ctx, name))
+                return attn__fail(ctx, ATTN_ERR_SHAPE, "the file's tensor %s is not a parameter of the model", name);
+        }
+    return ATTN_OK;
+}
+
+ATTN_API attn_status attn_params_load(attn_context *ctx, const void *buf, size_t size, int strict) {
+    attn_arena_mark mark;
+    attn_safetensors st;
+    attn_param *p;
+    attn_status s;
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    mark = attn_arena_get_mark(&ctx->arena);
+    if ((s = attn_safetensors_parse(ctx, buf, size, &st)) == ATTN_OK && (s = attn__params_check(ctx, &st, strict, NULL)) == ATTN_OK)
+        for (p = ctx->params; p; p = p->next) attn_safetensors_read(ctx, attn_safetensors_find(&st, p->name), p->tensor);
+    attn_arena_reset(&ctx->arena, mark); /* the index was only needed here */
+    return s;
+}
+
+/* ---- writing safetensors: a header of JSON text, then the data ---- */
+typedef struct attn__writer {
+    unsigned char *p;   /* NULL: only count */
+    size_t n, cap;
+} attn__writer;
+
+static void attn__w_bytes(attn__writer *w, const void *s, size_t n) {
+    if (w->p && w->n + n <= w->cap) memcpy(w->p + w->n, s, n);
+    w->n += n;
+}
+static void attn__w_str(attn__writer *w, const char *s) { attn__w_bytes(w, s, strlen(s)); }
+static void attn__w_uint(attn__writer *w, uint64_t v) {
+    char digits[24];
+    int k = 24;
+    do { digits[--k] = (char)('0' + (int)(v % 10)); v /= 10; } while (v);
+    attn__w_bytes(w, digits + k, (size_t)(24 - k));
+}
+/* s escaped for a JSON string (without the quotes) */
+static void attn__w_json_chars(attn__writer *w, const char *s) {
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') { char e[2] = { '\\', (char)c }; attn__w_bytes(w, e, 2); }
+        else if (c < 0x20) {
+            static const char hex[] = "0123456789abcdef";
+            char e[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+            attn__w_bytes(w, e, 6);
+        } else {
+            attn__w_bytes(w, s, 1);
+        }
+    }
+}
+static void attn__w_entry(attn__writer *w, const char *prefix, const char *name, const attn_tensor *t, uint64_t *offset,
+                          int *first) {
+    int d;
+    size_t bytes = attn_tensor_numel(t) * 4;
+    if (!*first) attn__w_str(w, ",");
+    *first = 0;
+    attn__w_str(w, "\"");
+    if (prefix) attn__w_json_chars(w, prefix);
+    attn__w_json_chars(w, name);
+    attn__w_str(w, "\":{\"dtype\":\"F32\",\"shape\":[");
+    for (d = 0; d < t->ndim; d++) {
+        if (d) attn__w_str(w, ",");
+        attn__w_uint(w, (uint64_t)t->shape[d]);
+    }
+    attn__w_str(w, "],\"data_offsets\":[");
+    attn__w_uint(w, *offset);
+    attn__w_str(w, ",");
+    attn__w_uint(w, *offset + bytes);
+    attn__w_str(w, "]}");
+    *offset += bytes;
+}
+
+/* The whole image: params, optionally the optimizer's buffers and metadata. */
+static size_t attn__st_write(attn_context *ctx, const attn_optim *opt, unsigned char *buf, size_t cap) {
+    attn__writer w;
+    attn_param *p;
+    uint64_t offset = 0;
+    size_t header_start, header_len, i;
+    int first = 1, k;
+    unsigned char zero8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    w.p = buf; w.n = 0; w.cap = cap;
+    attn__w_bytes(&w, zero8, 8); /* the header length, filled in below */
+    header_start = w.n;
+    attn__w_str(&w, "{");
+    if (opt) {
+        char num[96];
+        attn__writer nw;
+        attn__w_str(&w, "\"__metadata__\":{\"attn.step\":\"");
+        attn__w_uint(&w, (uint64_t)opt->steps);
+        attn__w_str(&w, "\",\"attn.rng\":\"");
+        nw.p = (unsigned char *)num; nw.n = 0; nw.cap = sizeof num - 1;
+        attn__w_uint(&nw, ctx->rng.state);
+        attn__w_str(&nw, ",");
+        attn__w_uint(&nw, ctx->rng.inc);
+        num[nw.n] = 0;
+        attn__w_str(&w, num);
+        attn__w_str(&w, "\"}");
+        first = 0;
+    }
+    for (p = ctx->params; p; p = p->next) attn__w_entry(&w, NULL, p->name, p->tensor, &offset, &first);
+    if (opt)
+        for (k = 0; k < opt->n; k++) {
+            attn_param *q;
+            int idx = 0;
+            for (q = ctx->params; q && q->tensor != opt->params[k]; q = q->next) idx++;
+            if (!q) continue;
+            if (opt->m[k]) attn__w_entry(&w, "optim.m.", q->name, q->tensor, &offset, &first);
+            if (opt->v[k]) attn__w_entry(&w, "optim.v.", q->name, q->tensor, &offset, &first);
+        }
+    attn__w_str(&w, "}");
+    while ((w.n - header_start) % 8) attn__w_str(&w, " "); /* the data starts 8-aligned */
+    header_len = w.n - header_start;
+    if (w.p && cap >= 8) {
+        attn__put_u32le(w.p, (uint32_t)header_len);
+        attn__put_u32le(w.p + 4, (uint32_t)((uint64_t)header_len >> 32));
+    }
+    for (p = ctx->params; p; p = p->next) { /* the data, in the same order */
+        size_t n = attn_tensor_numel(p->tensor);
+        for (i = 0; i < n; i++) {
+            unsigned char le[4];
+            attn__put_f32le(le, p->tensor->data[i]);
+            attn__w_bytes(&w, le, 4);
+        }
+    }
+    if (opt)
+        for (k = 0; k < opt->n; k++) {
+            size_t n = attn_tensor_numel(opt->params[k]);
+            const float *bufs[2];
+            int b2;
+            bufs[0] = opt->m[k];
+            bufs[1] = opt->v[k];
+            for (b2 = 0; b2 < 2; b2++)
+                if (bufs[b2])
+                    for (i = 0; i < n; i++) {
+                        unsigned char le[4];
+                        attn__put_f32le(le, bufs[b2][i]);
+                        attn__w_bytes(&w, le, 4);
+                    }
+        }
+    return w.n;
+}
+
+ATTN_API size_t attn_params_save_size(attn_context *ctx) { return ctx ? attn__st_write(ctx, NULL, NULL, 0) : 0; }
+
+ATTN_API attn_status attn_params_save(attn_context *ctx, void *buf, size_t size) {
+    size_t need;
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    need = attn_params_save_size(ctx);
+    if (!buf || size < need)
+        return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_params_save: the buffer has %zu bytes, %zu are needed", size, need);
+    attn__st_write(ctx, NULL, (unsigned char *)buf, size);
+    return ATTN_OK;
+}
+
+ATTN_API size_t attn_checkpoint_size(attn_context *ctx, const attn_optim *opt) {
+    return ctx && opt ? attn__st_write(ctx, opt, NULL, 0) : 0;
+}
+
+ATTN_API attn_status attn_checkpoint_save(attn_context *ctx, const attn_optim *opt, void *buf, size_t size) {
+    size_t need;
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    if (!opt) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_checkpoint_save: optimizer is NULL");
+    need = attn_checkpoint_size(ctx, opt);
+    if (!buf || size < need)
+        return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_checkpoint_save: the buffer has %zu bytes, %zu are needed", size, need);
+    attn__st_write(ctx, opt, (unsigned char *)buf, size);
+    return ATTN_OK;
+}
+
+/* A decimal uint64 from metadata text; 0 on a malformed one. */
+static int attn__parse_u64(const char *s, uint64_t *v) {
+    uint64_t x = 0;
+    int digits = 0;
+    while (*s >= '0' && *s <= '9') {
+        uint64_t next = x * 10 + (uint64_t)(*s++ - '0');
+        if (next / 10 != x) return 0;
+        x = next;
+        digits++;
+    }
+    *v = x;
+    return digits > 0;
+}
+
+ATTN_API attn_status attn_checkpoint_load(attn_context *ctx, attn_optim *opt, const void *buf, size_t size) {
+    attn_arena_mark mark;
+    attn_safetensors st;
+    attn_status s;
+    const char *step_text = NULL, *rng_text = NULL;
+    uint64_t step = 0, state = 0, inc = 0;
+    int i, k;
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    if (!opt) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_checkpoint_load: optimizer is NULL");
+    mark = attn_arena_get_mark(&ctx->arena);
+    if ((s = attn_safetensors_parse(ctx, buf, size, &st)) != ATTN_OK) goto done;
+    if ((s = attn__params_check(ctx, &st, 1, "optim.")) != ATTN_OK) goto done;
+    for (i = 0; i < st.meta_count; i++) {
+        if (!strcmp(st.meta_keys[i], "attn.step")) step_text = st.meta_values[i];
+        if (!strcmp(st.meta_keys[i], "attn.rng")) rng_text = st.meta_values[i];
+    }
+    if (!step_text || !rng_text || !attn__parse_u64(step_text, &step) || step > 0x7fffffff ||
+        !attn__parse_u64(rng_text, &state) || !strchr(rng_text, ',') || !attn__parse_u64(strchr(rng_text, ',') + 1, &inc)) {
+        s = attn__fail(ctx, ATTN_ERR_FORMAT, "checkpoint: missing or bad attn.step / attn.rng metadata");
+        goto done;
+    }
+    /* every optimizer buffer must be there before anything changes */
+    for (k = 0; k < opt->n; k++) {
+        attn_param *q;
+        char name[512];
+        for (q = ctx->params; q && q->tensor != opt->params[k]; q = q->next) {}
+        if (!q) continue;
+        for (i = 0; i < 2; i++) {
+            const attn_st_entry *e;
+            if (!(i ? opt->v[k] : opt->m[k])) continue;
+            if (!attn__pname(ctx, name, sizeof name, i ? "optim.v." : "optim.m.", q->name)) { s = ctx->status; goto done; }
+            if (!(e = attn_safetensors_find(&st, name)) || !attn__st_shape_is(e, q->tensor)) {
+                s = attn__fail(ctx, ATTN_ERR_SHAPE, "checkpoint: optimizer state %s is missing or of the wrong shape", name);
+                goto done;
+            }
+        }
+    }
+    { /* all there: load */
+        attn_param *p;
+        for (p = ctx->params; p; p = p->next) attn_safetensors_read(ctx, attn_safetensors_find(&st, p->name), p->tensor);
+        for (k = 0; k < opt->n; k++) {
+            attn_param *q;
+            char name[512];
+            for (q = ctx->params; q && q->tensor != opt->params[k]; q = q->next) {}
+            if (!q) continue;
+            for (i = 0; i < 2; i++) {
+                float *dst = i ? opt->v[k] : opt->m[k];
+                attn_tensor view;
+                if (!dst) continue;
+                attn__pname(ctx, name, sizeof name, i ? "optim.v." : "optim.m.", q->name);
+                view = *q->tensor;
+                view.data = dst;
+                attn_safetensors_read(ctx, attn_safetensors_find(&st, name), &view);
+            }
+        }
+        opt->steps = (int)step;
+        ctx->rng.state = state;
+        ctx->rng.inc = inc;
+    }
+done:
+    attn_arena_reset(&ctx->arena, mark);
+    return s;
+}
+
+/* ---- .npy ---- */
+/* The value of key in a Python dict literal header (between quotes or up to
+   the next comma/brace at depth 0); NULL when absent. */
+static const char *attn__npy_field(const char *h, size_t n, const char *key, size_t *len) {
+    size_t klen = strlen(key), i;
+    for (i = 0; i + klen + 2 < n; i++) {
+        if ((h[i] == '\'' || h[i] == '"') && !memcmp(h + i + 1, key, klen) && h[i + 1 + klen] == h[i]) {
+            size_t j = i + klen + 2, start;
+            int depth = 0;
+            while (j < n && (h[j] == ' ' || h[j] == ':')) j++;
+            start = j;
+            while (j < n) {
+                char c = h[j];
+                if (c == '(' || c == '[') depth++;
+                else if (c == ')' || c == ']') { if (--depth < 0) break; }
+                else if ((c == ',' || c == '}') && depth == 0) break;
+                j++;
+                if (depth == 0 && (c == ')' || c == ']')) break;
+            }
+            while (j > start && h[j - 1] == ' ') j--; /* trailing blanks */
+            *len = j - start;
+            return h + start;
+        }
+    }
+    return NULL;
+}
+
+ATTN_API attn_tensor *attn_npy_parse(attn_context *ctx, const void *buf, size_t size) {
+    const unsigned char *b = (const unsigned char *)buf;
+    const char *h, *descr, *fortran, *shape;
+    size_t hlen, start, dl, fl, sl, i, numel = 1;
+    int major, ndim = 0, dims[ATTN_MAX_DIMS];
+    attn_tensor *t;
+    if (!ctx) return NULL;
+    if (!buf && size) { attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_npy_parse: buffer is NULL"); return NULL; }
+    if (size < 10 || memcmp(b, "\x93NUMPY", 6)) { attn__fail(ctx, ATTN_ERR_FORMAT, ".npy: no \\x93NUMPY magic"); return NULL; }
+    major = b[6];
+    if (major == 1) { hlen = (size_t)b[8] | (size_t)b[9] << 8; start = 10; }
+    else if (major == 2 || major == 3) {
+        if (size < 12) { attn__fail(ctx, ATTN_ERR_FORMAT, ".npy: truncated header"); return NULL; }
+        hlen = (size_t)attn__get_u32le(b + 8);
+        start = 12;
+    } else { attn__fail(ctx, ATTN_ERR_FORMAT, ".npy: format version %d is not 1, 2 or 3", major); return NULL; }
+    if (hlen > size - start) { attn__fail(ctx, ATTN_ERR_FORMAT, ".npy: the header runs past the end of the data"); return NULL; }
+    h = (const char *)b + start;
+    descr = attn__npy_field(h, hlen, "descr", &dl);
+    fortran = attn__npy_field(h, hlen, "fortran_order", &fl);
+    shape = attn__npy_field(h, hlen, "shape", &sl);
+    if (!descr || !fortran || !shape) { attn__fail(ctx, ATTN_ERR_FORMAT, ".npy: the header lacks descr, fortran_order or shape"); return NULL; }
+    if (!(dl == 5 && (descr[0] == '\'' || descr[0] == '"') && !memcmp(descr + 1, "<f4", 3))) {
+        char d[24];
+        size_t n = ATTN__MIN(dl, sizeof d - 1);
+        memcpy(d, descr, n);
+        d[n] = 0;
+        attn__fail(ctx, ATTN_ERR_UNSUPPORTED, ".npy: dtype %s is not supported (only '<f4', little-endian float32)", d);
+        return NULL;
+    }
+    if (!(fl == 5 && !memcmp(fortran, "False", 5))) {
+        attn__fail(ctx, ATTN_ERR_UNSUPPORTED, ".npy: fortran_order must be False (C order)");
+        return NULL;
+    }
+    if (sl < 2 || shape[0] != '(' || shape[sl - 1] != ')') { attn__fail(ctx, ATTN_ERR_FORMAT, ".npy: shape is not a tuple"); return NULL; }
+    for (i = 1; i + 1 < sl;) { /* integers separated by commas */
+        uint64_t v = 0;
+        int digits = 0;
+        while (i + 1 < sl && shape[i] == ' ') i++;
+        if (i + 1 >= sl) break;
+        while (i + 1 < sl && shape[i] >= '0' && shape[i] <= '9') {
+            v = v * 10 + (uint64_t)(shape[i++] - '0');
+            if (++digits > 10 || v > 0x7fffffff) { attn__fail(ctx, ATTN_ERR_FORMAT, ".npy: a dimension is too large"); return NULL; }
+        }
+        if (!digits) { attn__fail(ctx, ATTN_ERR_FORMAT, ".npy: bad shape (negative or not a number)"); return NULL; }
+        if (ndim == ATTN_MAX_DIMS) { attn__fail(ctx, ATTN_ERR_UNSUPPORTED, ".npy: more than %d dims", ATTN_MAX_DIMS); return NULL; }
+        dims[ndim++] = (int)v;
+        while (i + 1 < sl && shape[i] == ' ') i++;
+        if (i + 1 < sl && shape[i] == ',') i++;
+        else if (i + 1 < sl) { attn__fail(ctx, ATTN_ERR_FORMAT, ".npy: bad shape"); return NULL; }
+    }
+    for (i = 0; i < (size_t)ndim; i++) {
+        if (dims[i] && numel > ((size_t)0x7fffffff) / (size_t)dims[i]) { attn__fail(ctx, ATTN_ERR_FORMAT, ".npy: too many elements"); return NULL; }
+        numel *= (size_t)dims[i];
+    }
+    if (numel > (size - start - hlen) / 4) {
+        attn__fail(ctx, ATTN_ERR_FORMAT, ".npy: the shape needs %zu bytes of data, the buffer has %zu", numel * 4, size - start - hlen);
+        return NULL;
+    }
+    if (!(t = attn__result(ctx, ndim, dims, "attn_npy_parse"))) return NULL;
+    for (i = 0; i < numel; i++) t->data[i] = attn__get_f32le(b + start + hlen + 4 * i);
+    return t;
+}
+
+/* The .npy header text of t, padded so that the data starts 64-aligned. */
+static size_t attn__npy_header(const attn_tensor *t, char *out, size_t cap) {
+    attn__writer w;
+    int d;
+    w.p = (unsigned char *)out; w.n = 0; w.cap = cap;
+    attn__w_str(&w, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+    for (d = 0; d < t->ndim; d++) {
+        if (d) attn__w_str(&w, ", ");
+        attn__w_uint(&w, (uint64_t)t->shape[d]);
+    }
+    if (t->ndim == 1) attn__w_str(&w, ",");
+    attn__w_str(&w, "), }");
+    while ((10 + w.n + 1) % 64) attn__w_str(&w, " ");
+    attn__w_str(&w, "\n");
+    return w.n;
+}
+
+ATTN_API size_t attn_npy_size(const attn_tensor *t) {
+    return t ? 10 + attn__npy_header(t, NULL, 0) + attn_tensor_numel(t) * 4 : 0;
+}
+
+ATTN_API attn_status attn_npy_write(attn_context *ctx, const attn_tensor *t, void *buf, size_t size) {
+    unsigned char *b = (unsigned char *)buf;
+    int index[ATTN_MAX_DIMS] = {0, 0, 0, 0};
+    size_t hlen, i, n;
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    if (!t) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_npy_write: tensor is NULL");
+    if (!buf || size < attn_npy_size(t))
+        return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_npy_write: the buffer has %zu bytes, %zu are needed", size, attn_npy_size(t));
+    hlen = attn__npy_header(t, NULL, 0);
+    if (hlen > 65535) return attn__fail(ctx, ATTN_ERR_UNSUPPORTED, "attn_npy_write: header too long");
+    memcpy(b, "\x93NUMPY\x01\x00", 8);
+    b[8] = (unsigned char)hlen;
+    b[9] = (unsigned char)(hlen >> 8);
+    attn__npy_header(t, (char *)b + 10, hlen);
+    n = attn_tensor_numel(t);
+    for (i = 0; i < n; i++) { /* row-major, whatever t's strides */
+        attn__put_f32le(b + 10 + hlen + 4 * i, t->data[attn__offset(t, index)]);
+        attn__next_index(t, index);
+    }
+    return ATTN_OK;
+}
+
+#ifndef ATTN_NO_STDIO
+/* The whole file into the arena; NULL (and an error) on failure. */
+static unsigned char *attn__read_file(attn_context *ctx, const char *path, size_t *size) {
+    FILE *f;
+    long len;
+    unsigned char *buf;
+    if (!path) { attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "file path is NULL"); return NULL; }
+    if (!(f = fopen(path, "rb"))) { attn__fail(ctx, ATTN_ERR_IO, "cannot open %s", path); return NULL; }
+    if (fseek(f, 0, SEEK_END) || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) {
+        fclose(f);
+        attn__fail(ctx, ATTN_ERR_IO, "cannot size %s", path);
+        return NULL;
+    }
+    buf = (unsigned char *)attn_alloc(ctx, (size_t)len + 1);
+    if (buf && fread(buf, 1, (size_t)len, f) != (size_t)len) {
+        attn__fail(ctx, ATTN_ERR_IO, "cannot read %s", path);
+        buf = NULL;
+    }
+    fclose(f);
+    *size = (size_t)len;
+    return buf;
+}
+
+static attn_status attn__write_file(attn_context *ctx, const char *path, const void *buf, size_t size) {
+    FILE *f;
+    int ok;
+    if (!path) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "file path is NULL");
+    if (!(f = fopen(path, "wb"))) return attn__fail(ctx, ATTN_ERR_IO, "cannot create %s", path);
+    ok = fwrite(buf, 1, size, f) == size;
+    ok &= fclose(f) == 0;
+    return ok ? ATTN_OK : attn__fail(ctx, ATTN_ERR_IO, "cannot write %s", path);
+}
+
+ATTN_API attn_status attn_params_load_file(attn_context *ctx, const char *path, int strict) {
+    attn_arena_mark mark;
+    unsigned char *buf;
+    size_t size;
+    attn_status s;
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    mark = attn_arena_get_mark(&ctx->arena);
+    s = (buf = attn__read_file(ctx, path, &size)) ? attn_params_load(ctx, buf, size, strict) : ctx->status;
+    attn_arena_reset(&ctx->arena, mark);
+    return s;
+}
+
+ATTN_API attn_status attn_params_save_file(attn_context *ctx, const char *path) {
+    attn_arena_mark mark;
+    size_t size;
+    unsigned char *buf;
+    attn_status s;
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    mark = attn_arena_get_mark(&ctx->arena);
+    size = attn_params_save_size(ctx);
+    s = (buf = (unsigned char *)attn_alloc(ctx, size)) ? attn_params_save(ctx, buf, size) : ctx->status;
+    if (s == ATTN_OK) s = attn__write_file(ctx, path, buf, size);
+    attn_arena_reset(&ctx->arena, mark);
+    return s;
+}
+
+ATTN_API attn_tensor *attn_npy_load_file(attn_context *ctx, const char *path) {
+    attn_arena_mark mark;
+    unsigned char *buf;
+    size_t size;
+    attn_tensor *t, old, *nt;
+    if (!ctx) return NULL;
+    mark = attn_arena_get_mark(&ctx->arena);
+    if (!(buf = attn__read_file(ctx, path, &size)) || !(t = attn_npy_parse(ctx, buf, size))) {
+        attn_arena_reset(&ctx->arena, mark);
+        return NULL;
+    }
+    /* Keep the tensor, not the file: reallocate it at the mark (below the old
+       copy, so memmove moves it down safely) and drop the rest. */
+    old = *t;
+    attn_arena_reset(&ctx->arena, mark);
+    nt = attn__result(ctx, old.ndim, old.shape, "attn_npy_load_file");
+    if (nt) memmove(nt->data, old.data, attn_tensor_numel(&old) * sizeof(float));
+    return nt;
+}
+
+ATTN_API attn_status attn_npy_save_file(attn_context *ctx, const attn_tensor *t, const char *path) {
+    attn_arena_mark mark;
+    size_t size;
+    unsigned char *buf;
+    attn_status s;
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    mark = attn_arena_get_mark(&ctx->arena);
+    size = attn_npy_size(t);
+    s = (buf = (unsigned char *)attn_alloc(ctx, size)) ? attn_npy_write(ctx, t, buf, size) : ctx->status;
+    if (s == ATTN_OK) s = attn__write_file(ctx, path, buf, size);
+    attn_arena_reset(&ctx->arena, mark);
+    return s;
+}
+
+ATTN_API attn_status attn_checkpoint_save_file(attn_context *ctx, const attn_optim *opt, const char *path) {
+    attn_arena_mark mark;
+    size_t size;
+    unsigned char *buf;
+    attn_status s;
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    mark = attn_arena_get_mark(&ctx->arena);
+    size = attn_checkpoint_size(ctx, opt);
+    s = (buf = (unsigned char *)attn_alloc(ctx, size)) ? attn_checkpoint_save(ctx, opt, buf, size) : ctx->status;
+    if (s == ATTN_OK) s = attn__write_file(ctx, path, buf, size);
+    attn_arena_reset(&ctx->arena, mark);
+    return s;
+}
+
+ATTN_API attn_status attn_checkpoint_load_file(attn_context *ctx, attn_optim *opt, const char *path) {
+    attn_arena_mark mark;
+    unsigned char *buf;
+    size_t size;
+    attn_status s;
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    mark = attn_arena_get_mark(&ctx->arena);
+    s = (buf = attn__read_file(ctx, path, &size)) ? attn_checkpoint_load(ctx, opt, buf, size) : ctx->status;
+    attn_arena_reset(&ctx->arena, mark);
+    return s;
+}
+#endif /* ATTN_NO_STDIO */
 
 #endif /* ATTN_IMPLEMENTATION_DONE */
 #endif /* ATTN_IMPLEMENTATION */
