@@ -5153,7 +5153,7 @@ ATTN_API attn_status attn_safetensors_parse(attn_context *ctx, const void *buf, 
     attn__json j;
     uint64_t hlen;
     size_t data_size;
-    int pass, count = 0, meta = 0, i, *tmp;
+    int pass, count = 0, meta = 0, i, *tmp = NULL;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
     if (!out || (!buf && size)) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_safetensors_parse: NULL argument");
     memset(out, 0, sizeof *out);
