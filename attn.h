@@ -4983,9 +4983,10 @@ static int attn__json_string(attn__json *j, char *out, size_t cap, size_t *len) 
                 if (j->end - j->p < 4) return attn__json_fail(j, "short \\u escape");
                 for (k = 0; k < 4; k++) {
                     char h = *j->p++;
-                    cp = cp * 16 + (unsigned)(h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 :
-                                                h >= 'A' && h <= 'F' ? h - 'A' + 10 : 99);
-                    if (cp > 0xFFFF) return attn__json_fail(j, "bad \\u escape");
+                    int v = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 :
+                            h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+                    if (v < 0) return attn__json_fail(j, "bad \\u escape");
+                    cp = cp * 16 + (unsigned)v;
                 }
                 if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF))
                     return attn__json_fail(j, "\\u0000 or a lone surrogate in a string");
@@ -5030,6 +5031,37 @@ static int attn__json_uint(attn__json *j, uint64_t *v) {
     return 1;
 }
 
+/* true, false, null or a number, exactly as JSON spells them. */
+static int attn__json_digits(attn__json *j) {
+    const char *start = j->p;
+    while (j->p < j->end && *j->p >= '0' && *j->p <= '9') j->p++;
+    return j->p > start;
+}
+static int attn__json_scalar(attn__json *j) {
+    static const char *const literals[3] = { "true", "false", "null" };
+    int i;
+    for (i = 0; i < 3; i++) {
+        size_t n = strlen(literals[i]);
+        if ((size_t)(j->end - j->p) >= n && !memcmp(j->p, literals[i], n)) {
+            j->p += n;
+            return 1;
+        }
+    }
+    if (j->p < j->end && *j->p == '-') j->p++;
+    if (j->p < j->end && *j->p == '0') j->p++;
+    else if (!attn__json_digits(j)) return attn__json_fail(j, "unexpected character");
+    if (j->p < j->end && *j->p == '.') {
+        j->p++;
+        if (!attn__json_digits(j)) return attn__json_fail(j, "bad number");
+    }
+    if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
+        j->p++;
+        if (j->p < j->end && (*j->p == '+' || *j->p == '-')) j->p++;
+        if (!attn__json_digits(j)) return attn__json_fail(j, "bad number");
+    }
+    return 1;
+}
+
 /* Any value, skipped (with a depth limit, so deep nesting cannot overflow the stack). */
 static int attn__json_skip(attn__json *j, int depth) {
     attn__json_ws(j);
@@ -5048,10 +5080,7 @@ static int attn__json_skip(attn__json *j, int depth) {
             return attn__json_expect(j, close);
         }
     }
-    /* a number or a literal: its characters */
-    if (!*j->p || !strchr("-0123456789tfn", *j->p)) return attn__json_fail(j, "unexpected character");
-    while (j->p < j->end && *j->p && strchr("+-0123456789.eEtruefalsn", *j->p)) j->p++;
-    return 1;
+    return attn__json_scalar(j);
 }
 
 /* Merge sort of indices by a comparison (no recursion, no quadratic case). */
@@ -5643,6 +5672,15 @@ ATTN_API attn_tensor *attn_npy_parse(attn_context *ctx, const void *buf, size_t 
     } else { attn__fail(ctx, ATTN_ERR_FORMAT, ".npy: format version %d is not 1, 2 or 3", major); return NULL; }
     if (hlen > size - start) { attn__fail(ctx, ATTN_ERR_FORMAT, ".npy: the header runs past the end of the data"); return NULL; }
     h = (const char *)b + start;
+    { /* the header is one dict literal, then blanks and a newline */
+        size_t first = 0, last = hlen;
+        while (first < hlen && h[first] == ' ') first++;
+        while (last > first && (h[last - 1] == ' ' || h[last - 1] == '\n' || h[last - 1] == '\r')) last--;
+        if (first >= last || h[first] != '{' || h[last - 1] != '}') {
+            attn__fail(ctx, ATTN_ERR_FORMAT, ".npy: the header is not a dict literal");
+            return NULL;
+        }
+    }
     descr = attn__npy_field(h, hlen, "descr", &dl);
     fortran = attn__npy_field(h, hlen, "fortran_order", &fl);
     shape = attn__npy_field(h, hlen, "shape", &sl);
