@@ -2583,14 +2583,15 @@ static attn_tensor *attn__tensor_header(attn_context *ctx) {
 /* Fill shape/stride for a contiguous layout; fails on a bad or too large shape. */
 static attn_status attn__set_shape(attn_context *ctx, attn_tensor *t, int ndim, const int *shape, const char *who) {
     int d;
-    size_t numel = 1;
+    size_t numel = 1, span = 1;
     if (ndim < 0 || ndim > ATTN_MAX_DIMS)
         return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: %d dims (0..%d allowed)", who, ndim, ATTN_MAX_DIMS);
     if (ndim > 0 && !shape) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: shape is NULL", who);
-    for (d = 0; d < ndim; d++) {
+    for (d = 0; d < ndim; d++) { /* span: the product with zeros read as 1, which the strides reach */
         if (shape[d] < 0) return attn__fail(ctx, ATTN_ERR_SHAPE, "%s: dim %d is negative (%d)", who, d, shape[d]);
-        if (shape[d] > 0 && numel > (size_t)0x7fffffff / (size_t)shape[d])
+        if (shape[d] > 0 && span > (size_t)0x7fffffff / (size_t)shape[d])
             return attn__fail(ctx, ATTN_ERR_SHAPE, "%s: more than 2^31-1 elements", who);
+        span *= (size_t)(shape[d] ? shape[d] : 1);
         numel *= (size_t)shape[d];
     }
     if (numel > (size_t)-1 / sizeof(float)) /* a 32-bit size_t cannot count the bytes */
@@ -4819,6 +4820,8 @@ ATTN_API attn_status attn_optim_step(attn_optim *opt) {
     const attn_optim_desc *d;
     int i, step;
     if (!opt) return ATTN_ERR_INVALID_ARGUMENT;
+    if (opt->steps == 0x7fffffff)
+        return attn__fail(opt->ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_optim_step: the step count is at its limit");
     d = &opt->d;
     step = ++opt->steps;
     for (i = 0; i < opt->n; i++) {
@@ -4910,13 +4913,17 @@ static void attn__put_f32le(unsigned char *p, float f) {
     memcpy(&u, &f, sizeof u);
     attn__put_u32le(p, u);
 }
+/* IEEE half to float, by bits (NaN payloads and signs kept). */
 static float attn__f16_to_f32(unsigned h) {
-    unsigned sign = (h >> 15) & 1, exp = (h >> 10) & 31, man = h & 1023;
-    float v;
-    if (exp == 0) v = (float)man * (1.0f / 16777216.0f); /* denormal: man * 2^-24 */
-    else if (exp == 31) v = man ? NAN : INFINITY;
-    else v = (float)(1024 + man) * ldexpf(1.0f, (int)exp - 25);
-    return sign ? -v : v;
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 31, man = h & 1023, bits;
+    float f;
+    if (exp == 0) { /* zero or denormal: man * 2^-24, exact in float */
+        f = (float)man * (1.0f / 16777216.0f);
+        return sign ? -f : f;
+    }
+    bits = exp == 31 ? sign | 0x7F800000u | man << 13 : sign | (exp + 112) << 23 | man << 13;
+    memcpy(&f, &bits, sizeof f);
+    return f;
 }
 static float attn__bf16_to_f32(unsigned h) {
     uint32_t u = (uint32_t)h << 16;
@@ -5182,7 +5189,7 @@ ATTN_API attn_status attn_safetensors_parse(attn_context *ctx, const void *buf, 
     attn__json j;
     uint64_t hlen;
     size_t data_size;
-    int pass, count = 0, meta = 0, i, *tmp = NULL;
+    int pass, count = 0, meta = 0, meta_pairs = 0, i, *tmp = NULL;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
     if (!out || (!buf && size)) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_safetensors_parse: NULL argument");
     memset(out, 0, sizeof *out);
@@ -5210,8 +5217,18 @@ ATTN_API attn_status attn_safetensors_parse(attn_context *ctx, const void *buf, 
                 key_start = j.p;
                 if (!attn__json_string(&j, NULL, 0, &len) || !attn__json_expect(&j, ':')) goto fail;
                 if (len == 12 && !memcmp(key_start + 1, "__metadata__", 12)) {
-                    if (pass == 0) {
-                        if (!attn__json_skip(&j, 1)) goto fail;
+                    if (pass == 0) { /* count its pairs */
+                        if (!attn__json_expect(&j, '{')) goto fail;
+                        if (!attn__json_peek(&j, '}'))
+                            for (;;) {
+                                if (!attn__json_string(&j, NULL, 0, NULL) || !attn__json_expect(&j, ':') ||
+                                    !attn__json_skip(&j, 2))
+                                    goto fail;
+                                meta_pairs++;
+                                if (attn__json_peek(&j, ',')) { j.p++; continue; }
+                                break;
+                            }
+                        if (!attn__json_expect(&j, '}')) goto fail;
                     } else { /* string pairs */
                         if (!attn__json_expect(&j, '{')) goto fail;
                         if (!attn__json_peek(&j, '}'))
@@ -5269,10 +5286,10 @@ ATTN_API attn_status attn_safetensors_parse(attn_context *ctx, const void *buf, 
             tmp = (int *)attn_alloc(ctx, (size_t)ATTN__MAX(count, 1) * sizeof(int));
             if (!out->entries || !out->by_name || !tmp) goto fail;
             memset(out->entries, 0, (size_t)ATTN__MAX(count, 1) * sizeof(attn_st_entry));
-            if (meta) { /* pairs counted on the fly below: size them by the header */
-                meta = (int)ATTN__MIN(hlen / 6 + 1, (uint64_t)1000000);
-                out->meta_keys = (const char **)attn_alloc(ctx, (size_t)meta * sizeof(char *));
-                out->meta_values = (const char **)attn_alloc(ctx, (size_t)meta * sizeof(char *));
+            if (meta) {
+                meta = meta_pairs;
+                out->meta_keys = (const char **)attn_alloc(ctx, (size_t)ATTN__MAX(meta, 1) * sizeof(char *));
+                out->meta_values = (const char **)attn_alloc(ctx, (size_t)ATTN__MAX(meta, 1) * sizeof(char *));
                 if (!out->meta_keys || !out->meta_values) goto fail;
             }
         } else {
@@ -5549,18 +5566,19 @@ ATTN_API attn_status attn_checkpoint_save(attn_context *ctx, const attn_optim *o
     return ATTN_OK;
 }
 
-/* A decimal uint64 from metadata text; 0 on a malformed one. */
-static int attn__parse_u64(const char *s, uint64_t *v) {
+/* A decimal uint64 from metadata text, ending at `stop` (0 or a separator);
+   returns where it ended, or NULL on a malformed or overflowing number. */
+static const char *attn__parse_u64(const char *s, uint64_t *v, char stop) {
     uint64_t x = 0;
     int digits = 0;
     while (*s >= '0' && *s <= '9') {
-        uint64_t next = x * 10 + (uint64_t)(*s++ - '0');
-        if (next / 10 != x) return 0;
-        x = next;
+        uint64_t d = (uint64_t)(*s++ - '0');
+        if (x > (~(uint64_t)0 - d) / 10) return NULL;
+        x = x * 10 + d;
         digits++;
     }
     *v = x;
-    return digits > 0;
+    return digits > 0 && *s == stop ? s : NULL;
 }
 
 ATTN_API attn_status attn_checkpoint_load(attn_context *ctx, attn_optim *opt, const void *buf, size_t size) {
@@ -5579,8 +5597,8 @@ ATTN_API attn_status attn_checkpoint_load(attn_context *ctx, attn_optim *opt, co
         if (!strcmp(st.meta_keys[i], "attn.step")) step_text = st.meta_values[i];
         if (!strcmp(st.meta_keys[i], "attn.rng")) rng_text = st.meta_values[i];
     }
-    if (!step_text || !rng_text || !attn__parse_u64(step_text, &step) || step > 0x7fffffff ||
-        !attn__parse_u64(rng_text, &state) || !strchr(rng_text, ',') || !attn__parse_u64(strchr(rng_text, ',') + 1, &inc)) {
+    if (!step_text || !rng_text || !attn__parse_u64(step_text, &step, 0) || step >= 0x7fffffff ||
+        !(rng_text = attn__parse_u64(rng_text, &state, ',')) || !attn__parse_u64(rng_text + 1, &inc, 0)) {
         s = attn__fail(ctx, ATTN_ERR_FORMAT, "checkpoint: missing or bad attn.step / attn.rng metadata");
         goto done;
     }
@@ -5628,30 +5646,54 @@ done:
 }
 
 /* ---- .npy ---- */
-/* The value of key in a Python dict literal header (between quotes or up to
-   the next comma/brace at depth 0); NULL when absent. */
-static const char *attn__npy_field(const char *h, size_t n, const char *key, size_t *len) {
-    size_t klen = strlen(key), i;
-    for (i = 0; i + klen + 2 < n; i++) {
-        if ((h[i] == '\'' || h[i] == '"') && !memcmp(h + i + 1, key, klen) && h[i + 1 + klen] == h[i]) {
-            size_t j = i + klen + 2, start;
-            int depth = 0;
-            while (j < n && (h[j] == ' ' || h[j] == ':')) j++;
-            start = j;
-            while (j < n) {
-                char c = h[j];
-                if (c == '(' || c == '[') depth++;
-                else if (c == ')' || c == ']') { if (--depth < 0) break; }
-                else if ((c == ',' || c == '}') && depth == 0) break;
-                j++;
-                if (depth == 0 && (c == ')' || c == ']')) break;
-            }
-            while (j > start && h[j - 1] == ' ') j--; /* trailing blanks */
-            *len = j - start;
-            return h + start;
+/* The header dict literal, parsed: {'descr': '<f4', 'fortran_order': False,
+   'shape': (2, 3), } - exactly these three keys, each once, in any order,
+   then blanks and a newline. Values are returned as text spans. */
+static int attn__npy_dict(const char *h, size_t n, const char **val, size_t *len) {
+    static const char *const keys[3] = { "descr", "fortran_order", "shape" };
+    size_t i = 0;
+    int k, seen = 0;
+    while (i < n && h[i] == ' ') i++;
+    if (i >= n || h[i++] != '{') return 0;
+    for (;;) {
+        size_t ks, ke, vs;
+        char q;
+        while (i < n && h[i] == ' ') i++;
+        if (i < n && h[i] == '}') break;
+        if (i >= n || (h[i] != '\'' && h[i] != '"')) return 0;
+        q = h[i++];
+        ks = i;
+        while (i < n && h[i] != q) i++;
+        if (i >= n) return 0;
+        ke = i++;
+        for (k = 0; k < 3; k++)
+            if (ke - ks == strlen(keys[k]) && !memcmp(h + ks, keys[k], ke - ks)) break;
+        if (k == 3 || (seen >> k & 1)) return 0; /* an unknown or repeated key */
+        seen |= 1 << k;
+        while (i < n && h[i] == ' ') i++;
+        if (i >= n || h[i++] != ':') return 0;
+        while (i < n && h[i] == ' ') i++;
+        vs = i;
+        if (i < n && (h[i] == '\'' || h[i] == '"')) { /* a string */
+            q = h[i++];
+            while (i < n && h[i] != q) i++;
+            if (i++ >= n) return 0;
+        } else if (i < n && h[i] == '(') { /* a tuple */
+            while (i < n && h[i] != ')') i++;
+            if (i++ >= n) return 0;
+        } else { /* True / False */
+            while (i < n && ((h[i] >= 'A' && h[i] <= 'Z') || (h[i] >= 'a' && h[i] <= 'z'))) i++;
         }
+        val[k] = h + vs;
+        len[k] = i - vs;
+        while (i < n && h[i] == ' ') i++;
+        if (i < n && h[i] == ',') { i++; continue; }
+        if (i < n && h[i] == '}') break;
+        return 0;
     }
-    return NULL;
+    for (i++; i < n; i++) /* after the dict: blanks and the newline only */
+        if (h[i] != ' ' && h[i] != '\n' && h[i] != '\r') return 0;
+    return seen == 7;
 }
 
 ATTN_API attn_tensor *attn_npy_parse(attn_context *ctx, const void *buf, size_t size) {
@@ -5672,19 +5714,17 @@ ATTN_API attn_tensor *attn_npy_parse(attn_context *ctx, const void *buf, size_t 
     } else { attn__fail(ctx, ATTN_ERR_FORMAT, ".npy: format version %d is not 1, 2 or 3", major); return NULL; }
     if (hlen > size - start) { attn__fail(ctx, ATTN_ERR_FORMAT, ".npy: the header runs past the end of the data"); return NULL; }
     h = (const char *)b + start;
-    { /* the header is one dict literal, then blanks and a newline */
-        size_t first = 0, last = hlen;
-        while (first < hlen && h[first] == ' ') first++;
-        while (last > first && (h[last - 1] == ' ' || h[last - 1] == '\n' || h[last - 1] == '\r')) last--;
-        if (first >= last || h[first] != '{' || h[last - 1] != '}') {
-            attn__fail(ctx, ATTN_ERR_FORMAT, ".npy: the header is not a dict literal");
+    {
+        const char *val[3];
+        size_t len[3];
+        if (!attn__npy_dict(h, hlen, val, len)) {
+            attn__fail(ctx, ATTN_ERR_FORMAT, ".npy: the header is not a dict of exactly descr, fortran_order and shape");
             return NULL;
         }
+        descr = val[0]; dl = len[0];
+        fortran = val[1]; fl = len[1];
+        shape = val[2]; sl = len[2];
     }
-    descr = attn__npy_field(h, hlen, "descr", &dl);
-    fortran = attn__npy_field(h, hlen, "fortran_order", &fl);
-    shape = attn__npy_field(h, hlen, "shape", &sl);
-    if (!descr || !fortran || !shape) { attn__fail(ctx, ATTN_ERR_FORMAT, ".npy: the header lacks descr, fortran_order or shape"); return NULL; }
     if (!(dl == 5 && (descr[0] == '\'' || descr[0] == '"') && !memcmp(descr + 1, "<f4", 3))) {
         char d[24];
         size_t n = ATTN__MIN(dl, sizeof d - 1);
