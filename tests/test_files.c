@@ -1144,6 +1144,17 @@ static const bad_npy bad_npy_cases[] = {
     {"unterminated string", "{'descr': '<f4, 'fortran_order': False, 'shape': (2, 3), }", 1, 24, A_FMT | A_UNS},
     {"garbage after the dict", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), } x", 1, 24, A_FMT},
     {"version 2 big-endian", NPY_DICT(">f4", "False", "(2, 3)"), 2, 24, A_UNS | A_FMT},
+    /* numpy's header has exactly these three keys; a fourth is refused, and its
+       value must never be taken for one of them (a silently wrong tensor) */
+    {"an extra key", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), 'x': 1, }", 1, 24, A_FMT | A_UNS},
+    {"'shape' spoofed in another key's string",
+     "{'x': \"'shape': (1,)\", 'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", 1, 24, A_FMT | A_UNS},
+    {"'descr' spoofed in another key's string",
+     "{'x': \"'descr': '<f4'\", 'descr': '>f4', 'fortran_order': False, 'shape': (2, 3), }", 1, 24, A_FMT | A_UNS},
+    {"'fortran_order' spoofed in another key's string",
+     "{'x': \"'fortran_order': False\", 'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }", 1, 24,
+     A_FMT | A_UNS},
+    {"'shape' as a value", "{'descr': 'shape', 'fortran_order': False, 'shape': (2, 3), }", 1, 24, A_FMT | A_UNS},
     {"version 3 fortran", NPY_DICT("<f4", "True", "(2, 3)"), 3, 24, A_UNS | A_FMT},
 };
 #undef NPY_DICT
@@ -1522,6 +1533,53 @@ done:
     attn_context_destroy(small.ctx);
 }
 
+/* A checkpoint that claims the largest step an int holds: refused, or loaded
+   and then the next step refused or taken without the count wrapping (no
+   signed overflow under UBSan, no negative step in the bias correction). */
+TEST(checkpoint_step_at_int_max) {
+    ck_model a;
+    unsigned char *buf = NULL, *big = NULL;
+    size_t size = 0, hlen, n;
+    float losses[1];
+    const char *key = "\"attn.step\":\"";
+    memset(&a, 0, sizeof a);
+    if (!ck_make(&a, 42, ATTN_OPTIM_ADAMW, 0.0f, 8) || !ck_steps(&a, 1, losses)) goto done;
+    buf = ck_save(&a, &size);
+    if (!buf) goto done;
+    hlen = (size_t)get_u64(buf);
+    big = (unsigned char *)malloc(size + 64);
+    if (!big) goto done;
+    {
+        /* find "attn.step":"1" in the header and make it "attn.step":"2147483647" */
+        size_t i, kl = strlen(key), at = 0;
+        for (i = 8; i + kl + 2 <= 8 + hlen; i++)
+            if (!memcmp(buf + i, key, kl)) { at = i + kl; break; }
+        if (!CHECK(at && buf[at] == '1' && buf[at + 1] == '"', "no \"attn.step\":\"1\" in the checkpoint header "
+                   "(the test needs updating if the metadata changed)"))
+            goto done;
+        memcpy(big, buf, at);
+        memcpy(big + at, "2147483647", 10);
+        memcpy(big + at + 10, buf + at + 1, size - at - 1);
+        n = size + 9;
+        put_u64(big, (uint64_t)hlen + 9);
+    }
+    {
+        attn_status s = attn_checkpoint_load(a.ctx, a.opt, big, n);
+        if (s != ATTN_OK) {
+            failed_as(a.ctx, s, A_FMT | A_INV | A_UNS, NULL, "a checkpoint at step 2^31-1");
+        } else {
+            attn_params_zero_grad(a.ctx);
+            s = attn_optim_step(a.opt);
+            if (s != ATTN_OK) failed_as(a.ctx, s, A_INV | A_UNS | A_FMT, NULL, "a step after step 2^31-1");
+            else CHECK(attn_optim_steps(a.opt) > 0, "the step count wrapped to %d", attn_optim_steps(a.opt));
+        }
+    }
+done:
+    free(buf);
+    free(big);
+    attn_context_destroy(a.ctx);
+}
+
 /* ------------------------------------------------------------------------
    7. The file helpers */
 
@@ -1586,6 +1644,7 @@ TEST_GROUP(files) = {
     TEST_ENTRY(checkpoint_resume_adagrad_bit_identical),
     TEST_ENTRY(checkpoint_rejects_bad_input),
     TEST_ENTRY(file_helpers_round_trip_and_report_io_errors),
-    TEST_ENTRY(empty_tensors_with_huge_dims), /* last: under UBSan an overflow here ends the run */
+    TEST_ENTRY(checkpoint_step_at_int_max),     /* these two last: under UBSan an overflow */
+    TEST_ENTRY(empty_tensors_with_huge_dims),   /* in either ends the run */
     TEST_END
 };

@@ -22,6 +22,9 @@
 #   aarch64-qemu, armhf-neon-qemu, armhf-neon-vfpv4-qemu   tests under qemu-user (ATTN_TEST_QUICK=1)
 #   {aarch64,armhf}-asan-ubsan-qemu   the same with gcc's sanitizers (no leak check under qemu)
 #   armhf-vfp-qemu, aarch64-clang-qemu, armhf-clang-qemu   smoke program only
+#   fuzz                   the libFuzzer targets of tools/fuzz/ (safetensors, .npy), built with
+#                          clang -fsanitize=fuzzer,address,undefined, each run CHECK_ALL_FUZZ_TIME
+#                          seconds from its seed corpus; any crash, hang, leak or failed check fails
 #   optional: tcc (reference kernels, tests), cortex-m (M4/M0 compile + size),
 #             mingw (tests compiled; run under wine when present, prefix in build/wine),
 #             msvc-target (clang --target=*-windows-msvc -ffreestanding, libc stubbed)
@@ -35,6 +38,8 @@
 #   CHECK_ALL_TIMEOUT=S   limit for each program run (default 600 s)
 #   CHECK_ALL_STRICT=1    optional configurations that fail also fail the run
 #   CHECK_ALL_TEST_SRC    test sources to use instead of tests/*.c (for trying the script)
+#   CHECK_ALL_FUZZ_TIME=S seconds each fuzz target runs (default 20)
+#   CHECK_ALL_FUZZ_SEED=N libFuzzer's -seed, to repeat a run (default: a random one, printed in the log)
 set -u
 
 cd "$(dirname "$0")/.." || exit 2
@@ -65,6 +70,8 @@ elif ls tests/*.c > /dev/null 2>&1; then
 else
     TEST_SRC=""
 fi
+# The fuzz targets, their seed corpora and dictionaries, copied for the same reason.
+[ -d tools/fuzz ] && { cp -R tools/fuzz "$OUT/fuzz-src" || exit 2; }
 
 # The host CPU decides what the x86 dispatch should pick.
 if grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo 2>/dev/null; then
@@ -640,6 +647,55 @@ cfg_armhf_clang() {
     return $rc
 }
 
+# The parsers under libFuzzer: every fuzz_*.c of tools/fuzz/, each from its seed corpus
+# (tools/fuzz/corpus/<name>/, read only: new inputs go to $W/corpus-<name>/) for
+# CHECK_ALL_FUZZ_TIME seconds. A crash, a sanitizer report, a hang (-timeout), a leak,
+# more than 512 MB, or a failed check of the target's own (it aborts) is a failure; the
+# input that did it is left in $W/ and named in the reason.
+cfg_fuzz() {
+    have clang || { fail "clang not found"; return 1; }
+    local dir=$OUT/fuzz-src
+    [ -d "$dir" ] || { fail "no tools/fuzz/ in the repository"; return 1; }
+    local secs=${CHECK_ALL_FUZZ_TIME:-20} src name bin rc line art stats n=0 bad=""
+    local fl="-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all"
+    export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1
+    for src in "$dir"/fuzz_*.c; do
+        [ -f "$src" ] || continue
+        name=$(basename "$src" .c)
+        name=${name#fuzz_}
+        bin=$W/fuzz_$name
+        # shellcheck disable=SC2086
+        if ! step "build fuzz_$name" clang $WARN $fl $INC "$src" -o "$bin" -lm; then
+            grep -q 'libclang_rt.fuzzer' "$W/step.out" &&
+                fail "build fuzz_$name: clang's libFuzzer runtime is missing; Debian: libclang-rt-14-dev"
+            return 1
+        fi
+        mkdir -p "$W/corpus-$name"
+        local args=(-max_total_time="$secs" -rss_limit_mb=512 -timeout=10 -max_len=32768
+            -artifact_prefix="$W/$name-" -print_final_stats=1)
+        [ -f "$dir/$name.dict" ] && args+=(-dict="$dir/$name.dict")
+        [ -n "${CHECK_ALL_FUZZ_SEED:-}" ] && args+=(-seed="$CHECK_ALL_FUZZ_SEED")
+        runprog "fuzz_$name" "$W/fuzz_$name.out" "$bin" "${args[@]}" "$W/corpus-$name" "$dir/corpus/$name"
+        rc=$?
+        n=$((n + 1))
+        if [ -s "$W/reason" ]; then # timed out as a whole
+            bad="$bad $(cat "$W/reason");"
+            rm -f "$W/reason"
+        elif [ $rc -ne 0 ]; then
+            line=$(grep -a -m1 -E 'runtime error|ERROR: |^fuzz_[a-z_]*: ' "$W/fuzz_$name.out" | cut -c1-200)
+            art=$(sed -n 's/.*Test unit written to \([^ ]*\).*/\1/p' "$W/fuzz_$name.out" | head -n1)
+            bad="$bad fuzz_$name exit $rc: ${line:-see the log}${art:+ (input: $art)};"
+        else
+            stats=$(grep -a -m1 -E '^#[0-9]+[[:space:]]+DONE' "$W/fuzz_$name.out" |
+                sed -E 's/^#([0-9]+)[[:space:]]+DONE[[:space:]]+cov: ([0-9]+).* exec\/s: ([0-9]+).*/\1 runs, cov \2, \3 exec\/s/')
+            note "$name: ${stats:-ran ${secs}s}"
+        fi
+    done
+    [ "$n" -gt 0 ] || { fail "no tools/fuzz/fuzz_*.c"; return 1; }
+    bad=${bad# }
+    [ -z "$bad" ] || { fail "${bad%;}"; return 1; }
+}
+
 # 8. Optional toolchains.
 cfg_tcc() {
     have tcc || { skip "tcc not installed; Debian: tcc"; return 3; }
@@ -747,6 +803,7 @@ aarch64-asan-ubsan-qemu:req:cfg_aarch64_asan
 armhf-asan-ubsan-qemu:req:cfg_armhf_asan
 tests-asan-ubsan:req:cfg_tests_asan_ubsan
 tests-clang-asan-ubsan:req:cfg_tests_clang_asan_ubsan
+fuzz:req:cfg_fuzz
 armhf-vfp-qemu:req:cfg_armhf_vfp
 aarch64-clang-qemu:req:cfg_aarch64_clang
 armhf-clang-qemu:req:cfg_armhf_clang
