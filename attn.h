@@ -5118,7 +5118,7 @@ static int attn__cmp_offsets(const void *data, int a, int b) {
 /* One "name": {...} tensor entry. */
 static int attn__st_entry(attn__json *j, attn_st_entry *e, const unsigned char *data, size_t data_size) {
     int have_dtype = 0, have_shape = 0, have_offsets = 0;
-    uint64_t begin = 0, end = 0, elems = 1;
+    uint64_t begin = 0, end = 0, elems = 1, span = 1;
     size_t elem_size = 4;
     if (!attn__json_expect(j, '{')) return 0;
     if (attn__json_peek(j, '}')) return attn__json_fail(j, "empty tensor entry");
@@ -5148,7 +5148,9 @@ static int attn__st_entry(attn__json *j, attn_st_entry *e, const unsigned char *
                     if (!attn__json_uint(j, &dim)) return 0;
                     if (dim > 0x7fffffff) return attn__json_fail(j, "a dimension too large");
                     e->shape[e->ndim++] = (int)dim;
-                    if (dim && elems > ((uint64_t)1 << 40) / dim) return attn__json_fail(j, "a shape too large");
+                    /* the same limit as a tensor's: 2^31-1, counting zero dims as 1 */
+                    span *= dim ? dim : 1;
+                    if (span > 0x7fffffff) return attn__json_fail(j, "a shape too large");
                     elems *= dim;
                     if (attn__json_peek(j, ',')) { j->p++; continue; }
                     break;

@@ -288,6 +288,8 @@ void *memcpy(void *, const void *, size_t);
 void *memmove(void *, const void *, size_t);
 int memcmp(const void *, const void *, size_t);
 int strcmp(const char *, const char *);
+int strncmp(const char *, const char *, size_t);
+char *strchr(const char *, int);
 size_t strlen(const char *);
 EOF
 cat > "$SRC/msvc-stubs/stdlib.h" <<'EOF'
@@ -297,6 +299,19 @@ void *malloc(size_t);
 void *realloc(void *, size_t);
 void free(void *);
 void abort(void);
+EOF
+cat > "$SRC/msvc-stubs/stdio.h" <<'EOF'
+#pragma once
+#include <stddef.h>
+typedef struct FILE FILE;
+#define SEEK_SET 0
+#define SEEK_END 2
+FILE *fopen(const char *, const char *);
+int fclose(FILE *);
+int fseek(FILE *, long, int);
+long ftell(FILE *);
+size_t fread(void *, size_t, size_t, FILE *);
+size_t fwrite(const void *, size_t, size_t, FILE *);
 EOF
 cat > "$SRC/msvc-stubs/assert.h" <<'EOF'
 #pragma once
