@@ -7,10 +7,15 @@ BUILD   := build
 TEST_SRC := $(sort $(wildcard tests/*.c))
 TEST_DEP := attn.h $(TEST_SRC) $(wildcard tests/*.h)
 
-.PHONY: test bench check-all demo clean attn-infer
+EXAMPLES := $(basename $(notdir $(wildcard examples/*.c)))
+EXAMPLE_BINS := $(addprefix $(BUILD)/,$(EXAMPLES))
+
+.PHONY: test bench check-all demo examples clean attn-infer
 
 # The test runner: one binary, every test, last line 'N passed, N failed'.
-test: $(BUILD)/tests
+# First every example runs with tiny settings, so none can rot.
+test: $(BUILD)/tests examples
+	bash tests/run_examples.sh $(EXAMPLES)
 	$(BUILD)/tests
 
 $(BUILD)/tests: $(TEST_DEP)
@@ -32,8 +37,16 @@ bench:
 check-all:
 	bash tools/check-all.sh
 
-demo:
-	@echo "make demo arrives with the examples issue (a character-level Transformer); until then see README.md"
+# The examples: each is one .c file that compiles on its own.
+examples: $(EXAMPLE_BINS)
+
+$(EXAMPLE_BINS): $(BUILD)/%: examples/%.c attn.h
+	@mkdir -p $(BUILD)
+	$(CC) $(WARN) $(CFLAGS) -I. $< -o $@ -lm -lpthread
+
+# The main job: train a character-level Transformer on the King James Bible, then sample.
+demo: $(BUILD)/demo
+	$(BUILD)/demo
 
 clean:
 	rm -rf $(BUILD)
