@@ -96,4 +96,22 @@ typedef struct test_pool {
 /* An attn_threads whose parallel_for runs the tasks on pool->n_threads pthreads. */
 attn_threads test_pool_threads(test_pool *pool, int n_threads);
 
+/* ---- PyTorch fixtures (tests/fixture.c) ---- */
+typedef struct fx_rec {
+    char name[64];
+    int n;
+    float *v;
+} fx_rec;
+
+typedef struct fx_file {
+    fx_rec *recs;
+    int n_recs;
+    char path[512];
+} fx_file;
+/* Load fixtures/<file>; 0 (after CHECK failures that say why) when it cannot be read or parsed. */
+int fx_load(fx_file *fx, const char *file);
+void fx_free(fx_file *fx);
+/* The record called name, or NULL. */
+const fx_rec *fx_find(const fx_file *fx, const char *name);
+
 #endif
