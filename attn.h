@@ -4703,18 +4703,18 @@ static void attn__rope_apply(const attn_tensor *shape_of, const float *x, float 
                              float sign, int accumulate) {
     int B = shape_of->shape[0], T = shape_of->shape[1], W = shape_of->shape[2], dh = W / heads, half = dh / 2;
     int b, t, h, i;
-    for (b = 0; b < B; b++)
-        for (t = 0; t < T; t++)
-            for (i = 0; i < half; i++) {
-                double angle = (double)(start + t) * pow((double)base, -2.0 * i / dh);
-                float c = (float)cos(angle), s = sign * (float)sin(angle);
+    for (t = 0; t < T; t++)
+        for (i = 0; i < half; i++) { /* one angle per (position, pair), shared by batches and heads */
+            double angle = (double)(start + t) * pow((double)base, -2.0 * i / dh);
+            float c = (float)cos(angle), s = sign * (float)sin(angle);
+            for (b = 0; b < B; b++)
                 for (h = 0; h < heads; h++) {
                     size_t o = ((size_t)b * T + t) * W + (size_t)h * dh + i;
                     float x1 = x[o], x2 = x[o + half], y1 = x1 * c - x2 * s, y2 = x1 * s + x2 * c;
                     if (accumulate) { y[o] += y1; y[o + half] += y2; }
                     else { y[o] = y1; y[o + half] = y2; }
                 }
-            }
+        }
 }
 
 ATTN_API attn_tensor *attn_rope(attn_context *ctx, attn_tensor *x, int heads, int start, float base) {
