@@ -69,7 +69,7 @@
                              stacks, nn.Transformer, positional encodings, KV cache
    8. Training               losses, optimizers, clipping, LR schedules
    9. Files                  safetensors, .npy, checkpoints
-   (10. Backends comes with the CUDA issue.)
+   10. Backends              the table of heavy ops that the CUDA backend fills
 
    CONVENTIONS
    -----------
@@ -109,6 +109,7 @@ extern "C" {
 #endif
 
 typedef struct attn_context attn_context;
+typedef struct attn_backend attn_backend; /* section 10 */
 
 /* Which SIMD kernel set is in use. */
 typedef enum attn_simd {
@@ -176,12 +177,14 @@ typedef struct attn_arena {
     void *first_block;    /* growing mode: head of the block chain */
     size_t block_size;    /* growing mode: minimum size of a new block */
     void *alloc_user;     /* growing mode: passed to the allocator hooks */
+    struct attn_arena *companion; /* marks and resets move this one too (a context's backend memory) */
 } attn_arena;
 
 typedef struct attn_arena_mark {
     void *block;
     size_t used;
     size_t used_before;
+    size_t companion_used;
 } attn_arena_mark;
 
 /* Fixed arena over buf (any alignment); never allocates. */
@@ -217,6 +220,8 @@ typedef struct attn_context_desc {
     void *alloc_user;      /* passed to ATTN_MALLOC/ATTN_FREE */
     attn_threads threads;  /* parallel-for hook; zero: single-threaded (OpenMP with ATTN_OPENMP) */
     uint64_t seed;         /* seed of the context's RNG */
+    const attn_backend *backend; /* NULL: host memory, CPU kernels; else section 10 */
+    size_t backend_memory; /* bytes of backend memory for the context's data (0: 256 MiB) */
 } attn_context_desc;
 
 /* A new context (desc may be NULL). NULL only when its own memory cannot be had. */
@@ -370,6 +375,7 @@ typedef struct attn_tensor {
     int shape[ATTN_MAX_DIMS];     /* unused dims are 1 */
     int stride[ATTN_MAX_DIMS];    /* in elements; unused dims are 0 */
     attn_dtype dtype;
+    const attn_backend *backend;  /* where data lives (section 10); NULL: host memory */
     /* autodiff (section 6): */
     float *grad;                  /* d loss / d this, contiguous row-major; NULL until needed */
     int requires_grad;            /* parameters, and results of ops on them while grad is on */
@@ -841,6 +847,131 @@ ATTN_API attn_status attn_checkpoint_save_file(attn_context *ctx, const attn_opt
 ATTN_API attn_status attn_checkpoint_load_file(attn_context *ctx, attn_optim *opt, const char *path);
 #endif
 
+
+/* ============================================================================
+   10. Backends (declarations)
+   A context made with desc.backend keeps all its float data (tensors, grads,
+   optimizer state, the ops' saved statistics) in that backend's memory and
+   runs its ops through the table below; tensor structs, the tape and names
+   stay in host memory. attn.h never dereferences a backend address, so the
+   same model code runs on any backend; read and write data with
+   attn_tensor_upload / attn_tensor_download, not through ->data. A context
+   without a backend calls the kernels of section 4 directly (the fastest
+   host path); attn_backend_cpu() is the same kernels behind the table, which
+   the tests use to check that model code goes through the table only.
+   Supported on a backend: tensors, views, copy, fill, init, the ops of
+   section 6 except rmsnorm... (attn_backend_supports names the others),
+   encoder/decoder layers, attn_lm, cross-entropy, the optimizers, clipping,
+   params load/save. The rest fails with ATTN_ERR_UNSUPPORTED and says so.
+   ========================================================================= */
+/* Elementwise op codes of the table. */
+enum {
+    ATTN_BE_ADD = 0, ATTN_BE_SUB = 1, ATTN_BE_MUL = 2,                     /* binary4 */
+    ATTN_BE_SCALE = 0, ATTN_BE_RELU = 1, ATTN_BE_GELU = 2, ATTN_BE_TANH = 3 /* unary */
+};
+
+/* One optimizer update (w, g, m, v have n elements), the scalars already
+   folded in double and rounded as torch 1.13 does (see attn_optim_step):
+   kind 0 SGD, 1 Adam, 2 AdamW, 3 Adagrad. */
+typedef struct attn_backend_update {
+    int kind, nesterov, first;   /* first: SGD's first step copies the grad into m */
+    float lr_neg, wd, mom, damp, b1, one_b1, b2, one_b2, bc2_sqrt, eps, decay;
+} attn_backend_update;
+
+/* Every entry takes user first and returns ATTN_OK or an error whose message
+   is last_error(user). Entries may run asynchronously (in order); download
+   and sync wait for them. Shapes and strides of the *4 entries are 4-D,
+   right-aligned, in elements; a stride of 0 repeats (broadcasts) that dim.
+   "+=" entries accumulate into their output. */
+struct attn_backend {
+    const char *name;                  /* "cpu", "cuda" */
+    void *user;
+    const char *(*last_error)(void *user);
+    /* memory: a context takes one block at creation (desc.backend_memory) */
+    void *(*alloc)(void *user, size_t bytes);
+    void (*free)(void *user, void *ptr);
+    attn_status (*upload)(void *user, void *dst, const void *host_src, size_t bytes);
+    attn_status (*download)(void *user, void *host_dst, const void *src, size_t bytes);
+    attn_status (*sync)(void *user);
+    /* data movement */
+    attn_status (*fill)(void *user, size_t n, float value, float *y);
+    /* y[i] (strides ys) = or += x[i] (strides xs) over shape */
+    attn_status (*copy4)(void *user, const int *shape, const float *x, const int *xs, float *y,
+                         const int *ys, int accumulate);
+    /* y (dense over shape) = a op b */
+    attn_status (*binary4)(void *user, int op, const int *shape, const float *a, const int *as,
+                           const float *b, const int *bs, float *y);
+    /* dst (strides ds; a 0 stride sums over that dim) += sign * g (dense over
+       shape) * other (strides os; other NULL means 1) */
+    attn_status (*reduce4)(void *user, const int *shape, float *dst, const int *ds, const float *g,
+                           const float *other, const int *os, float sign);
+    /* compute */
+    /* C = alpha op(A) op(B) + beta C as attn_sgemm, for batch matrices at
+       element strides sA, sB, sC apart (beta 0 never reads C) */
+    attn_status (*gemm)(void *user, int transA, int transB, int M, int N, int K, float alpha,
+                        const float *A, int lda, ptrdiff_t sA, const float *B, int ldb, ptrdiff_t sB,
+                        float beta, float *C, int ldc, ptrdiff_t sC, int batch);
+    /* y = s x, relu(x), gelu(x) (erf form), tanh(x) */
+    attn_status (*unary)(void *user, int op, size_t n, float s, const float *x, float *y);
+    /* dx += dy f'(x); y = f(x) (tanh uses it) */
+    attn_status (*unary_backward)(void *user, int op, size_t n, float s, const float *x, const float *y,
+                                  const float *dy, float *dx);
+    /* y = or += x * keep / (1 - p), keep from the hash of attn.h's attn_dropout (same mask) */
+    attn_status (*dropout)(void *user, uint64_t seed, float p, size_t n, const float *x, float *y,
+                           int accumulate);
+    /* rows of cols: y = softmax(x) or log_softmax(x) (log != 0) */
+    attn_status (*softmax)(void *user, int log, int rows, int cols, const float *x, float *y);
+    /* dx += softmax backward from y (the forward's output) and dy */
+    attn_status (*softmax_backward)(void *user, int log, int rows, int cols, const float *y, const float *dy,
+                                    float *dx);
+    /* LayerNorm (rms 0) or RMSNorm (rms 1, beta and mean unused) of rows; gamma,
+       beta may be NULL; mean and rstd (rows each) receive the statistics */
+    attn_status (*norm_forward)(void *user, int rms, int rows, int cols, const float *x, const float *gamma,
+                                const float *beta, float eps, float *y, float *mean, float *rstd);
+    /* dx, dgamma, dbeta += (any may be NULL) */
+    attn_status (*norm_backward)(void *user, int rms, int rows, int cols, const float *x, const float *gamma,
+                                 const float *mean, const float *rstd, const float *dy, float *dx,
+                                 float *dgamma, float *dbeta);
+    /* y[i, :] = w[idx[i], :] (idx in backend memory, checked by attn.h) */
+    attn_status (*embedding)(void *user, size_t n, int dim, const int32_t *idx, const float *w, float *y);
+    /* dw[idx[i], :] += dy[i, :] */
+    attn_status (*embedding_backward)(void *user, size_t n, int dim, const int32_t *idx, const float *dy,
+                                      float *dw);
+    /* loss[0] = mean over rows whose target is not ignore of
+       -((1 - ls) logp[t] + ls mean(logp)); logp (rows x C) is kept; NaN when
+       every row is ignored */
+    attn_status (*cross_entropy)(void *user, int rows, int C, const float *logits, const int32_t *targets,
+                                 int ignore, float ls, float *logp, float *loss);
+    /* dlogits += d loss / d logits, dloss a one-float backend address */
+    attn_status (*cross_entropy_backward)(void *user, int rows, int C, const float *logp,
+                                          const int32_t *targets, int ignore, float ls, const float *dloss,
+                                          float *dlogits);
+    /* attn_attention_forward / backward, the desc's mask arrays in backend memory */
+    attn_status (*attention)(void *user, const attn_attention_desc *desc, const float *q, const float *k,
+                             const float *v, float *o, float *lse);
+    attn_status (*attention_backward)(void *user, const attn_attention_desc *desc, const float *q,
+                                      const float *k, const float *v, const float *o, const float *lse,
+                                      const float *dout, float *dq, float *dk, float *dv);
+    /* out[0] = sum of x (squares != 0: of x^2), one float in backend memory */
+    attn_status (*sum)(void *user, size_t n, const float *x, int squares, float *out);
+    /* y += c s[0] (s one float in backend memory) */
+    attn_status (*add_scalar)(void *user, size_t n, const float *s, float c, float *y);
+    /* one optimizer step over n elements */
+    attn_status (*optim_update)(void *user, size_t n, const attn_backend_update *u, float *w, const float *g,
+                                float *m, float *v);
+};
+
+/* The CPU kernels behind the table; "memory" is ATTN_MALLOC'ed host memory. */
+ATTN_API const attn_backend *attn_backend_cpu(void);
+/* The context's backend, NULL for the direct CPU path. */
+ATTN_API const attn_backend *attn_context_backend(const attn_context *ctx);
+/* Copy n floats from host memory into t (contiguous, n = numel), or out of
+   it; plain memcpy without a backend. */
+ATTN_API attn_status attn_tensor_upload(attn_context *ctx, attn_tensor *t, const float *host, size_t n);
+ATTN_API attn_status attn_tensor_download(attn_context *ctx, const attn_tensor *t, float *host, size_t n);
+/* t's grad into host (n = numel); zeros when t has no grad yet. */
+ATTN_API attn_status attn_tensor_download_grad(attn_context *ctx, const attn_tensor *t, float *host, size_t n);
+
 #ifdef __cplusplus
 }
 #endif
@@ -1016,6 +1147,10 @@ struct attn_context {
     int grad_off;                 /* 1 after attn_grad_enable(ctx, 0) */
     struct attn_node *tape;       /* the newest recorded node; ->prev goes back */
     attn_param *params, *params_last;
+    /* backend (section 10): the data lives in backend memory, bump-allocated by `data` */
+    const attn_backend *be;
+    void *be_block;
+    attn_arena data;
 };
 
 /* A tiny printf (%s %d %zu %%) so that messages need no <stdio.h>. */
@@ -1168,6 +1303,7 @@ ATTN_API attn_arena_mark attn_arena_get_mark(const attn_arena *arena) {
     m.block = arena->block;
     m.used = arena->used;
     m.used_before = arena->used_before;
+    m.companion_used = arena->companion ? arena->companion->used : 0;
     return m;
 }
 
@@ -1181,6 +1317,7 @@ ATTN_API void attn_arena_reset(attn_arena *arena, attn_arena_mark mark) {
     ATTN_ASSERT(mark.used <= arena->size);
     arena->used = mark.used;
     arena->used_before = mark.used_before;
+    if (arena->companion) arena->companion->used = mark.companion_used;
 }
 
 ATTN_API size_t attn_arena_used(const attn_arena *arena) { return arena->used_before + arena->used; }
@@ -1231,11 +1368,22 @@ ATTN_API attn_context *attn_context_create(const attn_context_desc *desc) {
     if (!ctx->threads.parallel_for) ctx->threads = attn_threads_openmp();
     if (ctx->threads.n_threads < 1) ctx->threads.n_threads = 1;
     attn_rng_seed(&ctx->rng, d.seed);
+    if (d.backend) { /* one block of backend memory, bump-allocated like the arena */
+        size_t bytes = d.backend_memory ? d.backend_memory : (size_t)256 << 20;
+        if (!d.backend->alloc || !(ctx->be_block = d.backend->alloc(d.backend->user, bytes))) {
+            attn_context_destroy(ctx);
+            return NULL;
+        }
+        ctx->be = d.backend;
+        attn_arena_init_buffer(&ctx->data, ctx->be_block, bytes);
+        ctx->arena.companion = &ctx->data;
+    }
     return ctx;
 }
 
 ATTN_API void attn_context_destroy(attn_context *ctx) {
     if (!ctx) return;
+    if (ctx->be_block) ctx->be->free(ctx->be->user, ctx->be_block);
     attn_arena_release(&ctx->arena);
     if (ctx->owns_self) ATTN_FREE(ctx, ctx->alloc_user);
 }
@@ -1446,10 +1594,7 @@ static float attn__dot_ref(size_t n, const float *a, const float *b) {
    so that trajectories match PyTorch's: its add_(x, alpha) is a fused
    multiply-add, addcmul is self + (value t1) t2 and addcdiv self + (value t1) / t2.
    kind: 0 SGD, 1 Adam, 2 AdamW, 3 Adagrad (as attn_optim_kind). */
-typedef struct attn__update {
-    int kind, nesterov, first;   /* first: SGD's first step clones the grad */
-    float lr_neg, wd, mom, damp, b1, one_b1, b2, one_b2, bc2_sqrt, eps, decay;
-} attn__update;
+typedef attn_backend_update attn__update; /* declared in section 10: backends run it too */
 
 static void attn__update_ref(size_t n, const attn__update *u, float *w, const float *g, float *m, float *v) {
     size_t k;
@@ -2575,9 +2720,111 @@ ATTN_API attn_status attn_attention_backward(const attn_threads *threads, const 
 /* ============================================================================
    5. Tensors
    ========================================================================= */
+/* ---- Where a context's data lives (section 10) ----
+   With a backend, every float buffer of the context is backend memory that
+   this file never dereferences: ops reach it only through these helpers and
+   the table. Without one, the helpers are the CPU kernels. */
+static attn_status attn__be_status(attn_context *ctx, attn_status s, const char *who) {
+    if (s) {
+        const char *why = ctx->be->last_error ? ctx->be->last_error(ctx->be->user) : NULL;
+        attn__fail(ctx, s, "%s: %s backend: %s", who, ctx->be->name, why ? why : "failed");
+    }
+    return s;
+}
+/* A backend table call, its failure recorded on ctx. */
+#define ATTN__BE(ctx, who, entry, ...) attn__be_status((ctx), (ctx)->be->entry((ctx)->be->user, __VA_ARGS__), (who))
+
+/* 1 (and an error) when ctx has a backend: for what only the host path does. */
+static int attn__host_only(attn_context *ctx, const char *who) {
+    if (!ctx->be) return 0;
+    attn__fail(ctx, ATTN_ERR_UNSUPPORTED, "%s is not available on the %s backend (attn.h section 10 lists "
+               "what is)", who, ctx->be->name);
+    return 1;
+}
+
+/* n floats of the context's data memory (not cleared). */
+static float *attn__alloc_floats(attn_context *ctx, size_t n) {
+    void *p;
+    if (!ctx->be) return (float *)attn_alloc(ctx, n * sizeof(float));
+    if (n > (size_t)-1 / sizeof(float) || !(p = attn_arena_alloc(&ctx->data, n ? n * sizeof(float) : 1, 256))) {
+        attn__fail(ctx, ATTN_ERR_OUT_OF_MEMORY, "%s backend memory is full: asked for %zu floats with %zu bytes "
+                   "in use (raise attn_context_desc.backend_memory)", ctx->be->name, n, ctx->data.used);
+        return NULL;
+    }
+    return (float *)p;
+}
+
+static attn_status attn__k_fill(attn_context *ctx, size_t n, float value, float *y, const char *who) {
+    size_t i;
+    if (ctx->be) return n ? ATTN__BE(ctx, who, fill, n, value, y) : ATTN_OK;
+    if (value == 0.0f) memset(y, 0, n * sizeof(float));
+    else for (i = 0; i < n; i++) y[i] = value;
+    return ATTN_OK;
+}
+
+/* y (strides ys) = or += x (strides xs), over a right-aligned 4-D shape. */
+static attn_status attn__k_copy4(attn_context *ctx, const int *shape, const float *x, const int *xs, float *y,
+                                 const int *ys, int accumulate, const char *who) {
+    int i0, i1, i2, i3;
+    if (!shape[0] || !shape[1] || !shape[2] || !shape[3]) return ATTN_OK;
+    if (ctx->be) return ATTN__BE(ctx, who, copy4, shape, x, xs, y, ys, accumulate);
+    for (i0 = 0; i0 < shape[0]; i0++)
+        for (i1 = 0; i1 < shape[1]; i1++)
+            for (i2 = 0; i2 < shape[2]; i2++) {
+                const float *px = x + (ptrdiff_t)i0 * xs[0] + (ptrdiff_t)i1 * xs[1] + (ptrdiff_t)i2 * xs[2];
+                float *py = y + (ptrdiff_t)i0 * ys[0] + (ptrdiff_t)i1 * ys[1] + (ptrdiff_t)i2 * ys[2];
+                if (accumulate) for (i3 = 0; i3 < shape[3]; i3++) py[(ptrdiff_t)i3 * ys[3]] += px[(ptrdiff_t)i3 * xs[3]];
+                else for (i3 = 0; i3 < shape[3]; i3++) py[(ptrdiff_t)i3 * ys[3]] = px[(ptrdiff_t)i3 * xs[3]];
+            }
+    return ATTN_OK;
+}
+
+/* t's shape and data strides right-aligned into 4 dims (unused dims 1 and 0). */
+static void attn__shape4(const attn_tensor *t, int *shape, int *stride) {
+    int d, k = ATTN_MAX_DIMS - t->ndim;
+    for (d = 0; d < ATTN_MAX_DIMS; d++) shape[d] = 1, stride[d] = 0;
+    for (d = 0; d < t->ndim; d++) shape[k + d] = t->shape[d], stride[k + d] = t->stride[d];
+}
+
+/* C = alpha op(A) op(B) + beta C for batch matrices (element strides sA, sB, sC). */
+static attn_status attn__k_gemm(attn_context *ctx, int tA, int tB, int M, int N, int K, float alpha, const float *A,
+                                int lda, ptrdiff_t sA, const float *B, int ldb, ptrdiff_t sB, float beta, float *C,
+                                int ldc, ptrdiff_t sC, int batch, const char *who) {
+    int i;
+    if (ctx->be) return M && N && batch ? ATTN__BE(ctx, who, gemm, tA, tB, M, N, K, alpha, A, lda, sA, B, ldb, sB,
+                                                   beta, C, ldc, sC, batch) : ATTN_OK;
+    for (i = 0; i < batch; i++)
+        attn_sgemm_mt(&ctx->threads, tA, tB, M, N, K, alpha, A + i * sA, lda, B + i * sB, ldb, beta, C + i * sC, ldc);
+    return ATTN_OK;
+}
+
+static attn_status attn__k_upload(attn_context *ctx, void *dst, const void *src, size_t bytes, const char *who) {
+    if (!bytes) return ATTN_OK;
+    if (ctx->be) return ATTN__BE(ctx, who, upload, dst, src, bytes);
+    memmove(dst, src, bytes);
+    return ATTN_OK;
+}
+
+static attn_status attn__k_download(attn_context *ctx, void *dst, const void *src, size_t bytes, const char *who) {
+    if (!bytes) return ATTN_OK;
+    if (ctx->be) return ATTN__BE(ctx, who, download, dst, src, bytes);
+    memmove(dst, src, bytes);
+    return ATTN_OK;
+}
+
+/* int32 indices copied into the context's data memory (the node keeps them). */
+static int32_t *attn__indices_copy(attn_context *ctx, const int32_t *host, size_t n, const char *who) {
+    int32_t *p = (int32_t *)(void *)attn__alloc_floats(ctx, n); /* int32 and float have one size */
+    if (p && attn__k_upload(ctx, p, host, n * sizeof(int32_t), who)) return NULL;
+    return p;
+}
+
 static attn_tensor *attn__tensor_header(attn_context *ctx) {
     attn_tensor *t = (attn_tensor *)attn_alloc(ctx, sizeof(attn_tensor));
-    if (t) memset(t, 0, sizeof *t);
+    if (t) {
+        memset(t, 0, sizeof *t);
+        t->backend = ctx->be;
+    }
     return t;
 }
 
@@ -2638,10 +2885,9 @@ ATTN_API attn_tensor *attn_tensor_new(attn_context *ctx, int ndim, const int *sh
     t = attn__tensor_header(ctx);
     if (!t) return NULL;
     if (attn__set_shape(ctx, t, ndim, shape, "attn_tensor_new")) goto fail;
-    bytes = attn_tensor_numel(t) * sizeof(float);
-    t->data = (float *)attn_alloc(ctx, bytes);
-    if (!t->data) goto fail;
-    memset(t->data, 0, bytes);
+    bytes = attn_tensor_numel(t);
+    t->data = attn__alloc_floats(ctx, bytes);
+    if (!t->data || attn__k_fill(ctx, bytes, 0.0f, t->data, "attn_tensor_new")) goto fail;
     return t;
 fail:
     attn_arena_reset(&ctx->arena, mark); /* nothing half-made stays behind */
@@ -2815,6 +3061,12 @@ ATTN_API attn_status attn_tensor_copy(attn_context *ctx, attn_tensor *dst, const
         if (dst->shape[d] != src->shape[d])
             return attn__fail(ctx, ATTN_ERR_SHAPE, "attn_tensor_copy: dim %d is %d in src, %d in dst", d, src->shape[d], dst->shape[d]);
     if (attn_tensor_numel(src) == 0) return ATTN_OK;
+    if (ctx && ctx->be) {
+        int shape[4], xs[4], ys[4];
+        attn__shape4(src, shape, xs);
+        attn__shape4(dst, shape, ys);
+        return attn__k_copy4(ctx, shape, src->data, xs, dst->data, ys, 0, "attn_tensor_copy");
+    }
     if (attn_tensor_is_contiguous(src) && attn_tensor_is_contiguous(dst)) {
         memmove(dst->data, src->data, attn_tensor_numel(src) * sizeof(float));
         return ATTN_OK;
@@ -2840,6 +3092,23 @@ ATTN_API attn_tensor *attn_tensor_contiguous(attn_context *ctx, const attn_tenso
 ATTN_API void attn_tensor_fill(attn_tensor *t, float value) {
     int index[ATTN_MAX_DIMS] = {0, 0, 0, 0};
     if (!t || attn_tensor_numel(t) == 0) return;
+    if (t->backend) { /* no context to report to: a failure shows at the next download */
+        const attn_backend *be = t->backend;
+        int shape[4], ts[4], i0, i1, i2, i3;
+        if (attn_tensor_is_contiguous(t)) {
+            be->fill(be->user, attn_tensor_numel(t), value, t->data);
+            return;
+        }
+        attn__shape4(t, shape, ts);
+        for (i0 = 0; i0 < shape[0]; i0++) /* a view: row by row */
+            for (i1 = 0; i1 < shape[1]; i1++)
+                for (i2 = 0; i2 < shape[2]; i2++) {
+                    float *row = t->data + (ptrdiff_t)i0 * ts[0] + (ptrdiff_t)i1 * ts[1] + (ptrdiff_t)i2 * ts[2];
+                    if (ts[3] == 1) be->fill(be->user, (size_t)shape[3], value, row);
+                    else for (i3 = 0; i3 < shape[3]; i3++) be->fill(be->user, 1, value, row + (ptrdiff_t)i3 * ts[3]);
+                }
+        return;
+    }
     do t->data[attn__offset(t, index)] = value;
     while (attn__next_index(t, index));
 }
@@ -2878,6 +3147,26 @@ static attn_status attn__init_fill(attn_context *ctx, attn_tensor *t, int kind, 
     if (!t) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: tensor is NULL", who);
     if (!(a == a) || !(b == b)) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: NaN parameter", who);
     if (attn_tensor_numel(t) == 0) return ATTN_OK;
+    if (ctx->be) { /* the same numbers, made on the host and uploaded */
+        attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
+        size_t i, n = attn_tensor_numel(t);
+        float *host = (float *)attn_alloc(ctx, n * sizeof(float)), *dense;
+        attn_status st = ATTN_ERR_OUT_OF_MEMORY;
+        if (host) {
+            for (i = 0; i < n; i++)
+                host[i] = kind == ATTN__INIT_UNIFORM ? a + (b - a) * attn_rng_uniform(&ctx->rng)
+                                                     : a + b * attn_rng_normal(&ctx->rng);
+            if (attn_tensor_is_contiguous(t)) st = attn__k_upload(ctx, t->data, host, n * sizeof(float), who);
+            else if ((dense = attn__alloc_floats(ctx, n)) && !(st = attn__k_upload(ctx, dense, host, n * sizeof(float), who))) {
+                int shape[4], ts[4], ds[4] = {0, 0, 0, 0}, d, g = 1;
+                attn__shape4(t, shape, ts);
+                for (d = 3; d >= 0; d--) ds[d] = g, g *= shape[d];
+                st = attn__k_copy4(ctx, shape, dense, ds, t->data, ts, 0, who);
+            }
+        }
+        attn_arena_reset(&ctx->arena, mark);
+        return st ? ctx->status : ATTN_OK;
+    }
     do {
         float v = kind == ATTN__INIT_UNIFORM ? a + (b - a) * attn_rng_uniform(&ctx->rng)
                                              : a + b * attn_rng_normal(&ctx->rng);
@@ -3012,7 +3301,7 @@ static attn_tensor *attn__result(attn_context *ctx, int ndim, const int *shape, 
     attn_tensor *t = attn__tensor_header(ctx);
     if (!t) return NULL;
     if (attn__set_shape(ctx, t, ndim, shape, who)) goto fail;
-    t->data = (float *)attn_alloc(ctx, attn_tensor_numel(t) * sizeof(float));
+    t->data = attn__alloc_floats(ctx, attn_tensor_numel(t));
     if (t->data) return t;
 fail:
     attn_arena_reset(&ctx->arena, mark);
@@ -3051,9 +3340,9 @@ static float *attn__grad(attn_context *ctx, attn_tensor *t) {
         return NULL;
     }
     if (!t->grad) {
-        size_t bytes = attn_tensor_numel(t) * sizeof(float);
-        t->grad = (float *)attn_alloc(ctx, bytes);
-        if (t->grad) memset(t->grad, 0, bytes);
+        size_t n = attn_tensor_numel(t);
+        float *g = attn__alloc_floats(ctx, n);
+        if (g && !attn__k_fill(ctx, n, 0.0f, g, "attn_backward")) t->grad = g;
     }
     return t->grad;
 }
@@ -3105,6 +3394,9 @@ static attn_tensor *attn__binary(attn_context *ctx, int op, attn_tensor *a, attn
     out = attn__result(ctx, ndim, so + 4 - ndim, who);
     if (!out) return NULL;
     po = out->data;
+    if (ctx->be) {
+        if (attn_tensor_numel(out) && ATTN__BE(ctx, who, binary4, op, so, a->data, da, b->data, db, po)) return NULL;
+    } else
     for (i0 = 0; i0 < so[0]; i0++)
         for (i1 = 0; i1 < so[1]; i1++)
             for (i2 = 0; i2 < so[2]; i2++, po += so[3]) {
@@ -3141,6 +3433,15 @@ static void attn__bcast_accumulate(const int *so, float *dst, const int *dst_s, 
             }
 }
 
+/* attn__bcast_accumulate, or the backend's reduce4. */
+static attn_status attn__k_reduce4(attn_context *ctx, const int *so, float *dst, const int *dst_s, const float *g,
+                                   const float *other, const int *other_s, float sign) {
+    if (!so[0] || !so[1] || !so[2] || !so[3]) return ATTN_OK;
+    if (ctx->be) return ATTN__BE(ctx, "attn_backward", reduce4, so, dst, dst_s, g, other, other_s, sign);
+    attn__bcast_accumulate(so, dst, dst_s, g, other, other_s, sign);
+    return ATTN_OK;
+}
+
 static attn_status attn__binary_backward(attn_context *ctx, attn_node *n) {
     attn_tensor *a = n->in[0], *b = n->in[1];
     int sa[4], sb[4], da[4], db[4], ga[4], gb[4], so[4], dd[4], gd[4];
@@ -3150,13 +3451,15 @@ static attn_status attn__binary_backward(attn_context *ctx, attn_node *n) {
     if (a->requires_grad) {
         float *g = attn__grad(ctx, a);
         if (!g) return ctx->status;
-        attn__bcast_accumulate(so, g, ga, n->out->grad, n->op == ATTN__OP_MUL ? b->data : NULL, db, 1.0f);
+        if (attn__k_reduce4(ctx, so, g, ga, n->out->grad, n->op == ATTN__OP_MUL ? b->data : NULL, db, 1.0f))
+            return ctx->status;
     }
     if (b->requires_grad) {
         float *g = attn__grad(ctx, b);
         if (!g) return ctx->status;
-        attn__bcast_accumulate(so, g, gb, n->out->grad, n->op == ATTN__OP_MUL ? a->data : NULL, da,
-                               n->op == ATTN__OP_SUB ? -1.0f : 1.0f);
+        if (attn__k_reduce4(ctx, so, g, gb, n->out->grad, n->op == ATTN__OP_MUL ? a->data : NULL, da,
+                            n->op == ATTN__OP_SUB ? -1.0f : 1.0f))
+            return ctx->status;
     }
     return ATTN_OK;
 }
@@ -3197,7 +3500,9 @@ ATTN_API attn_tensor *attn_scale(attn_context *ctx, attn_tensor *x, float s) {
     attn_tensor *out = attn__unary_begin(ctx, &x, &scratch, "attn_scale");
     attn_node *n = NULL;
     if (!out) return NULL;
-    attn_vec_scale(attn_tensor_numel(x), s, x->data, out->data);
+    if (ctx->be) {
+        if (ATTN__BE(ctx, "attn_scale", unary, ATTN_BE_SCALE, attn_tensor_numel(x), s, x->data, out->data)) return NULL;
+    } else attn_vec_scale(attn_tensor_numel(x), s, x->data, out->data);
     out = attn__finish(ctx, ATTN__OP_SCALE, out, x, NULL, NULL, scratch, &n);
     if (n) n->f = s;
     return out;
@@ -3207,7 +3512,9 @@ ATTN_API attn_tensor *attn_relu(attn_context *ctx, attn_tensor *x) {
     attn_arena_mark scratch;
     attn_tensor *out = attn__unary_begin(ctx, &x, &scratch, "attn_relu");
     if (!out) return NULL;
-    attn_vec_relu(attn_tensor_numel(x), x->data, out->data);
+    if (ctx->be) {
+        if (ATTN__BE(ctx, "attn_relu", unary, ATTN_BE_RELU, attn_tensor_numel(x), 0.0f, x->data, out->data)) return NULL;
+    } else attn_vec_relu(attn_tensor_numel(x), x->data, out->data);
     return attn__finish(ctx, ATTN__OP_RELU, out, x, NULL, NULL, scratch, NULL);
 }
 
@@ -3216,7 +3523,9 @@ ATTN_API attn_tensor *attn_tanh(attn_context *ctx, attn_tensor *x) {
     attn_tensor *out = attn__unary_begin(ctx, &x, &scratch, "attn_tanh");
     size_t i, n;
     if (!out) return NULL;
-    for (i = 0, n = attn_tensor_numel(x); i < n; i++) out->data[i] = tanhf(x->data[i]);
+    if (ctx->be) {
+        if (ATTN__BE(ctx, "attn_tanh", unary, ATTN_BE_TANH, attn_tensor_numel(x), 0.0f, x->data, out->data)) return NULL;
+    } else for (i = 0, n = attn_tensor_numel(x); i < n; i++) out->data[i] = tanhf(x->data[i]);
     return attn__finish(ctx, ATTN__OP_TANH, out, x, NULL, NULL, scratch, NULL);
 }
 
@@ -3254,7 +3563,9 @@ ATTN_API attn_tensor *attn_gelu(attn_context *ctx, attn_tensor *x) {
     attn_arena_mark scratch;
     attn_tensor *out = attn__unary_begin(ctx, &x, &scratch, "attn_gelu");
     if (!out) return NULL;
-    attn__gelu_threaded(&ctx->threads, attn_tensor_numel(x), x->data, NULL, out->data);
+    if (ctx->be) {
+        if (ATTN__BE(ctx, "attn_gelu", unary, ATTN_BE_GELU, attn_tensor_numel(x), 0.0f, x->data, out->data)) return NULL;
+    } else attn__gelu_threaded(&ctx->threads, attn_tensor_numel(x), x->data, NULL, out->data);
     return attn__finish(ctx, ATTN__OP_GELU, out, x, NULL, NULL, scratch, NULL);
 }
 
@@ -3281,7 +3592,9 @@ ATTN_API attn_tensor *attn_dropout(attn_context *ctx, attn_tensor *x, float p, i
     out = attn__unary_begin(ctx, &x, &scratch, "attn_dropout");
     if (!out) return NULL;
     seed = (uint64_t)attn_rng_u32(&ctx->rng) << 32 | attn_rng_u32(&ctx->rng);
-    attn__dropout_apply(seed, p, attn_tensor_numel(x), x->data, out->data, 0);
+    if (ctx->be) {
+        if (ATTN__BE(ctx, "attn_dropout", dropout, seed, p, attn_tensor_numel(x), x->data, out->data, 0)) return NULL;
+    } else attn__dropout_apply(seed, p, attn_tensor_numel(x), x->data, out->data, 0);
     out = attn__finish(ctx, ATTN__OP_DROPOUT, out, x, NULL, NULL, scratch, &n);
     if (n) {
         n->f = p;
@@ -3299,8 +3612,15 @@ static attn_tensor *attn__reduce(attn_context *ctx, int op, attn_tensor *x, cons
     if (!ctx || attn__null_input(ctx, x, who) || !(out = attn__result(ctx, 0, NULL, who))) return NULL;
     scratch = attn_arena_get_mark(&ctx->arena);
     if (!(x = attn__dense(ctx, x))) return NULL;
-    for (i = 0, n = attn_tensor_numel(x); i < n; i++) s += x->data[i];
-    out->data[0] = (float)(op == ATTN__OP_MEAN ? s / (double)n : s); /* mean of nothing: NaN */
+    n = attn_tensor_numel(x);
+    if (ctx->be) {
+        if (ATTN__BE(ctx, who, sum, n, x->data, 0, out->data) ||
+            (op == ATTN__OP_MEAN && ATTN__BE(ctx, who, unary, ATTN_BE_SCALE, 1, 1.0f / (float)n, out->data, out->data)))
+            return NULL;
+    } else {
+        for (i = 0; i < n; i++) s += x->data[i];
+        out->data[0] = (float)(op == ATTN__OP_MEAN ? s / (double)n : s); /* mean of nothing: NaN */
+    }
     return attn__finish(ctx, op, out, x, NULL, NULL, scratch, NULL);
 }
 ATTN_API attn_tensor *attn_sum(attn_context *ctx, attn_tensor *x) { return attn__reduce(ctx, ATTN__OP_SUM, x, "attn_sum"); }
@@ -3309,7 +3629,7 @@ ATTN_API attn_tensor *attn_mean(attn_context *ctx, attn_tensor *x) { return attn
 /* ---- matmul and linear ---- */
 ATTN_API attn_tensor *attn_matmul(attn_context *ctx, attn_tensor *a, attn_tensor *b) {
     const char *who = "attn_matmul";
-    int shape[ATTN_MAX_DIMS], d, M, K, N, batch = 1, i;
+    int shape[ATTN_MAX_DIMS], d, M, K, N, batch = 1;
     attn_arena_mark scratch;
     attn_tensor *out;
     char t1[64], t2[64];
@@ -3327,12 +3647,11 @@ ATTN_API attn_tensor *attn_matmul(attn_context *ctx, attn_tensor *a, attn_tensor
     if (!(out = attn__result(ctx, a->ndim, shape, who))) return NULL;
     scratch = attn_arena_get_mark(&ctx->arena);
     if (!(a = attn__dense(ctx, a)) || !(b = attn__dense(ctx, b))) return NULL;
-    if (b->ndim == 2) /* one B for every batch: a single (batch*M) x K GEMM */
-        attn_sgemm_mt(&ctx->threads, 0, 0, batch * M, N, K, 1.0f, a->data, K, b->data, N, 0.0f, out->data, N);
-    else
-        for (i = 0; i < batch; i++)
-            attn_sgemm_mt(&ctx->threads, 0, 0, M, N, K, 1.0f, a->data + (size_t)i * M * K, K,
-                          b->data + (size_t)i * K * N, N, 0.0f, out->data + (size_t)i * M * N, N);
+    if (b->ndim == 2 ? /* one B for every batch: a single (batch*M) x K GEMM */
+        attn__k_gemm(ctx, 0, 0, batch * M, N, K, 1.0f, a->data, K, 0, b->data, N, 0, 0.0f, out->data, N, 0, 1, who) :
+        attn__k_gemm(ctx, 0, 0, M, N, K, 1.0f, a->data, K, (ptrdiff_t)M * K, b->data, N, (ptrdiff_t)K * N, 0.0f,
+                     out->data, N, (ptrdiff_t)M * N, batch, who))
+        return NULL;
     return attn__finish(ctx, ATTN__OP_MATMUL, out, a, b, NULL, scratch, NULL);
 bad:
     attn__fail(ctx, ATTN_ERR_SHAPE, "%s: cannot multiply %s by %s", who, attn__shape_text(a, t1, sizeof t1),
@@ -3342,35 +3661,29 @@ bad:
 
 static attn_status attn__matmul_backward(attn_context *ctx, attn_node *n) {
     attn_tensor *a = n->in[0], *b = n->in[1];
-    int M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1], N = b->shape[b->ndim - 1], i;
+    int M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1], N = b->shape[b->ndim - 1];
     int batch = (int)(attn_tensor_numel(a) / ((size_t)M * K));
     const float *g = n->out->grad;
+    const char *who = "attn_backward";
+    ptrdiff_t sa = (ptrdiff_t)M * K, sb = (ptrdiff_t)K * N, sc = (ptrdiff_t)M * N;
     if (a->requires_grad) { /* dA = dC B^T */
         float *ga = attn__grad(ctx, a);
-        if (!ga) return ctx->status;
-        if (b->ndim == 2)
-            attn_sgemm_mt(&ctx->threads, 0, 1, batch * M, K, N, 1.0f, g, N, b->data, N, 1.0f, ga, K);
-        else
-            for (i = 0; i < batch; i++)
-                attn_sgemm_mt(&ctx->threads, 0, 1, M, K, N, 1.0f, g + (size_t)i * M * N, N,
-                              b->data + (size_t)i * K * N, N, 1.0f, ga + (size_t)i * M * K, K);
+        if (!ga || (b->ndim == 2 ? attn__k_gemm(ctx, 0, 1, batch * M, K, N, 1.0f, g, N, 0, b->data, N, 0, 1.0f, ga, K, 0, 1, who)
+                                 : attn__k_gemm(ctx, 0, 1, M, K, N, 1.0f, g, N, sc, b->data, N, sb, 1.0f, ga, K, sa, batch, who)))
+            return ctx->status;
     }
     if (b->requires_grad) { /* dB = A^T dC (summed over batches when B is shared) */
         float *gb = attn__grad(ctx, b);
-        if (!gb) return ctx->status;
-        if (b->ndim == 2)
-            attn_sgemm_mt(&ctx->threads, 1, 0, K, N, batch * M, 1.0f, a->data, K, g, N, 1.0f, gb, N);
-        else
-            for (i = 0; i < batch; i++)
-                attn_sgemm_mt(&ctx->threads, 1, 0, K, N, M, 1.0f, a->data + (size_t)i * M * K, K,
-                              g + (size_t)i * M * N, N, 1.0f, gb + (size_t)i * K * N, N);
+        if (!gb || (b->ndim == 2 ? attn__k_gemm(ctx, 1, 0, K, N, batch * M, 1.0f, a->data, K, 0, g, N, 0, 1.0f, gb, N, 0, 1, who)
+                                 : attn__k_gemm(ctx, 1, 0, K, N, M, 1.0f, a->data, K, sa, g, N, sc, 1.0f, gb, N, sb, batch, who)))
+            return ctx->status;
     }
     return ATTN_OK;
 }
 
 ATTN_API attn_tensor *attn_linear(attn_context *ctx, attn_tensor *x, attn_tensor *w, attn_tensor *bias) {
     const char *who = "attn_linear";
-    int shape[ATTN_MAX_DIMS], rows, in, outf, r;
+    int shape[ATTN_MAX_DIMS], rows, in, outf;
     attn_arena_mark scratch;
     attn_tensor *out;
     char t1[64], t2[64];
@@ -3392,33 +3705,41 @@ ATTN_API attn_tensor *attn_linear(attn_context *ctx, attn_tensor *x, attn_tensor
         return NULL;
     rows = (int)(attn_tensor_numel(x) / (size_t)ATTN__MAX(in, 1));
     if (in == 0) rows = (int)(attn_tensor_numel(out) / (size_t)ATTN__MAX(outf, 1));
-    if (bias) /* start every row from the bias, then add x w^T */
-        for (r = 0; r < rows; r++) memcpy(out->data + (size_t)r * outf, bias->data, (size_t)outf * sizeof(float));
-    attn_sgemm_mt(&ctx->threads, 0, 1, rows, outf, in, 1.0f, x->data, ATTN__MAX(in, 1), w->data,
-                  ATTN__MAX(in, 1), bias ? 1.0f : 0.0f, out->data, ATTN__MAX(outf, 1));
+    if (bias) { /* start every row from the bias, then add x w^T */
+        int shape[4] = {1, 1, 0, 0}, bs[4] = {0, 0, 0, 1}, os[4] = {0, 0, 0, 1};
+        shape[2] = rows, shape[3] = outf, os[2] = outf;
+        if (attn__k_copy4(ctx, shape, bias->data, bs, out->data, os, 0, who)) return NULL;
+    }
+    if (attn__k_gemm(ctx, 0, 1, rows, outf, in, 1.0f, x->data, ATTN__MAX(in, 1), 0, w->data, ATTN__MAX(in, 1), 0,
+                     bias ? 1.0f : 0.0f, out->data, ATTN__MAX(outf, 1), 0, 1, who))
+        return NULL;
     return attn__finish(ctx, ATTN__OP_LINEAR, out, x, w, bias, scratch, NULL);
 }
 
 static attn_status attn__linear_backward(attn_context *ctx, attn_node *n) {
     attn_tensor *x = n->in[0], *w = n->in[1], *bias = n->in[2];
-    int in = w->shape[1], outf = w->shape[0], r;
-    int rows = (int)(attn_tensor_numel(n->out) / (size_t)ATTN__MAX(outf, 1));
+    int in = w->shape[1], outf = w->shape[0], r, ld_in = ATTN__MAX(in, 1), ld_out = ATTN__MAX(outf, 1);
+    int rows = (int)(attn_tensor_numel(n->out) / (size_t)ld_out);
     const float *g = n->out->grad;
+    const char *who = "attn_backward";
     if (x->requires_grad) { /* dx = dy w */
         float *gx = attn__grad(ctx, x);
-        if (!gx) return ctx->status;
-        attn_sgemm_mt(&ctx->threads, 0, 0, rows, in, outf, 1.0f, g, ATTN__MAX(outf, 1), w->data,
-                      ATTN__MAX(in, 1), 1.0f, gx, ATTN__MAX(in, 1));
+        if (!gx || attn__k_gemm(ctx, 0, 0, rows, in, outf, 1.0f, g, ld_out, 0, w->data, ld_in, 0, 1.0f, gx, ld_in, 0, 1, who))
+            return ctx->status;
     }
     if (w->requires_grad) { /* dw = dy^T x */
         float *gw = attn__grad(ctx, w);
-        if (!gw) return ctx->status;
-        attn_sgemm_mt(&ctx->threads, 1, 0, outf, in, rows, 1.0f, g, ATTN__MAX(outf, 1), x->data,
-                      ATTN__MAX(in, 1), 1.0f, gw, ATTN__MAX(in, 1));
+        if (!gw || attn__k_gemm(ctx, 1, 0, outf, in, rows, 1.0f, g, ld_out, 0, x->data, ld_in, 0, 1.0f, gw, ld_in, 0, 1, who))
+            return ctx->status;
     }
     if (bias && bias->requires_grad) { /* db = column sums of dy */
         float *gb = attn__grad(ctx, bias);
         if (!gb) return ctx->status;
+        if (ctx->be) {
+            int shape[4] = {1, 1, 0, 0}, bs[4] = {0, 0, 0, 1}, gs[4] = {0, 0, 0, 1};
+            shape[2] = rows, shape[3] = outf, gs[2] = outf;
+            return attn__k_reduce4(ctx, shape, gb, bs, g, NULL, gs, 1.0f);
+        }
         for (r = 0; r < rows; r++) attn_vec_axpy((size_t)outf, 1.0f, g + (size_t)r * outf, gb);
     }
     return ATTN_OK;
@@ -3488,21 +3809,22 @@ ATTN_API attn_tensor *attn_detach(attn_context *ctx, const attn_tensor *t) {
     return attn__view(ctx, t, "attn_detach");
 }
 
+/* v (ndim entries) right-aligned into 4, the rest `fill`. */
+static void attn__align4(const int *v, int ndim, int *out, int fill) {
+    int d;
+    for (d = 0; d < ATTN_MAX_DIMS; d++) out[d] = d < ATTN_MAX_DIMS - ndim ? fill : v[d - (ATTN_MAX_DIMS - ndim)];
+}
+
 /* grad_in[voffset + sum idx*vstride] += grad_out[idx], over out's shape */
 static attn_status attn__view_backward(attn_context *ctx, attn_node *n) {
-    attn_tensor *x = n->in[0];
-    int idx[ATTN_MAX_DIMS] = {0, 0, 0, 0}, d;
-    float *gx = attn__grad(ctx, x);
-    const float *g = n->out->grad;
-    size_t i = 0;
+    int shape[4], gs[4], vs[4], dense[ATTN_MAX_DIMS];
+    float *gx = attn__grad(ctx, n->in[0]);
     if (!gx) return ctx->status;
-    if (attn_tensor_numel(n->out) == 0) return ATTN_OK;
-    do {
-        ptrdiff_t off = n->voffset;
-        for (d = 0; d < n->out->ndim; d++) off += (ptrdiff_t)idx[d] * n->vstride[d];
-        gx[off] += g[i++];
-    } while (attn__next_index(n->out, idx));
-    return ATTN_OK;
+    attn__grad_strides(n->out, dense);
+    attn__align4(n->out->shape, n->out->ndim, shape, 1);
+    attn__align4(dense, n->out->ndim, gs, 0);
+    attn__align4(n->vstride, n->out->ndim, vs, 0);
+    return attn__k_copy4(ctx, shape, n->out->grad, gs, gx + n->voffset, vs, 1, "attn_backward");
 }
 
 ATTN_API attn_tensor *attn_concat(attn_context *ctx, attn_tensor *const *xs, int n, int dim) {
@@ -3554,21 +3876,20 @@ bad:
 }
 
 static attn_status attn__concat_backward(attn_context *ctx, attn_node *n) {
-    int i, offset = 0, dim = n->i;
+    int i, offset = 0, dim = n->i, s[ATTN_MAX_DIMS];
+    attn__grad_strides(n->out, s);
     for (i = 0; i < n->n_list; i++) {
         attn_tensor *x = n->list[i];
-        if (x->requires_grad && attn_tensor_numel(x) > 0) {
-            /* the slice of out's grad that came from x, walked with x's shape */
-            int idx[ATTN_MAX_DIMS] = {0, 0, 0, 0}, s[ATTN_MAX_DIMS], d;
+        if (x->requires_grad) { /* the slice of out's grad that came from x, walked with x's shape */
+            int shape[4], os[4], xs[4], dense[ATTN_MAX_DIMS];
             float *gx = attn__grad(ctx, x);
-            size_t k = 0;
             if (!gx) return ctx->status;
-            attn__grad_strides(n->out, s);
-            do {
-                ptrdiff_t off = (ptrdiff_t)offset * s[dim];
-                for (d = 0; d < x->ndim; d++) off += (ptrdiff_t)idx[d] * s[d];
-                gx[k++] += n->out->grad[off];
-            } while (attn__next_index(x, idx));
+            attn__grad_strides(x, dense);
+            attn__align4(x->shape, x->ndim, shape, 1);
+            attn__align4(s, x->ndim, os, 0);
+            attn__align4(dense, x->ndim, xs, 0);
+            if (attn__k_copy4(ctx, shape, n->out->grad + (ptrdiff_t)offset * s[dim], os, gx, xs, 1, "attn_backward"))
+                return ctx->status;
         }
         offset += x->shape[dim];
     }
@@ -3613,12 +3934,19 @@ ATTN_API attn_tensor *attn_embedding(attn_context *ctx, attn_tensor *weight, con
     if (!(out = attn__result(ctx, ndim + 1, out_shape, who))) return NULL;
     scratch = attn_arena_get_mark(&ctx->arena);
     if (!(weight = attn__dense(ctx, weight))) return NULL;
-    for (i = 0; i < count; i++)
-        memcpy(out->data + i * (size_t)D, weight->data + (size_t)indices[i] * D, (size_t)D * sizeof(float));
+    if (ctx->be) { /* the indices go to backend memory (kept for the backward pass) */
+        int32_t *idx = count ? attn__indices_copy(ctx, indices, count, who) : NULL;
+        if ((count && !idx) || (count && ATTN__BE(ctx, who, embedding, count, D, idx, weight->data, out->data)))
+            return NULL;
+        indices = idx;
+    } else
+        for (i = 0; i < count; i++)
+            memcpy(out->data + i * (size_t)D, weight->data + (size_t)indices[i] * D, (size_t)D * sizeof(float));
     if (!(out = attn__finish(ctx, ATTN__OP_EMBEDDING, out, weight, NULL, NULL, scratch, &n))) return NULL;
     if (n && count) {
-        if (!(n->index = (int32_t *)attn_alloc(ctx, count * sizeof(int32_t)))) return NULL;
-        memcpy(n->index, indices, count * sizeof(int32_t));
+        if (ctx->be) n->index = (int32_t *)indices;
+        else if (!(n->index = (int32_t *)attn_alloc(ctx, count * sizeof(int32_t)))) return NULL;
+        else memcpy(n->index, indices, count * sizeof(int32_t));
     }
     return out;
 }
@@ -3629,6 +3957,7 @@ static attn_status attn__embedding_backward(attn_context *ctx, attn_node *n) {
     size_t i, count = attn_tensor_numel(n->out) / (size_t)ATTN__MAX(D, 1);
     float *gw = attn__grad(ctx, w);
     if (!gw) return ctx->status;
+    if (ctx->be) return count ? ATTN__BE(ctx, "attn_backward", embedding_backward, count, D, n->index, n->out->grad, gw) : ATTN_OK;
     for (i = 0; i < count; i++) attn_vec_axpy((size_t)D, 1.0f, n->out->grad + i * (size_t)D, gw + (size_t)n->index[i] * D);
     return ATTN_OK;
 }
@@ -3643,7 +3972,10 @@ static attn_tensor *attn__softmax_op(attn_context *ctx, attn_tensor *x, int op, 
     if (!out) return NULL;
     cols = attn__last_dim(x);
     rows = cols ? (int)(attn_tensor_numel(x) / (size_t)cols) : 0;
-    if (op == ATTN__OP_SOFTMAX) attn_softmax_rows(&ctx->threads, rows, cols, x->data, cols, out->data, cols);
+    if (ctx->be) {
+        if (rows && cols && ATTN__BE(ctx, who, softmax, op == ATTN__OP_LOG_SOFTMAX, rows, cols, x->data, out->data))
+            return NULL;
+    } else if (op == ATTN__OP_SOFTMAX) attn_softmax_rows(&ctx->threads, rows, cols, x->data, cols, out->data, cols);
     else attn_log_softmax_rows(&ctx->threads, rows, cols, x->data, cols, out->data, cols);
     return attn__finish(ctx, op, out, x, NULL, NULL, scratch, NULL);
 }
@@ -3656,6 +3988,9 @@ static attn_status attn__softmax_backward(attn_context *ctx, attn_node *n) {
     size_t r, rows = cols ? attn_tensor_numel(x) / (size_t)cols : 0;
     float *gx = attn__grad(ctx, x);
     if (!gx) return ctx->status;
+    if (ctx->be)
+        return rows && cols ? ATTN__BE(ctx, "attn_backward", softmax_backward, n->op == ATTN__OP_LOG_SOFTMAX, (int)rows,
+                                       cols, n->out->data, n->out->grad, gx) : ATTN_OK;
     for (r = 0; r < rows; r++) {
         const float *y = n->out->data + r * cols, *g = n->out->grad + r * cols;
         float *d = gx + r * cols;
@@ -3696,8 +4031,12 @@ ATTN_API attn_tensor *attn_layernorm(attn_context *ctx, attn_tensor *x, attn_ten
         return NULL;
     if (!(out = attn__unary_begin(ctx, &x, &scratch, who))) return NULL;
     rows = cols ? (int)(attn_tensor_numel(x) / (size_t)cols) : 0;
-    if (!(stats = (float *)attn_alloc(ctx, 2 * (size_t)rows * sizeof(float)))) return NULL; /* mean, rstd */
-    attn_layernorm_rows(&ctx->threads, rows, cols, x->data, cols, weight ? weight->data : NULL,
+    if (!(stats = attn__alloc_floats(ctx, 2 * (size_t)rows))) return NULL; /* mean, rstd */
+    if (ctx->be) {
+        if (rows && ATTN__BE(ctx, who, norm_forward, 0, rows, cols, x->data, weight ? weight->data : NULL,
+                             bias ? bias->data : NULL, eps, out->data, stats, stats + rows))
+            return NULL;
+    } else attn_layernorm_rows(&ctx->threads, rows, cols, x->data, cols, weight ? weight->data : NULL,
                         bias ? bias->data : NULL, eps, out->data, cols, stats, stats + rows);
     out = attn__finish(ctx, ATTN__OP_LAYERNORM, out, x, weight, bias, scratch, &n);
     if (n) n->saved = stats;
@@ -3716,8 +4055,11 @@ ATTN_API attn_tensor *attn_rmsnorm(attn_context *ctx, attn_tensor *x, attn_tenso
     if (!attn__norm_param(ctx, &weight, cols, who, "weight") || !(out = attn__unary_begin(ctx, &x, &scratch, who)))
         return NULL;
     rows = cols ? (int)(attn_tensor_numel(x) / (size_t)cols) : 0;
-    if (!(rstd = (float *)attn_alloc(ctx, (size_t)rows * sizeof(float)))) return NULL;
-    for (r = 0; r < rows; r++) { /* y = x / sqrt(mean(x^2) + eps) * w */
+    if (!(rstd = attn__alloc_floats(ctx, (size_t)rows))) return NULL;
+    if (ctx->be && rows && ATTN__BE(ctx, who, norm_forward, 1, rows, cols, x->data, weight ? weight->data : NULL, NULL,
+                                    eps, out->data, NULL, rstd))
+        return NULL;
+    for (r = 0; r < rows && !ctx->be; r++) { /* y = x / sqrt(mean(x^2) + eps) * w */
         const float *xr = x->data + (size_t)r * cols;
         float *yr = out->data + (size_t)r * cols;
         rstd[r] = 1.0f / sqrtf(attn_vec_dot((size_t)cols, xr, xr) / (float)cols + eps);
@@ -3740,6 +4082,10 @@ static attn_status attn__norm_backward(attn_context *ctx, attn_node *n) {
     if (x->requires_grad && !(gx = attn__grad(ctx, x))) return ctx->status;
     if (w && w->requires_grad && !(gw = attn__grad(ctx, w))) return ctx->status;
     if (b && b->requires_grad && !(gb = attn__grad(ctx, b))) return ctx->status;
+    if (ctx->be)
+        return rows ? ATTN__BE(ctx, "attn_backward", norm_backward, !layernorm, rows, cols, x->data, w ? w->data : NULL,
+                               layernorm ? n->saved : NULL, layernorm ? n->saved + rows : n->saved, n->out->grad,
+                               gx, gw, gb) : ATTN_OK;
     for (r = 0; r < rows; r++) {
         const float *xr = x->data + (size_t)r * cols, *g = n->out->grad + (size_t)r * cols;
         float mean = layernorm ? n->saved[r] : 0.0f, rstd = layernorm ? n->saved[rows + r] : n->saved[r];
@@ -3799,9 +4145,14 @@ ATTN_API attn_tensor *attn_cross_entropy(attn_context *ctx, attn_tensor *logits,
     if (!(out = attn__result(ctx, 0, NULL, who))) return NULL;
     scratch = attn_arena_get_mark(&ctx->arena);
     if (!(logits = attn__dense(ctx, logits))) return NULL;
-    if (!(logp = (float *)attn_alloc(ctx, (size_t)N * C * sizeof(float)))) return NULL;
-    attn_log_softmax_rows(&ctx->threads, N, C, logits->data, C, logp, C);
-    for (r = 0; r < N; r++) {
+    if (!(logp = attn__alloc_floats(ctx, (size_t)N * C))) return NULL;
+    if (ctx->be) {
+        int32_t *t = attn__indices_copy(ctx, targets, (size_t)N, who);
+        if (!t || ATTN__BE(ctx, who, cross_entropy, N, C, logits->data, t, ignore_index, label_smoothing, logp, out->data))
+            return NULL;
+        targets = t;
+    } else attn_log_softmax_rows(&ctx->threads, N, C, logits->data, C, logp, C);
+    for (r = 0; r < N && !ctx->be; r++) {
         const float *lp = logp + (size_t)r * C;
         double smooth = 0.0;
         if (targets[r] == ignore_index) continue;
@@ -3809,9 +4160,10 @@ ATTN_API attn_tensor *attn_cross_entropy(attn_context *ctx, attn_tensor *logits,
         total -= (1.0 - label_smoothing) * lp[targets[r]] + label_smoothing * smooth / C;
         count++;
     }
-    out->data[0] = (float)(total / (double)count); /* 0 / 0: NaN, as PyTorch gives */
+    if (!ctx->be) out->data[0] = (float)(total / (double)count); /* 0 / 0: NaN, as PyTorch gives */
     if (!(out = attn__finish(ctx, ATTN__OP_CROSS_ENTROPY, out, logits, NULL, NULL, scratch, &n))) return NULL;
-    if (n) {
+    if (n && ctx->be) n->index = (int32_t *)targets; /* already a copy in backend memory */
+    else if (n) {
         if (N && !(n->index = (int32_t *)attn_alloc(ctx, (size_t)N * sizeof(int32_t)))) return NULL;
         if (N) memcpy(n->index, targets, (size_t)N * sizeof(int32_t));
         n->saved = logp;
@@ -3827,6 +4179,8 @@ static attn_status attn__cross_entropy_backward(attn_context *ctx, attn_node *n)
     long count = 0;
     float *gl = attn__grad(ctx, logits), scale, eps = n->f;
     if (!gl) return ctx->status;
+    if (ctx->be)
+        return ATTN__BE(ctx, "attn_backward", cross_entropy_backward, N, C, n->saved, n->index, n->i, eps, n->out->grad, gl);
     for (r = 0; r < N; r++) count += n->index[r] != n->i;
     if (!count) return ATTN_OK;
     scale = n->out->grad[0] / (float)count;
@@ -3852,7 +4206,7 @@ ATTN_API attn_tensor *attn_mse(attn_context *ctx, attn_tensor *a, attn_tensor *b
     size_t i, n;
     double s = 0.0;
     int d;
-    if (!ctx || attn__null_input(ctx, a, who) || attn__null_input(ctx, b, who)) return NULL;
+    if (!ctx || attn__null_input(ctx, a, who) || attn__null_input(ctx, b, who) || attn__host_only(ctx, who)) return NULL;
     for (d = 0; d < ATTN_MAX_DIMS; d++)
         if (a->ndim != b->ndim || a->shape[d] != b->shape[d]) {
             char t1[64], t2[64];
@@ -3908,17 +4262,20 @@ static attn_attention_desc *attn__attention_setup(attn_context *ctx, attn_tensor
         d->dropout = opts->dropout;
         d->dropout_seed = (uint64_t)attn_rng_u32(&ctx->rng) << 32 | attn_rng_u32(&ctx->rng);
     }
+    if (ctx->be) copy = 1; /* the masks move into backend memory */
     if (opts->key_lengths) {
-        int *kl = copy ? (int *)attn_alloc(ctx, (size_t)ATTN__MAX(B, 1) * sizeof(int)) : (int *)opts->key_lengths;
-        if (!kl) return NULL;
-        if (copy) memcpy(kl, opts->key_lengths, (size_t)B * sizeof(int));
+        size_t bytes = (size_t)B * sizeof(int);
+        int *kl = !copy ? (int *)opts->key_lengths : ctx->be ? (int *)(void *)attn__alloc_floats(ctx, (size_t)B)
+                                                           : (int *)attn_alloc(ctx, ATTN__MAX(bytes, 1));
+        if (!kl || (copy && attn__k_upload(ctx, kl, opts->key_lengths, bytes, who))) return NULL;
         d->key_lengths = kl;
     }
     if (opts->key_padding_mask) {
         size_t n = (size_t)B * Tk;
-        unsigned char *m = copy ? (unsigned char *)attn_alloc(ctx, ATTN__MAX(n, 1)) : (unsigned char *)opts->key_padding_mask;
-        if (!m) return NULL;
-        if (copy) memcpy(m, opts->key_padding_mask, n);
+        unsigned char *m = !copy ? (unsigned char *)opts->key_padding_mask
+                         : ctx->be ? (unsigned char *)(void *)attn__alloc_floats(ctx, (n + 3) / 4)
+                                   : (unsigned char *)attn_alloc(ctx, ATTN__MAX(n, 1));
+        if (!m || (copy && attn__k_upload(ctx, m, opts->key_padding_mask, n, who))) return NULL;
         d->key_padding_mask = m;
     }
     if (opts->mask) {
@@ -3962,8 +4319,10 @@ ATTN_API attn_tensor *attn_attention(attn_context *ctx, attn_tensor *q, attn_ten
     scratch = attn_arena_get_mark(&ctx->arena);
     if (!(q = attn__dense(ctx, q)) || !(k = attn__dense(ctx, k)) || !(v = attn__dense(ctx, v))) return NULL;
     if (!(d = attn__attention_setup(ctx, q, k, v, heads, opts, attn__needs_grad(ctx, q, k, v), who))) return NULL;
-    if (!(lse = (float *)attn_alloc(ctx, (size_t)d->batch * heads * d->q_len * sizeof(float)))) return NULL;
-    if (attn_attention_forward(&ctx->threads, d, q->data, k->data, v->data, out->data, lse) != ATTN_OK) {
+    if (!(lse = attn__alloc_floats(ctx, (size_t)d->batch * heads * d->q_len))) return NULL;
+    if (ctx->be) {
+        if (ATTN__BE(ctx, who, attention, d, q->data, k->data, v->data, out->data, lse)) return NULL;
+    } else if (attn_attention_forward(&ctx->threads, d, q->data, k->data, v->data, out->data, lse) != ATTN_OK) {
         attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: the attention descriptor was refused", who);
         return NULL;
     }
@@ -3981,6 +4340,9 @@ static attn_status attn__attention_op_backward(attn_context *ctx, attn_node *n) 
     if ((q->requires_grad && !(gq = attn__grad(ctx, q))) || (k->requires_grad && !(gk = attn__grad(ctx, k))) ||
         (v->requires_grad && !(gv = attn__grad(ctx, v))))
         return ctx->status;
+    if (ctx->be)
+        return ATTN__BE(ctx, "attn_backward", attention_backward, n->att, q->data, k->data, v->data, n->out->data,
+                        n->saved, n->out->grad, gq, gk, gv);
     return attn_attention_backward(&ctx->threads, n->att, q->data, k->data, v->data, n->out->data, n->saved,
                                    n->out->grad, gq, gk, gv);
 }
@@ -3992,7 +4354,7 @@ ATTN_API attn_tensor *attn_attention_weights(attn_context *ctx, attn_tensor *q, 
     attn_attention_desc *d;
     attn_tensor *w;
     int shape[4], b, h, i, j;
-    if (!ctx || attn__null_input(ctx, q, who) || attn__null_input(ctx, k, who)) return NULL;
+    if (!ctx || attn__null_input(ctx, q, who) || attn__null_input(ctx, k, who) || attn__host_only(ctx, who)) return NULL;
     if (q->ndim != 3 || k->ndim != 3 || heads < 1) {
         attn__attention_setup(ctx, q, k, NULL, heads, opts, 0, who);
         return NULL;
@@ -4062,6 +4424,20 @@ static attn_status attn__node_backward(attn_context *ctx, attn_node *n) {
         return ATTN_OK;
     }
     if (!(gx = attn__grad(ctx, x))) return ctx->status;
+    if (ctx->be) { /* MSE and RoPE are never recorded on a backend */
+        const char *who = "attn_backward";
+        float s = n->op == ATTN__OP_SUM ? 1.0f : 1.0f / (float)attn_tensor_numel(x);
+        switch (n->op) {
+        case ATTN__OP_SCALE: return ATTN__BE(ctx, who, unary_backward, ATTN_BE_SCALE, count, n->f, x->data, NULL, g, gx);
+        case ATTN__OP_SUM: case ATTN__OP_MEAN: return ATTN__BE(ctx, who, add_scalar, attn_tensor_numel(x), g, s, gx);
+        case ATTN__OP_GELU: return ATTN__BE(ctx, who, unary_backward, ATTN_BE_GELU, count, 0.0f, x->data, NULL, g, gx);
+        case ATTN__OP_RELU: return ATTN__BE(ctx, who, unary_backward, ATTN_BE_RELU, count, 0.0f, x->data, NULL, g, gx);
+        case ATTN__OP_TANH:
+            return ATTN__BE(ctx, who, unary_backward, ATTN_BE_TANH, count, 0.0f, x->data, n->out->data, g, gx);
+        case ATTN__OP_DROPOUT: return ATTN__BE(ctx, who, dropout, n->seed, n->f, count, g, gx, 1);
+        default: ATTN_ASSERT(0); return ATTN_ERR_UNSUPPORTED;
+        }
+    }
     switch (n->op) {
     case ATTN__OP_SCALE: attn_vec_axpy(count, n->f, g, gx); break;
     case ATTN__OP_SUM: case ATTN__OP_MEAN: {
@@ -4098,7 +4474,11 @@ ATTN_API attn_status attn_backward_ex(attn_context *ctx, attn_tensor *out, const
         return attn__fail(ctx, ATTN_ERR_SHAPE, "attn_backward: the output has %zu elements, not 1: pass a seed "
                           "gradient to attn_backward_ex", count);
     if (!(g = attn__grad(ctx, out))) return ctx->status;
-    if (seed) for (i = 0; i < count; i++) g[i] += seed[i];
+    if (ctx->be) { /* the grad is fresh (an output's grad never outlives a backward): set it */
+        if (seed ? attn__k_upload(ctx, g, seed, count * sizeof(float), "attn_backward")
+                 : attn__k_fill(ctx, 1, 1.0f, g, "attn_backward"))
+            return ctx->status;
+    } else if (seed) for (i = 0; i < count; i++) g[i] += seed[i];
     else g[0] += 1.0f;
     /* The tape is in execution order, so walking it backwards visits each node
        after every node that used its output. A node is reached when its output
@@ -4186,7 +4566,7 @@ ATTN_API attn_param *attn_param_find(attn_context *ctx, const char *name) {
 ATTN_API void attn_params_zero_grad(attn_context *ctx) {
     attn_param *p;
     for (p = ctx ? ctx->params : NULL; p; p = p->next)
-        memset(p->tensor->grad, 0, attn_tensor_numel(p->tensor) * sizeof(float));
+        if (attn__k_fill(ctx, attn_tensor_numel(p->tensor), 0.0f, p->tensor->grad, "attn_params_zero_grad")) return;
 }
 
 /* ============================================================================
@@ -4674,15 +5054,22 @@ ATTN_API attn_tensor *attn_lm_forward(attn_context *ctx, const attn_lm *lm, cons
 
 /* ---- positional encodings ---- */
 ATTN_API attn_tensor *attn_sinusoidal_table(attn_context *ctx, int T, int d) {
+    attn_arena_mark mark;
     attn_tensor *pe;
+    float *host;
     int p, i;
     if (!ctx) return NULL;
     if (!(pe = attn_tensor_2d(ctx, T, d))) return NULL;
+    mark = attn_arena_get_mark(&ctx->arena);
+    host = ctx->be ? (float *)attn_alloc(ctx, (size_t)T * d * sizeof(float)) : pe->data; /* made here, then uploaded */
+    if (!host) return NULL;
     for (p = 0; p < T; p++)
         for (i = 0; i < d; i++) {
             double angle = p / pow(10000.0, (double)(i & ~1) / d);
-            pe->data[(size_t)p * d + i] = (float)(i & 1 ? cos(angle) : sin(angle));
+            host[(size_t)p * d + i] = (float)(i & 1 ? cos(angle) : sin(angle));
         }
+    if (ctx->be && attn__k_upload(ctx, pe->data, host, (size_t)T * d * sizeof(float), "attn_sinusoidal_table")) pe = NULL;
+    if (ctx->be) attn_arena_reset(&ctx->arena, mark);
     return pe;
 }
 
@@ -4721,7 +5108,7 @@ ATTN_API attn_tensor *attn_rope(attn_context *ctx, attn_tensor *x, int heads, in
     attn_arena_mark scratch;
     attn_tensor *out;
     attn_node *n = NULL;
-    if (!ctx || attn__null_input(ctx, x, "attn_rope")) return NULL;
+    if (!ctx || attn__null_input(ctx, x, "attn_rope") || attn__host_only(ctx, "attn_rope")) return NULL;
     if (x->ndim != 3 || heads < 1 || x->shape[2] % heads || (x->shape[2] / heads) % 2 || start < 0) {
         attn__fail(ctx, ATTN_ERR_SHAPE, "attn_rope: x must be (B, T, H*dh) with an even head dim and start >= 0");
         return NULL;
@@ -4791,18 +5178,15 @@ ATTN_API attn_optim *attn_optim_create(attn_context *ctx, const attn_optim_desc 
     o->v = (float **)attn_alloc(ctx, (size_t)n * sizeof(float *));
     if (!o->params || !o->m || !o->v) goto fail;
     for (i = 0, p = ctx->params; p; p = p->next, i++) {
-        size_t count = attn_tensor_numel(p->tensor), k;
+        size_t count = attn_tensor_numel(p->tensor);
         o->params[i] = p->tensor;
         o->m[i] = o->v[i] = NULL;
         if (desc->kind != ATTN_OPTIM_SGD || desc->momentum != 0.0) {
             float init = desc->kind == ATTN_OPTIM_ADAGRAD ? (float)desc->initial_accumulator_value : 0.0f;
-            if (!(o->m[i] = (float *)attn_alloc(ctx, count * sizeof(float)))) goto fail;
-            for (k = 0; k < count; k++) o->m[i][k] = init;
+            if (!(o->m[i] = attn__alloc_floats(ctx, count)) || attn__k_fill(ctx, count, init, o->m[i], who)) goto fail;
         }
-        if (adam) {
-            if (!(o->v[i] = (float *)attn_alloc(ctx, count * sizeof(float)))) goto fail;
-            memset(o->v[i], 0, count * sizeof(float));
-        }
+        if (adam && (!(o->v[i] = attn__alloc_floats(ctx, count)) || attn__k_fill(ctx, count, 0.0f, o->v[i], who)))
+            goto fail;
     }
     return o;
 fail:
@@ -4849,15 +5233,49 @@ ATTN_API attn_status attn_optim_step(attn_optim *opt) {
             u.bc2_sqrt = (float)sqrt(1.0 - pow(d->beta2, step));
             u.decay = (float)(1.0 - d->lr * d->weight_decay); /* AdamW: w *= 1 - lr wd first */
         }
-        attn__optimizer_update(attn_tensor_numel(t), &u, t->data, t->grad, opt->m[i], opt->v[i]);
+        if (opt->ctx->be) {
+            if (ATTN__BE(opt->ctx, "attn_optim_step", optim_update, attn_tensor_numel(t), &u, t->data, t->grad,
+                         opt->m[i], opt->v[i]))
+                return opt->ctx->status;
+        } else attn__optimizer_update(attn_tensor_numel(t), &u, t->data, t->grad, opt->m[i], opt->v[i]);
     }
     return ATTN_OK;
+}
+
+/* The same on a backend: each tensor's sum of squares there, the norms here. */
+static float attn__clip_grad_norm_backend(attn_context *ctx, float max_norm) {
+    const char *who = "attn_clip_grad_norm";
+    attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
+    attn_param *p;
+    size_t n = 0, i;
+    double total = 0.0;
+    float *sums, *host, norm = NAN, coef;
+    for (p = ctx->params; p; p = p->next) n++;
+    if (!(sums = attn__alloc_floats(ctx, n)) || !(host = (float *)attn_alloc(ctx, (n ? n : 1) * sizeof(float))))
+        goto done;
+    for (p = ctx->params, i = 0; p; p = p->next, i++)
+        if (ATTN__BE(ctx, who, sum, attn_tensor_numel(p->tensor), p->tensor->grad, 1, sums + i)) goto done;
+    if (attn__k_download(ctx, host, sums, n * sizeof(float), who)) goto done;
+    for (i = 0; i < n; i++) {
+        float tn = sqrtf(host[i]);
+        total += (double)tn * tn;
+    }
+    norm = (float)sqrt(total);
+    coef = max_norm / (norm + 1e-6f);
+    if (coef < 1.0f)
+        for (p = ctx->params; p; p = p->next)
+            if (ATTN__BE(ctx, who, unary, ATTN_BE_SCALE, attn_tensor_numel(p->tensor), coef, p->tensor->grad, p->tensor->grad))
+                break;
+done:
+    attn_arena_reset(&ctx->arena, mark);
+    return norm;
 }
 
 ATTN_API float attn_clip_grad_norm(attn_context *ctx, float max_norm) {
     attn_param *p;
     double total = 0.0;
     float norm, coef;
+    if (ctx && ctx->be) return attn__clip_grad_norm_backend(ctx, max_norm);
     for (p = ctx ? ctx->params : NULL; p; p = p->next) { /* PyTorch: the norm of the per-tensor norms */
         size_t k, count = attn_tensor_numel(p->tensor);
         double s = 0.0;
