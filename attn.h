@@ -4023,26 +4023,33 @@ static attn_tensor *attn__softmax_op(attn_context *ctx, attn_tensor *x, int op, 
 ATTN_API attn_tensor *attn_softmax(attn_context *ctx, attn_tensor *x) { return attn__softmax_op(ctx, x, ATTN__OP_SOFTMAX, "attn_softmax"); }
 ATTN_API attn_tensor *attn_log_softmax(attn_context *ctx, attn_tensor *x) { return attn__softmax_op(ctx, x, ATTN__OP_LOG_SOFTMAX, "attn_log_softmax"); }
 
+/* dx += the (log-)softmax backward of rows with output y and grad dy. */
+static void attn__softmax_backward_rows(int log, size_t rows, int cols, const float *y, const float *dy, float *dx) {
+    size_t r;
+    int j;
+    for (r = 0; r < rows; r++) {
+        const float *yr = y + r * cols, *g = dy + r * cols;
+        float *d = dx + r * cols;
+        if (!log) { /* dx = y (g - sum(g y)) */
+            float dot = attn_vec_dot((size_t)cols, g, yr);
+            for (j = 0; j < cols; j++) d[j] += yr[j] * (g[j] - dot);
+        } else { /* log-softmax: dx = g - softmax * sum(g) */
+            float s = attn_vec_sum((size_t)cols, g);
+            for (j = 0; j < cols; j++) d[j] += g[j] - expf(yr[j]) * s;
+        }
+    }
+}
+
 static attn_status attn__softmax_backward(attn_context *ctx, attn_node *n) {
     attn_tensor *x = n->in[0];
-    int cols = attn__last_dim(x), j;
-    size_t r, rows = cols ? attn_tensor_numel(x) / (size_t)cols : 0;
+    int cols = attn__last_dim(x), log = n->op == ATTN__OP_LOG_SOFTMAX;
+    size_t rows = cols ? attn_tensor_numel(x) / (size_t)cols : 0;
     float *gx = attn__grad(ctx, x);
     if (!gx) return ctx->status;
     if (ctx->be)
-        return rows && cols ? ATTN__BE(ctx, "attn_backward", softmax_backward, n->op == ATTN__OP_LOG_SOFTMAX, (int)rows,
-                                       cols, n->out->data, n->out->grad, gx) : ATTN_OK;
-    for (r = 0; r < rows; r++) {
-        const float *y = n->out->data + r * cols, *g = n->out->grad + r * cols;
-        float *d = gx + r * cols;
-        if (n->op == ATTN__OP_SOFTMAX) { /* dx = y (g - sum(g y)) */
-            float dot = attn_vec_dot((size_t)cols, g, y);
-            for (j = 0; j < cols; j++) d[j] += y[j] * (g[j] - dot);
-        } else { /* log-softmax: dx = g - softmax * sum(g) */
-            float s = attn_vec_sum((size_t)cols, g);
-            for (j = 0; j < cols; j++) d[j] += g[j] - expf(y[j]) * s;
-        }
-    }
+        return rows ? ATTN__BE(ctx, "attn_backward", softmax_backward, log, (int)rows, cols, n->out->data,
+                               n->out->grad, gx) : ATTN_OK;
+    attn__softmax_backward_rows(log, rows, cols, n->out->data, n->out->grad, gx);
     return ATTN_OK;
 }
 
@@ -4084,29 +4091,36 @@ ATTN_API attn_tensor *attn_layernorm(attn_context *ctx, attn_tensor *x, attn_ten
     return out;
 }
 
+/* y = x / sqrt(mean(x^2) + eps) * w for each row; rstd receives 1 / sqrt(...). */
+static void attn__rmsnorm_rows(int rows, int cols, const float *x, const float *w, float eps, float *y, float *rstd) {
+    int r;
+    for (r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * cols;
+        float *yr = y + (size_t)r * cols;
+        rstd[r] = 1.0f / sqrtf(attn_vec_dot((size_t)cols, xr, xr) / (float)cols + eps);
+        attn_vec_scale((size_t)cols, rstd[r], xr, yr);
+        if (w) attn_vec_mul((size_t)cols, yr, w, yr);
+    }
+}
+
 ATTN_API attn_tensor *attn_rmsnorm(attn_context *ctx, attn_tensor *x, attn_tensor *weight, float eps) {
     const char *who = "attn_rmsnorm";
     attn_arena_mark scratch;
     attn_tensor *out;
     attn_node *n = NULL;
     float *rstd;
-    int cols, rows, r;
+    int cols, rows;
     if (!ctx || attn__null_input(ctx, x, who)) return NULL;
     cols = attn__last_dim(x);
     if (!attn__norm_param(ctx, &weight, cols, who, "weight") || !(out = attn__unary_begin(ctx, &x, &scratch, who)))
         return NULL;
     rows = cols ? (int)(attn_tensor_numel(x) / (size_t)cols) : 0;
     if (!(rstd = attn__alloc_floats(ctx, (size_t)rows))) return NULL;
-    if (ctx->be && rows && ATTN__BE(ctx, who, norm_forward, 1, rows, cols, x->data, weight ? weight->data : NULL, NULL,
-                                    eps, out->data, NULL, rstd))
-        return NULL;
-    for (r = 0; r < rows && !ctx->be; r++) { /* y = x / sqrt(mean(x^2) + eps) * w */
-        const float *xr = x->data + (size_t)r * cols;
-        float *yr = out->data + (size_t)r * cols;
-        rstd[r] = 1.0f / sqrtf(attn_vec_dot((size_t)cols, xr, xr) / (float)cols + eps);
-        attn_vec_scale((size_t)cols, rstd[r], xr, yr);
-        if (weight) attn_vec_mul((size_t)cols, yr, weight->data, yr);
-    }
+    if (ctx->be) {
+        if (rows && ATTN__BE(ctx, who, norm_forward, 1, rows, cols, x->data, weight ? weight->data : NULL, NULL, eps,
+                             out->data, NULL, rstd))
+            return NULL;
+    } else attn__rmsnorm_rows(rows, cols, x->data, weight ? weight->data : NULL, eps, out->data, rstd);
     out = attn__finish(ctx, ATTN__OP_RMSNORM, out, x, weight, NULL, scratch, &n);
     if (n) n->saved = rstd;
     return out;
@@ -4115,42 +4129,90 @@ ATTN_API attn_tensor *attn_rmsnorm(attn_context *ctx, attn_tensor *x, attn_tenso
 /* LayerNorm (bias != NULL or not) and RMSNorm share this backward: with
    xhat = (x - mean) rstd (mean = 0 for RMSNorm) and gh = g * weight,
    dx = rstd (gh - mean(gh) - xhat mean(gh xhat)), where RMSNorm drops mean(gh). */
-static attn_status attn__norm_backward(attn_context *ctx, attn_node *n) {
-    attn_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
-    int layernorm = n->op == ATTN__OP_LAYERNORM, cols = attn__last_dim(x), rows, r, j;
-    float *gx = NULL, *gw = NULL, *gb = NULL;
-    rows = cols ? (int)(attn_tensor_numel(x) / (size_t)cols) : 0;
-    if (x->requires_grad && !(gx = attn__grad(ctx, x))) return ctx->status;
-    if (w && w->requires_grad && !(gw = attn__grad(ctx, w))) return ctx->status;
-    if (b && b->requires_grad && !(gb = attn__grad(ctx, b))) return ctx->status;
-    if (ctx->be)
-        return rows ? ATTN__BE(ctx, "attn_backward", norm_backward, !layernorm, rows, cols, x->data, w ? w->data : NULL,
-                               layernorm ? n->saved : NULL, layernorm ? n->saved + rows : n->saved, n->out->grad,
-                               gx, gw, gb) : ATTN_OK;
+/* dx, dw, db += (any may be NULL) for rows; mean NULL means RMSNorm. */
+static void attn__norm_backward_rows(int rows, int cols, const float *x, const float *w, const float *mean_of,
+                                     const float *rstd_of, const float *dy, float *gx, float *gw, float *gb) {
+    int r, j;
     for (r = 0; r < rows; r++) {
-        const float *xr = x->data + (size_t)r * cols, *g = n->out->grad + (size_t)r * cols;
-        float mean = layernorm ? n->saved[r] : 0.0f, rstd = layernorm ? n->saved[rows + r] : n->saved[r];
+        const float *xr = x + (size_t)r * cols, *g = dy + (size_t)r * cols;
+        float mean = mean_of ? mean_of[r] : 0.0f, rstd = rstd_of[r];
         double sum_gh = 0.0, sum_ghx = 0.0;
         for (j = 0; j < cols; j++) {
-            float xhat = (xr[j] - mean) * rstd, gh = g[j] * (w ? w->data[j] : 1.0f);
+            float xhat = (xr[j] - mean) * rstd, gh = g[j] * (w ? w[j] : 1.0f);
             sum_gh += gh;
             sum_ghx += (double)gh * xhat;
             if (gw) gw[j] += g[j] * xhat;
             if (gb) gb[j] += g[j];
         }
         if (gx) {
-            float m_gh = layernorm ? (float)(sum_gh / cols) : 0.0f, m_ghx = (float)(sum_ghx / cols);
+            float m_gh = mean_of ? (float)(sum_gh / cols) : 0.0f, m_ghx = (float)(sum_ghx / cols);
             float *d = gx + (size_t)r * cols;
             for (j = 0; j < cols; j++) {
-                float xhat = (xr[j] - mean) * rstd, gh = g[j] * (w ? w->data[j] : 1.0f);
+                float xhat = (xr[j] - mean) * rstd, gh = g[j] * (w ? w[j] : 1.0f);
                 d[j] += rstd * (gh - m_gh - xhat * m_ghx);
             }
         }
     }
+}
+
+static attn_status attn__norm_backward(attn_context *ctx, attn_node *n) {
+    attn_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+    int layernorm = n->op == ATTN__OP_LAYERNORM, cols = attn__last_dim(x), rows;
+    float *gx = NULL, *gw = NULL, *gb = NULL;
+    const float *mean, *rstd;
+    rows = cols ? (int)(attn_tensor_numel(x) / (size_t)cols) : 0;
+    mean = layernorm ? n->saved : NULL; /* LayerNorm saved (mean, rstd), RMSNorm rstd */
+    rstd = layernorm ? n->saved + rows : n->saved;
+    if (x->requires_grad && !(gx = attn__grad(ctx, x))) return ctx->status;
+    if (w && w->requires_grad && !(gw = attn__grad(ctx, w))) return ctx->status;
+    if (b && b->requires_grad && !(gb = attn__grad(ctx, b))) return ctx->status;
+    if (ctx->be)
+        return rows ? ATTN__BE(ctx, "attn_backward", norm_backward, !layernorm, rows, cols, x->data, w ? w->data : NULL,
+                               mean, rstd, n->out->grad, gx, gw, gb) : ATTN_OK;
+    attn__norm_backward_rows(rows, cols, x->data, w ? w->data : NULL, mean, rstd, n->out->grad, gx, gw, gb);
     return ATTN_OK;
 }
 
 /* ---- losses (section 8 declares them; they are ops like the others) ---- */
+/* The mean loss over rows whose target is not ignored (0 / 0: NaN, as PyTorch gives). */
+static float attn__cross_entropy_mean(int N, int C, const float *logp, const int32_t *targets, int ignore, float ls) {
+    double total = 0.0;
+    long count = 0;
+    int r, c;
+    for (r = 0; r < N; r++) {
+        const float *lp = logp + (size_t)r * C;
+        double smooth = 0.0;
+        if (targets[r] == ignore) continue;
+        for (c = 0; c < C; c++) smooth += lp[c];
+        total -= (1.0 - ls) * lp[targets[r]] + ls * smooth / C;
+        count++;
+    }
+    return (float)(total / (double)count);
+}
+
+/* dlogits += d loss / d logits, given d loss = dloss. */
+static void attn__cross_entropy_backward_rows(int N, int C, const float *logp, const int32_t *targets, int ignore,
+                                              float eps, float dloss, float *gl) {
+    long count = 0;
+    int r, c;
+    float scale;
+    for (r = 0; r < N; r++) count += targets[r] != ignore;
+    if (!count) return;
+    scale = dloss / (float)count;
+    /* As PyTorch's graph does it: d loss / d logp_c = -scale ((1 - eps) [c = t] +
+       eps / C), then log-softmax's backward: g_c - softmax_c * sum(g). */
+    {
+        float g_other = -scale * (eps / (float)C), g_target = g_other - scale * (1.0f - eps);
+        float total = g_target + g_other * (float)(C - 1);
+        for (r = 0; r < N; r++) {
+            const float *lp = logp + (size_t)r * C;
+            float *d = gl + (size_t)r * C;
+            if (targets[r] == ignore) continue;
+            for (c = 0; c < C; c++) d[c] += (c == targets[r] ? g_target : g_other) - expf(lp[c]) * total;
+        }
+    }
+}
+
 ATTN_API attn_tensor *attn_cross_entropy(attn_context *ctx, attn_tensor *logits, const int32_t *targets,
                                          int ignore_index, float label_smoothing) {
     const char *who = "attn_cross_entropy";
@@ -4158,9 +4220,7 @@ ATTN_API attn_tensor *attn_cross_entropy(attn_context *ctx, attn_tensor *logits,
     attn_tensor *out;
     attn_node *n = NULL;
     float *logp;
-    int N, C, r, c;
-    double total = 0.0;
-    long count = 0;
+    int N, C, r;
     if (!ctx || attn__null_input(ctx, logits, who)) return NULL;
     if (logits->ndim != 2) {
         char t1[64];
@@ -4192,16 +4252,10 @@ ATTN_API attn_tensor *attn_cross_entropy(attn_context *ctx, attn_tensor *logits,
         if (!t || ATTN__BE(ctx, who, cross_entropy, N, C, logits->data, t, ignore_index, label_smoothing, logp, out->data))
             return NULL;
         targets = t;
-    } else attn_log_softmax_rows(&ctx->threads, N, C, logits->data, C, logp, C);
-    for (r = 0; r < N && !ctx->be; r++) {
-        const float *lp = logp + (size_t)r * C;
-        double smooth = 0.0;
-        if (targets[r] == ignore_index) continue;
-        for (c = 0; c < C; c++) smooth += lp[c];
-        total -= (1.0 - label_smoothing) * lp[targets[r]] + label_smoothing * smooth / C;
-        count++;
+    } else {
+        attn_log_softmax_rows(&ctx->threads, N, C, logits->data, C, logp, C);
+        out->data[0] = attn__cross_entropy_mean(N, C, logp, targets, ignore_index, label_smoothing);
     }
-    if (!ctx->be) out->data[0] = (float)(total / (double)count); /* 0 / 0: NaN, as PyTorch gives */
     if (!(out = attn__finish(ctx, ATTN__OP_CROSS_ENTROPY, out, logits, NULL, NULL, scratch, &n))) return NULL;
     if (n && ctx->be) n->index = (int32_t *)targets; /* already a copy in backend memory */
     else if (n) {
@@ -4216,27 +4270,13 @@ ATTN_API attn_tensor *attn_cross_entropy(attn_context *ctx, attn_tensor *logits,
 
 static attn_status attn__cross_entropy_backward(attn_context *ctx, attn_node *n) {
     attn_tensor *logits = n->in[0];
-    int N = logits->shape[0], C = logits->shape[1], r, c;
-    long count = 0;
-    float *gl = attn__grad(ctx, logits), scale, eps = n->f;
+    int N = logits->shape[0], C = logits->shape[1];
+    float *gl = attn__grad(ctx, logits);
     if (!gl) return ctx->status;
     if (ctx->be)
-        return ATTN__BE(ctx, "attn_backward", cross_entropy_backward, N, C, n->saved, n->index, n->i, eps, n->out->grad, gl);
-    for (r = 0; r < N; r++) count += n->index[r] != n->i;
-    if (!count) return ATTN_OK;
-    scale = n->out->grad[0] / (float)count;
-    /* As PyTorch's graph does it: d loss / d logp_c = -scale ((1 - eps) [c = t] +
-       eps / C), then log-softmax's backward: g_c - softmax_c * sum(g). */
-    {
-        float g_other = -scale * (eps / (float)C), g_target = g_other - scale * (1.0f - eps);
-        float total = g_target + g_other * (float)(C - 1);
-        for (r = 0; r < N; r++) {
-            const float *lp = n->saved + (size_t)r * C;
-            float *d = gl + (size_t)r * C;
-            if (n->index[r] == n->i) continue;
-            for (c = 0; c < C; c++) d[c] += (c == n->index[r] ? g_target : g_other) - expf(lp[c]) * total;
-        }
-    }
+        return ATTN__BE(ctx, "attn_backward", cross_entropy_backward, N, C, n->saved, n->index, n->i, n->f,
+                        n->out->grad, gl);
+    attn__cross_entropy_backward_rows(N, C, n->saved, n->index, n->i, n->f, n->out->grad[0], gl);
     return ATTN_OK;
 }
 
