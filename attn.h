@@ -6471,6 +6471,216 @@ ATTN_API attn_status attn_checkpoint_load_file(attn_context *ctx, attn_optim *op
 }
 #endif /* ATTN_NO_STDIO */
 
+/* ============================================================================
+   10. Backends
+   ========================================================================= */
+ATTN_API const attn_backend *attn_context_backend(const attn_context *ctx) { return ctx ? ctx->be : NULL; }
+
+static attn_status attn__transfer_check(attn_context *ctx, const attn_tensor *t, const void *host, size_t n,
+                                        const char *who) {
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    if (!t || (!host && n)) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: NULL tensor or host pointer", who);
+    if (n != attn_tensor_numel(t))
+        return attn__fail(ctx, ATTN_ERR_SHAPE, "%s: %zu floats for a tensor of %zu", who, n, attn_tensor_numel(t));
+    return ATTN_OK;
+}
+
+ATTN_API attn_status attn_tensor_upload(attn_context *ctx, attn_tensor *t, const float *host, size_t n) {
+    attn_status s = attn__transfer_check(ctx, t, host, n, "attn_tensor_upload");
+    return s ? s : n ? attn__tensor_from_host(ctx, t, host, "attn_tensor_upload") : ATTN_OK;
+}
+
+ATTN_API attn_status attn_tensor_download(attn_context *ctx, const attn_tensor *t, float *host, size_t n) {
+    attn_arena_mark mark;
+    const float *h;
+    attn_status s = attn__transfer_check(ctx, t, host, n, "attn_tensor_download");
+    if (s || !n) return s;
+    if (attn_tensor_is_contiguous(t)) return attn__k_download(ctx, host, t->data, n * sizeof(float), "attn_tensor_download");
+    mark = attn_arena_get_mark(&ctx->arena);
+    if ((h = attn__tensor_to_host(ctx, t, "attn_tensor_download")) != NULL) memcpy(host, h, n * sizeof(float));
+    attn_arena_reset(&ctx->arena, mark);
+    return h ? ATTN_OK : ctx->status;
+}
+
+ATTN_API attn_status attn_tensor_download_grad(attn_context *ctx, const attn_tensor *t, float *host, size_t n) {
+    attn_status s = attn__transfer_check(ctx, t, host, n, "attn_tensor_download_grad");
+    if (s || !n) return s;
+    if (!t->grad) {
+        memset(host, 0, n * sizeof(float));
+        return ATTN_OK;
+    }
+    return attn__k_download(ctx, host, t->grad, n * sizeof(float), "attn_tensor_download_grad");
+}
+
+/* ---- the CPU table: section 4's kernels and the ops' host helpers, single-threaded ---- */
+static const char *attn__cpu_last_error(void *user) { (void)user; return "out of host memory"; }
+static void *attn__cpu_alloc(void *user, size_t bytes) { (void)user; return ATTN_MALLOC(bytes, user); }
+static void attn__cpu_free(void *user, void *ptr) { (void)user; ATTN_FREE(ptr, user); }
+static attn_status attn__cpu_move(void *user, void *dst, const void *src, size_t bytes) {
+    (void)user;
+    memmove(dst, src, bytes);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_sync(void *user) { (void)user; return ATTN_OK; }
+static attn_status attn__cpu_fill(void *user, size_t n, float value, float *y) {
+    size_t i;
+    (void)user;
+    for (i = 0; i < n; i++) y[i] = value;
+    return ATTN_OK;
+}
+static attn_status attn__cpu_copy4(void *user, const int *shape, const float *x, const int *xs, float *y, const int *ys,
+                                   int accumulate) {
+    (void)user;
+    attn__copy4_host(shape, x, xs, y, ys, accumulate);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_binary4(void *user, int op, const int *shape, const float *a, const int *as,
+                                     const float *b, const int *bs, float *y) {
+    (void)user;
+    attn__binary4_host(op, shape, a, as, b, bs, y);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_reduce4(void *user, const int *shape, float *dst, const int *ds, const float *g,
+                                     const float *other, const int *os, float sign) {
+    (void)user;
+    attn__bcast_accumulate(shape, dst, ds, g, other, os, sign);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_gemm(void *user, int tA, int tB, int M, int N, int K, float alpha, const float *A, int lda,
+                                  ptrdiff_t sA, const float *B, int ldb, ptrdiff_t sB, float beta, float *C, int ldc,
+                                  ptrdiff_t sC, int batch) {
+    int i;
+    (void)user;
+    for (i = 0; i < batch; i++)
+        if (attn_sgemm_mt(NULL, tA, tB, M, N, K, alpha, A + i * sA, lda, B + i * sB, ldb, beta, C + i * sC, ldc))
+            return ATTN_ERR_INVALID_ARGUMENT;
+    return ATTN_OK;
+}
+static attn_status attn__cpu_unary(void *user, int op, size_t n, float s, const float *x, float *y) {
+    size_t i;
+    (void)user;
+    if (op == ATTN_BE_SCALE) attn_vec_scale(n, s, x, y);
+    else if (op == ATTN_BE_RELU) attn_vec_relu(n, x, y);
+    else if (op == ATTN_BE_GELU) attn_vec_gelu(n, x, y);
+    else if (op == ATTN_BE_TANH) for (i = 0; i < n; i++) y[i] = tanhf(x[i]);
+    else return ATTN_ERR_INVALID_ARGUMENT;
+    return ATTN_OK;
+}
+static attn_status attn__cpu_unary_backward(void *user, int op, size_t n, float s, const float *x, const float *y,
+                                            const float *dy, float *dx) {
+    size_t i;
+    (void)user;
+    if (op == ATTN_BE_SCALE) attn_vec_axpy(n, s, dy, dx);
+    else if (op == ATTN_BE_RELU) for (i = 0; i < n; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+    else if (op == ATTN_BE_GELU) attn__kernels()->gelu_backward(n, x, dy, dx);
+    else if (op == ATTN_BE_TANH) for (i = 0; i < n; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
+    else return ATTN_ERR_INVALID_ARGUMENT;
+    return ATTN_OK;
+}
+static attn_status attn__cpu_dropout(void *user, uint64_t seed, float p, size_t n, const float *x, float *y,
+                                     int accumulate) {
+    (void)user;
+    attn__dropout_apply(seed, p, n, x, y, accumulate);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_softmax(void *user, int log, int rows, int cols, const float *x, float *y) {
+    (void)user;
+    if (log) attn_log_softmax_rows(NULL, rows, cols, x, cols, y, cols);
+    else attn_softmax_rows(NULL, rows, cols, x, cols, y, cols);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_softmax_backward(void *user, int log, int rows, int cols, const float *y, const float *dy,
+                                              float *dx) {
+    (void)user;
+    attn__softmax_backward_rows(log, (size_t)rows, cols, y, dy, dx);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_norm_forward(void *user, int rms, int rows, int cols, const float *x, const float *gamma,
+                                          const float *beta, float eps, float *y, float *mean, float *rstd) {
+    (void)user;
+    if (rms) attn__rmsnorm_rows(rows, cols, x, gamma, eps, y, rstd);
+    else attn_layernorm_rows(NULL, rows, cols, x, cols, gamma, beta, eps, y, cols, mean, rstd);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_norm_backward(void *user, int rms, int rows, int cols, const float *x, const float *gamma,
+                                           const float *mean, const float *rstd, const float *dy, float *dx,
+                                           float *dgamma, float *dbeta) {
+    (void)user;
+    attn__norm_backward_rows(rows, cols, x, gamma, rms ? NULL : mean, rstd, dy, dx, dgamma, dbeta);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_embedding(void *user, size_t n, int dim, const int32_t *idx, const float *w, float *y) {
+    size_t i;
+    (void)user;
+    for (i = 0; i < n; i++) memcpy(y + i * (size_t)dim, w + (size_t)idx[i] * dim, (size_t)dim * sizeof(float));
+    return ATTN_OK;
+}
+static attn_status attn__cpu_embedding_backward(void *user, size_t n, int dim, const int32_t *idx, const float *dy,
+                                                float *dw) {
+    size_t i;
+    (void)user;
+    for (i = 0; i < n; i++) attn_vec_axpy((size_t)dim, 1.0f, dy + i * (size_t)dim, dw + (size_t)idx[i] * dim);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_cross_entropy(void *user, int rows, int C, const float *logits, const int32_t *targets,
+                                           int ignore, float ls, float *logp, float *loss) {
+    (void)user;
+    attn_log_softmax_rows(NULL, rows, C, logits, C, logp, C);
+    loss[0] = attn__cross_entropy_mean(rows, C, logp, targets, ignore, ls);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_cross_entropy_backward(void *user, int rows, int C, const float *logp,
+                                                    const int32_t *targets, int ignore, float ls, const float *dloss,
+                                                    float *dlogits) {
+    (void)user;
+    attn__cross_entropy_backward_rows(rows, C, logp, targets, ignore, ls, dloss[0], dlogits);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_attention(void *user, const attn_attention_desc *desc, const float *q, const float *k,
+                                       const float *v, float *o, float *lse) {
+    (void)user;
+    return attn_attention_forward(NULL, desc, q, k, v, o, lse);
+}
+static attn_status attn__cpu_attention_backward(void *user, const attn_attention_desc *desc, const float *q,
+                                                const float *k, const float *v, const float *o, const float *lse,
+                                                const float *dout, float *dq, float *dk, float *dv) {
+    (void)user;
+    return attn_attention_backward(NULL, desc, q, k, v, o, lse, dout, dq, dk, dv);
+}
+static attn_status attn__cpu_sum(void *user, size_t n, const float *x, int squares, float *out) {
+    double s = 0.0;
+    size_t i;
+    (void)user;
+    for (i = 0; i < n; i++) s += squares ? (double)x[i] * x[i] : (double)x[i];
+    out[0] = (float)s;
+    return ATTN_OK;
+}
+static attn_status attn__cpu_add_scalar(void *user, size_t n, const float *s, float c, float *y) {
+    float v = c * s[0];
+    size_t i;
+    (void)user;
+    for (i = 0; i < n; i++) y[i] += v;
+    return ATTN_OK;
+}
+static attn_status attn__cpu_optim_update(void *user, size_t n, const attn_backend_update *u, float *w, const float *g,
+                                          float *m, float *v) {
+    (void)user;
+    attn__optimizer_update(n, u, w, g, m, v);
+    return ATTN_OK;
+}
+
+ATTN_API const attn_backend *attn_backend_cpu(void) {
+    static const attn_backend cpu = {
+        "cpu", NULL, attn__cpu_last_error, attn__cpu_alloc, attn__cpu_free, attn__cpu_move, attn__cpu_move,
+        attn__cpu_sync, attn__cpu_fill, attn__cpu_copy4, attn__cpu_binary4, attn__cpu_reduce4, attn__cpu_gemm,
+        attn__cpu_unary, attn__cpu_unary_backward, attn__cpu_dropout, attn__cpu_softmax, attn__cpu_softmax_backward,
+        attn__cpu_norm_forward, attn__cpu_norm_backward, attn__cpu_embedding, attn__cpu_embedding_backward,
+        attn__cpu_cross_entropy, attn__cpu_cross_entropy_backward, attn__cpu_attention, attn__cpu_attention_backward,
+        attn__cpu_sum, attn__cpu_add_scalar, attn__cpu_optim_update
+    };
+    return &cpu;
+}
+
 #endif /* ATTN_IMPLEMENTATION_DONE */
 #endif /* ATTN_IMPLEMENTATION */
 
