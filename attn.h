@@ -4257,10 +4257,10 @@ ATTN_API attn_tensor *attn_cross_entropy(attn_context *ctx, attn_tensor *logits,
         out->data[0] = attn__cross_entropy_mean(N, C, logp, targets, ignore_index, label_smoothing);
     }
     if (!(out = attn__finish(ctx, ATTN__OP_CROSS_ENTROPY, out, logits, NULL, NULL, scratch, &n))) return NULL;
-    if (n && ctx->be) n->index = (int32_t *)targets; /* already a copy in backend memory */
-    else if (n) {
-        if (N && !(n->index = (int32_t *)attn_alloc(ctx, (size_t)N * sizeof(int32_t)))) return NULL;
-        if (N) memcpy(n->index, targets, (size_t)N * sizeof(int32_t));
+    if (n) {
+        if (ctx->be) n->index = (int32_t *)targets; /* already a copy in backend memory */
+        else if (N && !(n->index = (int32_t *)attn_alloc(ctx, (size_t)N * sizeof(int32_t)))) return NULL;
+        else if (N) memcpy(n->index, targets, (size_t)N * sizeof(int32_t));
         n->saved = logp;
         n->i = ignore_index;
         n->f = label_smoothing;

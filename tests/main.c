@@ -29,11 +29,12 @@ extern const test_case test_group_attention[];
 extern const test_case test_group_transformer[];
 extern const test_case test_group_infer[];
 extern const test_case test_group_files[];
+extern const test_case test_group_backend[];
 
 static const test_case *const groups[] = {
     test_group_kernels, test_group_gemm, test_group_threads, test_group_memory, test_group_tensor,
     test_group_train, test_group_autodiff, test_group_attention, test_group_transformer,
-    test_group_infer, test_group_files
+    test_group_infer, test_group_files, test_group_backend
 };
 
 /* ---- Checks ---- */
