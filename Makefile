@@ -10,13 +10,47 @@ TEST_DEP := attn.h $(TEST_SRC) $(wildcard tests/*.h)
 EXAMPLES := $(basename $(notdir $(wildcard examples/*.c)))
 EXAMPLE_BINS := $(addprefix $(BUILD)/,$(EXAMPLES))
 
-.PHONY: test bench check-all demo examples clean attn-infer
+.PHONY: test bench check-all demo examples clean attn-infer cuda-test cuda-check bench-cuda
+
+# nvcc for attn_cuda.cuh (the CUDA toolkit is not a Debian package: without
+# it the CUDA targets say so and skip). SASS for sm_80 and sm_90, PTX for newer.
+NVCC    ?= $(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard /usr/local/cuda/bin/nvcc))
+NVFLAGS ?= -std=c++14 -O2 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
+CUDA_DEP := attn.h attn_cuda.cuh tests/test_cuda.cu $(wildcard tests/cuda/*.inc)
 
 # The test runner: one binary, every test, last line 'N passed, N failed'.
 # First every example runs with tiny settings, so none can rot.
-test: $(BUILD)/tests examples
+test: $(BUILD)/tests examples cuda-test
 	bash tests/run_examples.sh $(EXAMPLES)
 	$(BUILD)/tests
+
+# The GPU tests: built when nvcc exists, and without a GPU they print a skip line.
+cuda-test:
+ifneq ($(NVCC),)
+	@$(MAKE) --no-print-directory $(BUILD)/test_cuda
+	$(BUILD)/test_cuda
+else
+	@echo "cuda: skipped (no nvcc, so attn_cuda.cuh was not compiled)"
+endif
+
+$(BUILD)/test_cuda: $(CUDA_DEP)
+	@mkdir -p $(BUILD)
+	$(NVCC) $(NVFLAGS) -I. -Itests tests/test_cuda.cu -o $@
+
+# attn_cuda.cuh on a GPU against cuBLAS (and PyTorch's SDPA when a CUDA PyTorch is there).
+bench-cuda:
+ifneq ($(NVCC),)
+	@mkdir -p $(BUILD)
+	$(NVCC) $(NVFLAGS) -I. -Ibench bench/bench_cuda.cu -o $(BUILD)/bench_cuda -lcublas
+	$(BUILD)/bench_cuda
+	-$${BENCH_PYTHON:-python3} bench/sdpa_torch.py
+else
+	@echo "bench-cuda: skipped (no nvcc)"
+endif
+
+# Compile-only check of attn_cuda.cuh for sm_80 and sm_90: registers and spills per kernel.
+cuda-check:
+	bash tools/cuda_check.sh
 
 $(BUILD)/tests: $(TEST_DEP)
 	@mkdir -p $(BUILD)

@@ -859,10 +859,13 @@ ATTN_API attn_status attn_checkpoint_load_file(attn_context *ctx, attn_optim *op
    without a backend calls the kernels of section 4 directly (the fastest
    host path); attn_backend_cpu() is the same kernels behind the table, which
    the tests use to check that model code goes through the table only.
-   Supported on a backend: tensors, views, copy, fill, init, the ops of
-   section 6 except rmsnorm... (attn_backend_supports names the others),
-   encoder/decoder layers, attn_lm, cross-entropy, the optimizers, clipping,
-   params load/save. The rest fails with ATTN_ERR_UNSUPPORTED and says so.
+   On a backend: tensors, views, copy, fill, init, every op of section 6 but
+   attn_attention_weights, the layers of section 7 (KV cache too) but
+   attn_rope, cross-entropy, the optimizers, clipping, and section 9's
+   params/checkpoint/.npy files. attn_mse, attn_rope, attn_attention_weights
+   fail there with ATTN_ERR_UNSUPPORTED and say so. attn_tensor_elem gives a
+   backend address (for arithmetic, not for reading). attn_cuda.cuh fills the
+   table for NVIDIA GPUs.
    ========================================================================= */
 /* Elementwise op codes of the table. */
 enum {

@@ -420,6 +420,20 @@ TEST(backend_lm_trains_like_host) {
         attn_context_destroy(h2);
         free(buf);
     }
+    /* a checkpoint (weights, AdamW's moments, step, RNG) through backend memory: save, spoil, load, save again */
+    {
+        size_t n = attn_checkpoint_size(ctx[1], opt[1]);
+        unsigned char *a = (unsigned char *)malloc(n), *b = (unsigned char *)malloc(n);
+        attn_param *p;
+        CHECK(attn_checkpoint_save(ctx[1], opt[1], a, n) == ATTN_OK, "checkpoint save: %s", attn_error_message(ctx[1]));
+        for (p = attn_params(ctx[1]); p; p = p->next) attn_tensor_fill(p->tensor, 7.0f);
+        CHECK(attn_optim_step(opt[1]) == ATTN_OK, "a step to spoil the moments");
+        CHECK(attn_checkpoint_load(ctx[1], opt[1], a, n) == ATTN_OK, "checkpoint load: %s", attn_error_message(ctx[1]));
+        CHECK(attn_checkpoint_save(ctx[1], opt[1], b, n) == ATTN_OK && !memcmp(a, b, n),
+              "a checkpoint loaded on the backend saves differently");
+        free(a);
+        free(b);
+    }
 done:
     attn_context_destroy(ctx[0]);
     attn_context_destroy(ctx[1]);

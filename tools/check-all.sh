@@ -726,6 +726,17 @@ cfg_tcc() {
     note "reference kernels (no immintrin.h)"
     tests tcc "" "-lm -lpthread"
 }
+cfg_cuda() {
+    local rc
+    bash "$ROOT/tools/cuda_check.sh" "$W/cuda" > "$W/cuda.out" 2>&1
+    rc=$?
+    cat "$W/cuda.out" >> "$LOG"
+    [ $rc -eq 3 ] && { skip "no nvcc (the CUDA toolkit is not a Debian package)"; return 3; }
+    [ $rc -ne 0 ] && { fail "$(grep -m1 -E 'failed|error' "$W/cuda.out" | cut -c1-200)"; return 1; }
+    note "$(grep '^cuda-check: sm_' "$W/cuda.out" | sed 's/^cuda-check: //' | paste -sd ';' -)"
+    cp "$W/cuda.out" "$OUT/cuda-ptxas.txt"
+}
+
 cfg_cortex_m() {
     have arm-none-eabi-gcc || { skip "arm-none-eabi-gcc not installed; Debian: gcc-arm-none-eabi libnewlib-arm-none-eabi"; return 3; }
     local m4="-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -Os -ffunction-sections -fdata-sections"
@@ -840,6 +851,7 @@ tcc:opt:cfg_tcc
 cortex-m:opt:cfg_cortex_m
 mingw:opt:cfg_mingw
 msvc-target:opt:cfg_msvc_target
+cuda-nvcc:opt:cfg_cuda
 "
 
 now_ms() { date +%s%3N; }
@@ -936,6 +948,10 @@ for n in "${NAMES[@]}"; do
     esac
 done
 total=$(awk -v m="$(($(now_ms) - T_START))" 'BEGIN { printf "%.0f", m / 1000 }')
+if [ -f "$OUT/cuda-ptxas.txt" ]; then # what ptxas said of every kernel of attn_cuda.cuh
+    echo "---- attn_cuda.cuh, ptxas: registers, spill stores/loads (bytes), static shared memory"
+    cat "$OUT/cuda-ptxas.txt"
+fi
 echo "----"
 echo "check-all: $n_ok ok, $n_fail failed, $n_optfail optional failed, $n_skip skipped in ${total}s${failed:+; failed:$failed}"
 # The same closing line as the test runner (here counting configurations), so
