@@ -389,7 +389,11 @@ TEST(backend_lm_trains_like_host) {
             if (d > worst) worst = d;
         }
         CHECK(!p && !q, "parameter lists differ");
-        CHECK(worst <= 1e-5, "weights after %d steps differ by %g of their largest", STEPS, worst);
+        /* Adam divides by sqrt(v): a grad that is rounding noise on both sides
+           still moves its weight by up to lr, so weights agree to lr, not to
+           rounding (bit for bit on x86-64; 4e-3 of the largest on 32-bit ARM,
+           whose host and table paths round one reduction differently). */
+        CHECK(worst <= 1e-2, "weights after %d steps differ by %g of their largest", STEPS, worst);
     }
     /* files from the backend: save there, load on the host, compare */
     {
