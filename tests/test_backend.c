@@ -159,6 +159,7 @@ static attn_context *host_ctx(uint64_t seed) {
     attn_context_desc d;
     memset(&d, 0, sizeof d);
     d.seed = seed;
+    d.block_size = 64 << 10; /* small blocks: 32-bit ASan under qemu runs out of address space with many 1 MiB ones */
     return attn_context_create(&d);
 }
 
@@ -271,59 +272,62 @@ static const struct { const char *name; op_graph fn; } op_cases[] = {
     {"cross_entropy", op_cross_entropy}, {"cross_entropy (C=8)", op_cross_entropy_wide}, {"attention", op_attention},
 };
 
+/* inputs: a (3, 4), b (3), c (4, 4) */
+static const int input_shapes[N_INPUTS][2] = {{3, 4}, {3, 1}, {4, 4}};
+
+static void run_op_case(size_t c, float values[N_INPUTS][16], const float *weights) {
+    guard g;
+    attn_context *hc = host_ctx(5), *bc;
+    attn_tensor *hin[N_INPUTS], *bin[N_INPUTS], *ho, *bo, *hl, *bl, *w;
+    double worst = 0.0;
+    int i;
+    guard_init(&g);
+    bc = backend_ctx(&g, 128 << 10, 5);
+    if (!CHECK(hc && bc, "contexts")) return;
+    for (i = 0; i < N_INPUTS; i++) {
+        char name[8] = {'i', 'n', (char)('0' + i), 0};
+        int shape[2];
+        shape[0] = input_shapes[i][0];
+        shape[1] = input_shapes[i][1];
+        hin[i] = leaf(hc, name, i == 1 ? 1 : 2, shape, values[i]);
+        bin[i] = leaf(bc, name, i == 1 ? 1 : 2, shape, values[i]);
+    }
+    ho = op_cases[c].fn(hc, hin);
+    bo = op_cases[c].fn(bc, bin);
+    if (!CHECK(ho && bo, "%s: host %s / backend %s", op_cases[c].name, attn_error_message(hc), attn_error_message(bc)))
+        goto next;
+    worst = compare(hc, ho, bc, bo, 0);
+    /* loss = sum(out * w): every output element gets its own grad */
+    w = attn_tensor_new(hc, ho->ndim, ho->shape);
+    attn_tensor_upload(hc, w, weights, attn_tensor_numel(w));
+    hl = attn_sum(hc, attn_mul(hc, ho, w));
+    w = attn_tensor_new(bc, bo->ndim, bo->shape);
+    attn_tensor_upload(bc, w, weights, attn_tensor_numel(w));
+    bl = attn_sum(bc, attn_mul(bc, bo, w));
+    if (!CHECK(hl && bl && attn_backward(hc, hl) == ATTN_OK && attn_backward(bc, bl) == ATTN_OK,
+               "%s backward: %s / %s", op_cases[c].name, attn_error_message(hc), attn_error_message(bc)))
+        goto next;
+    for (i = 0; i < N_INPUTS; i++) {
+        double d = compare(hc, hin[i], bc, bin[i], 1);
+        if (d > worst) worst = d;
+    }
+    /* the table's kernels are the host's: equal but for summation order */
+    CHECK(worst <= 1e-6, "%s: backend differs from host by %g of the largest value", op_cases[c].name, worst);
+    CHECK(g.calls > 0, "%s: the backend was never called", op_cases[c].name);
+next:
+    attn_context_destroy(hc);
+    attn_context_destroy(bc);
+    CHECK(g.live_blocks == 0, "%s: backend memory not given back", op_cases[c].name);
+}
+
 TEST(backend_ops_match_host) {
-    /* inputs: a (3, 4), b (3), c (4, 4) */
-    static const int shapes[N_INPUTS][2] = {{3, 4}, {3, 1}, {4, 4}};
     float values[N_INPUTS][16], weights[64];
     test_rng r;
     size_t c;
     test_rng_seed(&r, 11);
     for (c = 0; c < N_INPUTS; c++) test_fill(&r, values[c], 16, -2.0f, 2.0f);
     test_fill(&r, weights, 64, -1.0f, 1.0f);
-    for (c = 0; c < sizeof op_cases / sizeof op_cases[0]; c++) {
-        guard g;
-        attn_context *hc = host_ctx(5), *bc;
-        attn_tensor *hin[N_INPUTS], *bin[N_INPUTS], *ho, *bo, *hl, *bl, *w;
-        double worst = 0.0;
-        int i;
-        guard_init(&g);
-        bc = backend_ctx(&g, 1 << 20, 5);
-        if (!CHECK(hc && bc, "contexts")) return;
-        for (i = 0; i < N_INPUTS; i++) {
-            char name[8] = {'i', 'n', (char)('0' + i), 0};
-            int shape[2];
-            shape[0] = shapes[i][0];
-            shape[1] = i == 1 ? 1 : shapes[i][1];
-            hin[i] = leaf(hc, name, i == 1 ? 1 : 2, shape, values[i]);
-            bin[i] = leaf(bc, name, i == 1 ? 1 : 2, shape, values[i]);
-        }
-        ho = op_cases[c].fn(hc, hin);
-        bo = op_cases[c].fn(bc, bin);
-        if (!CHECK(ho && bo, "%s: host %s / backend %s", op_cases[c].name, attn_error_message(hc), attn_error_message(bc)))
-            goto next;
-        worst = compare(hc, ho, bc, bo, 0);
-        /* loss = sum(out * w): every output element gets its own grad */
-        w = attn_tensor_new(hc, ho->ndim, ho->shape);
-        attn_tensor_upload(hc, w, weights, attn_tensor_numel(w));
-        hl = attn_sum(hc, attn_mul(hc, ho, w));
-        w = attn_tensor_new(bc, bo->ndim, bo->shape);
-        attn_tensor_upload(bc, w, weights, attn_tensor_numel(w));
-        bl = attn_sum(bc, attn_mul(bc, bo, w));
-        if (!CHECK(hl && bl && attn_backward(hc, hl) == ATTN_OK && attn_backward(bc, bl) == ATTN_OK,
-                   "%s backward: %s / %s", op_cases[c].name, attn_error_message(hc), attn_error_message(bc)))
-            goto next;
-        for (i = 0; i < N_INPUTS; i++) {
-            double d = compare(hc, hin[i], bc, bin[i], 1);
-            if (d > worst) worst = d;
-        }
-        /* the table's kernels are the host's: equal but for summation order */
-        CHECK(worst <= 1e-6, "%s: backend differs from host by %g of the largest value", op_cases[c].name, worst);
-        CHECK(g.calls > 0, "%s: the backend was never called", op_cases[c].name);
-    next:
-        attn_context_destroy(hc);
-        attn_context_destroy(bc);
-        CHECK(g.live_blocks == 0, "%s: backend memory not given back", op_cases[c].name);
-    }
+    for (c = 0; c < sizeof op_cases / sizeof op_cases[0]; c++) run_op_case(c, values, weights);
 }
 
 /* The GPT-style LM trains on the backend exactly as on the host: losses per
