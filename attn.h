@@ -224,7 +224,8 @@ typedef struct attn_context_desc {
     size_t backend_memory; /* bytes of backend memory for the context's data (0: 256 MiB) */
 } attn_context_desc;
 
-/* A new context (desc may be NULL). NULL only when its own memory cannot be had. */
+/* A new context (desc may be NULL). NULL only when its own memory (or, with
+   desc.backend, the backend memory) cannot be had. */
 ATTN_API attn_context *attn_context_create(const attn_context_desc *desc);
 /* Free the context and everything in its arena (NULL is fine). */
 ATTN_API void attn_context_destroy(attn_context *ctx);
@@ -847,7 +848,6 @@ ATTN_API attn_status attn_checkpoint_save_file(attn_context *ctx, const attn_opt
 ATTN_API attn_status attn_checkpoint_load_file(attn_context *ctx, attn_optim *opt, const char *path);
 #endif
 
-
 /* ============================================================================
    10. Backends (declarations)
    A context made with desc.backend keeps all its float data (tensors, grads,
@@ -968,8 +968,8 @@ struct attn_backend {
 ATTN_API const attn_backend *attn_backend_cpu(void);
 /* The context's backend, NULL for the direct CPU path. */
 ATTN_API const attn_backend *attn_context_backend(const attn_context *ctx);
-/* Copy n floats from host memory into t (contiguous, n = numel), or out of
-   it; plain memcpy without a backend. */
+/* Copy n = numel floats, row-major, from host memory into t (any strides) or
+   out of it; plain copies without a backend. */
 ATTN_API attn_status attn_tensor_upload(attn_context *ctx, attn_tensor *t, const float *host, size_t n);
 ATTN_API attn_status attn_tensor_download(attn_context *ctx, const attn_tensor *t, float *host, size_t n);
 /* t's grad into host (n = numel); zeros when t has no grad yet. */
@@ -3105,6 +3105,10 @@ ATTN_API attn_status attn_tensor_copy(attn_context *ctx, attn_tensor *dst, const
     for (d = 0; d < src->ndim; d++)
         if (dst->shape[d] != src->shape[d])
             return attn__fail(ctx, ATTN_ERR_SHAPE, "attn_tensor_copy: dim %d is %d in src, %d in dst", d, src->shape[d], dst->shape[d]);
+    if (dst->backend != src->backend)
+        return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_tensor_copy: one tensor is in %s memory, the other "
+                          "in %s memory (use attn_tensor_upload / attn_tensor_download)",
+                          dst->backend ? dst->backend->name : "host", src->backend ? src->backend->name : "host");
     if (attn_tensor_numel(src) == 0) return ATTN_OK;
     if (ctx && ctx->be) {
         int shape[4], xs[4], ys[4];
