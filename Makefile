@@ -10,7 +10,7 @@ TEST_DEP := attn.h $(TEST_SRC) $(wildcard tests/*.h)
 EXAMPLES := $(basename $(notdir $(wildcard examples/*.c)))
 EXAMPLE_BINS := $(addprefix $(BUILD)/,$(EXAMPLES))
 
-.PHONY: test bench check-all demo examples clean attn-infer cuda-test cuda-check bench-cuda
+.PHONY: test bench check-all demo examples clean attn-infer cuda-test cuda-emu-test cuda-check bench-cuda
 
 # nvcc for attn_cuda.cuh (the CUDA toolkit is not a Debian package: without
 # it the CUDA targets say so and skip). SASS for sm_80 and sm_90, PTX for newer.
@@ -20,7 +20,7 @@ CUDA_DEP := attn.h attn_cuda.cuh tests/test_cuda.cu $(wildcard tests/cuda/*.inc)
 
 # The test runner: one binary, every test, last line 'N passed, N failed'.
 # First every example runs with tiny settings, so none can rot.
-test: $(BUILD)/tests examples cuda-test
+test: $(BUILD)/tests examples cuda-test cuda-emu-test
 	bash tests/run_examples.sh $(EXAMPLES)
 	$(BUILD)/tests
 
@@ -36,6 +36,32 @@ endif
 $(BUILD)/test_cuda: $(CUDA_DEP)
 	@mkdir -p $(BUILD)
 	$(NVCC) $(NVFLAGS) -I. -Itests tests/test_cuda.cu -o $@
+
+# The same tests with attn_cuda.cuh's real kernels run on the CPU by the
+# emulator in tools/cuda_emu (g++ only: no nvcc, no GPU), so CI covers them.
+# cuda_pp rewrites the <<<>>> launches into build/cuda_emu/ copies. CUDA_EMU_FMA:
+# fmaf as an instruction where the CPU has one (3x faster overall, same results).
+EMU       := $(BUILD)/cuda_emu
+EMU_CXX   ?= g++
+EMU_FLAGS ?= -std=c++14 -O2 -Wall -Wno-unknown-pragmas
+EMU_FMA   := $(shell grep -qw fma /proc/cpuinfo 2>/dev/null && echo -DCUDA_EMU_FMA)
+
+cuda-emu-test: $(EMU)/test_cuda
+	$(EMU)/test_cuda
+
+$(EMU)/cuda_pp: tools/cuda_emu/cuda_pp.cpp
+	@mkdir -p $(EMU)
+	$(EMU_CXX) -std=c++14 -O2 $< -o $@
+
+$(EMU)/attn_cuda.cuh: attn_cuda.cuh $(EMU)/cuda_pp
+	$(EMU)/cuda_pp $< $@
+
+$(EMU)/test_cuda.cu: tests/test_cuda.cu $(EMU)/cuda_pp
+	$(EMU)/cuda_pp $< $@
+
+$(EMU)/test_cuda: $(EMU)/test_cuda.cu $(EMU)/attn_cuda.cuh $(CUDA_DEP) $(wildcard tools/cuda_emu/*.h tools/cuda_emu/*.cpp)
+	$(EMU_CXX) $(EMU_FLAGS) -ffp-contract=off -DATTN_CUDA_EMU $(EMU_FMA) -iquote $(EMU) -I. -Itests -Itools/cuda_emu \
+		-x c++ $(EMU)/test_cuda.cu -x none tools/cuda_emu/emu.cpp -o $@ -lm
 
 # attn_cuda.cuh on a GPU against cuBLAS (and PyTorch's SDPA when a CUDA PyTorch is there).
 bench-cuda:
