@@ -1330,6 +1330,8 @@ ATTN_API void attn_arena_release(attn_arena *arena) {
     attn__block *b = (attn__block *)arena->first_block;
     size_t block_size = arena->block_size;
     void *user = arena->alloc_user;
+    attn_arena *companion = arena->companion;
+    if (companion) companion->used = 0; /* empty too, and still tied to this arena */
     if (!block_size) { /* fixed: just empty it */
         arena->used = 0;
         return;
@@ -1340,6 +1342,7 @@ ATTN_API void attn_arena_release(attn_arena *arena) {
         b = next;
     }
     attn_arena_init_growing(arena, block_size, user);
+    arena->companion = companion;
 }
 
 /* ============================================================================
