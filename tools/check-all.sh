@@ -739,6 +739,21 @@ cfg_cuda() {
     cp "$W/cuda.out" "$OUT/cuda-ptxas.txt"
 }
 
+# The CUDA kernels on the emulator with its threads in other orders than make
+# test's: a missing __syncthreads shows up as a wrong result in one of them.
+cfg_cuda_emu_orders() {
+    local order
+    have g++ || { fail "g++ not found"; return 1; }
+    step "build the emulated CUDA tests" make -s BUILD="$W/build" "$W/build/cuda_emu/test_cuda" || return 1
+    for order in rev rand; do
+        runprog "emulated CUDA tests, EMU_ORDER=$order" "$W/$order.out" env EMU_ORDER=$order "$W/build/cuda_emu/test_cuda" || {
+            [ -s "$W/reason" ] || fail "EMU_ORDER=$order: $(grep -m1 -E 'FAIL|cuda-emu' "$W/$order.out" | cut -c1-200)"
+            return 1
+        }
+    done
+    note "$(tail -n1 "$W/rand.out" | sed 's/^cuda: //') (rev and rand orders)"
+}
+
 cfg_cortex_m() {
     have arm-none-eabi-gcc || { skip "arm-none-eabi-gcc not installed; Debian: gcc-arm-none-eabi libnewlib-arm-none-eabi"; return 3; }
     local m4="-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -Os -ffunction-sections -fdata-sections"
@@ -854,6 +869,7 @@ cortex-m:opt:cfg_cortex_m
 mingw:opt:cfg_mingw
 msvc-target:opt:cfg_msvc_target
 cuda-nvcc:opt:cfg_cuda
+cuda-emu-orders:req:cfg_cuda_emu_orders
 "
 
 now_ms() { date +%s%3N; }
