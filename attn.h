@@ -3546,40 +3546,6 @@ static attn_tensor *attn__unary_begin(attn_context *ctx, attn_tensor **x, attn_a
     return (*x = attn__dense(ctx, *x)) ? out : NULL;
 }
 
-ATTN_API attn_tensor *attn_scale(attn_context *ctx, attn_tensor *x, float s) {
-    attn_arena_mark scratch;
-    attn_tensor *out = attn__unary_begin(ctx, &x, &scratch, "attn_scale");
-    attn_node *n = NULL;
-    if (!out) return NULL;
-    if (ctx->be) {
-        if (ATTN__BE(ctx, "attn_scale", unary, ATTN_BE_SCALE, attn_tensor_numel(x), s, x->data, out->data)) return NULL;
-    } else attn_vec_scale(attn_tensor_numel(x), s, x->data, out->data);
-    out = attn__finish(ctx, ATTN__OP_SCALE, out, x, NULL, NULL, scratch, &n);
-    if (n) n->f = s;
-    return out;
-}
-
-ATTN_API attn_tensor *attn_relu(attn_context *ctx, attn_tensor *x) {
-    attn_arena_mark scratch;
-    attn_tensor *out = attn__unary_begin(ctx, &x, &scratch, "attn_relu");
-    if (!out) return NULL;
-    if (ctx->be) {
-        if (ATTN__BE(ctx, "attn_relu", unary, ATTN_BE_RELU, attn_tensor_numel(x), 0.0f, x->data, out->data)) return NULL;
-    } else attn_vec_relu(attn_tensor_numel(x), x->data, out->data);
-    return attn__finish(ctx, ATTN__OP_RELU, out, x, NULL, NULL, scratch, NULL);
-}
-
-ATTN_API attn_tensor *attn_tanh(attn_context *ctx, attn_tensor *x) {
-    attn_arena_mark scratch;
-    attn_tensor *out = attn__unary_begin(ctx, &x, &scratch, "attn_tanh");
-    size_t i, n;
-    if (!out) return NULL;
-    if (ctx->be) {
-        if (ATTN__BE(ctx, "attn_tanh", unary, ATTN_BE_TANH, attn_tensor_numel(x), 0.0f, x->data, out->data)) return NULL;
-    } else for (i = 0, n = attn_tensor_numel(x); i < n; i++) out->data[i] = tanhf(x->data[i]);
-    return attn__finish(ctx, ATTN__OP_TANH, out, x, NULL, NULL, scratch, NULL);
-}
-
 /* GELU forward (dy NULL: out = gelu(x)) or backward (out += dy gelu'(x)),
    split into chunks over the context's threads: elementwise, so any split
    gives the same bits. */
@@ -3610,16 +3576,6 @@ static void attn__gelu_threaded(const attn_threads *threads, size_t n, const flo
     if (n) attn__parallel(threads, (int)((n + j.chunk - 1) / j.chunk), attn__gelu_task, &j);
 }
 
-ATTN_API attn_tensor *attn_gelu(attn_context *ctx, attn_tensor *x) {
-    attn_arena_mark scratch;
-    attn_tensor *out = attn__unary_begin(ctx, &x, &scratch, "attn_gelu");
-    if (!out) return NULL;
-    if (ctx->be) {
-        if (ATTN__BE(ctx, "attn_gelu", unary, ATTN_BE_GELU, attn_tensor_numel(x), 0.0f, x->data, out->data)) return NULL;
-    } else attn__gelu_threaded(&ctx->threads, attn_tensor_numel(x), x->data, NULL, out->data);
-    return attn__finish(ctx, ATTN__OP_GELU, out, x, NULL, NULL, scratch, NULL);
-}
-
 static void attn__dropout_apply(uint64_t seed, float p, size_t n, const float *x, float *y, int accumulate) {
     float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
     size_t i;
@@ -3627,6 +3583,67 @@ static void attn__dropout_apply(uint64_t seed, float p, size_t n, const float *x
         float v = attn__dropout_keep(seed, i, p) ? x[i] * scale : 0.0f;
         if (accumulate) y[i] += v; else y[i] = v;
     }
+}
+
+/* The unary ops (ATTN_BE_* codes) on the host: out = f(x), or, given dy,
+   out += dy f'(x) (y = f(x) is what tanh's derivative reads). The ops and
+   attn_backend_cpu() share it. */
+static void attn__unary_host(const attn_threads *threads, int op, size_t n, float s, const float *x, const float *y,
+                             const float *dy, float *out) {
+    size_t i;
+    if (op == ATTN_BE_GELU) attn__gelu_threaded(threads, n, x, dy, out);
+    else if (op == ATTN_BE_SCALE) {
+        if (dy) attn_vec_axpy(n, s, dy, out);
+        else attn_vec_scale(n, s, x, out);
+    } else if (op == ATTN_BE_RELU) {
+        if (dy) for (i = 0; i < n; i++) out[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+        else attn_vec_relu(n, x, out);
+    } else { /* tanh */
+        if (dy) for (i = 0; i < n; i++) out[i] += dy[i] * (1.0f - y[i] * y[i]);
+        else for (i = 0; i < n; i++) out[i] = tanhf(x[i]);
+    }
+}
+
+/* attn__unary_host, or the backend's unary / unary_backward. */
+static attn_status attn__k_unary(attn_context *ctx, int op, size_t n, float s, const float *x, const float *y,
+                                 const float *dy, float *out, const char *who) {
+    if (!ctx->be) attn__unary_host(&ctx->threads, op, n, s, x, y, dy, out);
+    else if (n) return dy ? ATTN__BE(ctx, who, unary_backward, op, n, s, x, y, dy, out)
+                          : ATTN__BE(ctx, who, unary, op, n, s, x, out);
+    return ATTN_OK;
+}
+
+static attn_status attn__k_dropout(attn_context *ctx, uint64_t seed, float p, size_t n, const float *x, float *y,
+                                   int accumulate, const char *who) {
+    if (!ctx->be) attn__dropout_apply(seed, p, n, x, y, accumulate);
+    else if (n) return ATTN__BE(ctx, who, dropout, seed, p, n, x, y, accumulate);
+    return ATTN_OK;
+}
+
+/* scale, relu, tanh, gelu: the node keeps the kernel's code (i) and s (f). */
+static attn_tensor *attn__unary_op(attn_context *ctx, attn_tensor *x, int op, int kernel, float s, const char *who) {
+    attn_arena_mark scratch;
+    attn_node *n = NULL;
+    attn_tensor *out = attn__unary_begin(ctx, &x, &scratch, who);
+    if (!out || attn__k_unary(ctx, kernel, attn_tensor_numel(x), s, x->data, NULL, NULL, out->data, who)) return NULL;
+    out = attn__finish(ctx, op, out, x, NULL, NULL, scratch, &n);
+    if (n) {
+        n->f = s;
+        n->i = kernel;
+    }
+    return out;
+}
+ATTN_API attn_tensor *attn_scale(attn_context *ctx, attn_tensor *x, float s) {
+    return attn__unary_op(ctx, x, ATTN__OP_SCALE, ATTN_BE_SCALE, s, "attn_scale");
+}
+ATTN_API attn_tensor *attn_relu(attn_context *ctx, attn_tensor *x) {
+    return attn__unary_op(ctx, x, ATTN__OP_RELU, ATTN_BE_RELU, 0.0f, "attn_relu");
+}
+ATTN_API attn_tensor *attn_tanh(attn_context *ctx, attn_tensor *x) {
+    return attn__unary_op(ctx, x, ATTN__OP_TANH, ATTN_BE_TANH, 0.0f, "attn_tanh");
+}
+ATTN_API attn_tensor *attn_gelu(attn_context *ctx, attn_tensor *x) {
+    return attn__unary_op(ctx, x, ATTN__OP_GELU, ATTN_BE_GELU, 0.0f, "attn_gelu");
 }
 
 ATTN_API attn_tensor *attn_dropout(attn_context *ctx, attn_tensor *x, float p, int training) {
@@ -3643,9 +3660,7 @@ ATTN_API attn_tensor *attn_dropout(attn_context *ctx, attn_tensor *x, float p, i
     out = attn__unary_begin(ctx, &x, &scratch, "attn_dropout");
     if (!out) return NULL;
     seed = (uint64_t)attn_rng_u32(&ctx->rng) << 32 | attn_rng_u32(&ctx->rng);
-    if (ctx->be) {
-        if (ATTN__BE(ctx, "attn_dropout", dropout, seed, p, attn_tensor_numel(x), x->data, out->data, 0)) return NULL;
-    } else attn__dropout_apply(seed, p, attn_tensor_numel(x), x->data, out->data, 0);
+    if (attn__k_dropout(ctx, seed, p, attn_tensor_numel(x), x->data, out->data, 0, "attn_dropout")) return NULL;
     out = attn__finish(ctx, ATTN__OP_DROPOUT, out, x, NULL, NULL, scratch, &n);
     if (n) {
         n->f = p;
@@ -4515,36 +4530,20 @@ static attn_status attn__node_backward(attn_context *ctx, attn_node *n) {
         return ATTN_OK;
     }
     if (!(gx = attn__grad(ctx, x))) return ctx->status;
-    if (ctx->be) { /* MSE and RoPE are never recorded on a backend */
-        const char *who = "attn_backward";
-        float s = n->op == ATTN__OP_SUM ? 1.0f : 1.0f / (float)attn_tensor_numel(x);
-        switch (n->op) {
-        case ATTN__OP_SCALE: return ATTN__BE(ctx, who, unary_backward, ATTN_BE_SCALE, count, n->f, x->data, NULL, g, gx);
-        case ATTN__OP_SUM: case ATTN__OP_MEAN: return ATTN__BE(ctx, who, add_scalar, attn_tensor_numel(x), g, s, gx);
-        case ATTN__OP_GELU: return ATTN__BE(ctx, who, unary_backward, ATTN_BE_GELU, count, 0.0f, x->data, NULL, g, gx);
-        case ATTN__OP_RELU: return ATTN__BE(ctx, who, unary_backward, ATTN_BE_RELU, count, 0.0f, x->data, NULL, g, gx);
-        case ATTN__OP_TANH:
-            return ATTN__BE(ctx, who, unary_backward, ATTN_BE_TANH, count, 0.0f, x->data, n->out->data, g, gx);
-        case ATTN__OP_DROPOUT: return ATTN__BE(ctx, who, dropout, n->seed, n->f, count, g, gx, 1);
-        default: ATTN_ASSERT(0); return ATTN_ERR_UNSUPPORTED;
-        }
-    }
     switch (n->op) {
-    case ATTN__OP_SCALE: attn_vec_axpy(count, n->f, g, gx); break;
+    case ATTN__OP_SCALE: case ATTN__OP_GELU: case ATTN__OP_RELU: case ATTN__OP_TANH:
+        return attn__k_unary(ctx, n->i, count, n->f, x->data, n->out->data, g, gx, "attn_backward");
+    case ATTN__OP_DROPOUT: return attn__k_dropout(ctx, n->seed, n->f, count, g, gx, 1, "attn_backward");
     case ATTN__OP_SUM: case ATTN__OP_MEAN: {
         size_t m = attn_tensor_numel(x);
-        float v = n->op == ATTN__OP_SUM ? g[0] : g[0] / (float)m;
+        float v;
+        if (ctx->be) /* g stays in backend memory: the backend scales it */
+            return m ? ATTN__BE(ctx, "attn_backward", add_scalar, m, g, n->op == ATTN__OP_SUM ? 1.0f : 1.0f / (float)m, gx)
+                     : ATTN_OK;
+        v = n->op == ATTN__OP_SUM ? g[0] : g[0] / (float)m; /* divided, as PyTorch's mean backward does */
         for (i = 0; i < m; i++) gx[i] += v;
         break;
     }
-    case ATTN__OP_GELU: attn__gelu_threaded(&ctx->threads, count, x->data, g, gx); break;
-    case ATTN__OP_RELU:
-        for (i = 0; i < count; i++) gx[i] += x->data[i] > 0.0f ? g[i] : 0.0f;
-        break;
-    case ATTN__OP_TANH:
-        for (i = 0; i < count; i++) gx[i] += g[i] * (1.0f - n->out->data[i] * n->out->data[i]);
-        break;
-    case ATTN__OP_DROPOUT: attn__dropout_apply(n->seed, n->f, count, g, gx, 1); break;
     case ATTN__OP_ROPE: attn__rope_apply(x, g, gx, n->i, n->i2, n->f, -1.0f, 1); break; /* rotate back */
     default: ATTN_ASSERT(0);
     }
@@ -6567,24 +6566,16 @@ static attn_status attn__cpu_gemm(void *user, int tA, int tB, int M, int N, int 
     return ATTN_OK;
 }
 static attn_status attn__cpu_unary(void *user, int op, size_t n, float s, const float *x, float *y) {
-    size_t i;
     (void)user;
-    if (op == ATTN_BE_SCALE) attn_vec_scale(n, s, x, y);
-    else if (op == ATTN_BE_RELU) attn_vec_relu(n, x, y);
-    else if (op == ATTN_BE_GELU) attn_vec_gelu(n, x, y);
-    else if (op == ATTN_BE_TANH) for (i = 0; i < n; i++) y[i] = tanhf(x[i]);
-    else return ATTN_ERR_INVALID_ARGUMENT;
+    if ((unsigned)op > (unsigned)ATTN_BE_TANH) return ATTN_ERR_INVALID_ARGUMENT;
+    attn__unary_host(NULL, op, n, s, x, NULL, NULL, y);
     return ATTN_OK;
 }
 static attn_status attn__cpu_unary_backward(void *user, int op, size_t n, float s, const float *x, const float *y,
                                             const float *dy, float *dx) {
-    size_t i;
     (void)user;
-    if (op == ATTN_BE_SCALE) attn_vec_axpy(n, s, dy, dx);
-    else if (op == ATTN_BE_RELU) for (i = 0; i < n; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
-    else if (op == ATTN_BE_GELU) attn__kernels()->gelu_backward(n, x, dy, dx);
-    else if (op == ATTN_BE_TANH) for (i = 0; i < n; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
-    else return ATTN_ERR_INVALID_ARGUMENT;
+    if ((unsigned)op > (unsigned)ATTN_BE_TANH) return ATTN_ERR_INVALID_ARGUMENT;
+    attn__unary_host(NULL, op, n, s, x, y, dy, dx);
     return ATTN_OK;
 }
 static attn_status attn__cpu_dropout(void *user, uint64_t seed, float p, size_t n, const float *x, float *y,
