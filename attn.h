@@ -1345,6 +1345,32 @@ ATTN_API void attn_arena_release(attn_arena *arena) {
     arena->companion = companion;
 }
 
+/* ---- Random numbers: PCG32 (M. O'Neill, 2014), all state in attn_rng ---- */
+ATTN_API uint32_t attn_rng_u32(attn_rng *rng) {
+    uint64_t old = rng->state;
+    uint32_t xorshifted = (uint32_t)(((old >> 18) ^ old) >> 27);
+    uint32_t rot = (uint32_t)(old >> 59);
+    rng->state = old * 6364136223846793005ull + rng->inc;
+    return (xorshifted >> rot) | (xorshifted << ((32u - rot) & 31u));
+}
+
+ATTN_API void attn_rng_seed(attn_rng *rng, uint64_t seed) {
+    rng->state = 0;
+    rng->inc = 1442695040888963407ull; /* any odd increment picks a stream; this one is fixed */
+    attn_rng_u32(rng);
+    rng->state += seed;
+    attn_rng_u32(rng);
+}
+
+ATTN_API float attn_rng_uniform(attn_rng *rng) { return (float)(attn_rng_u32(rng) >> 8) * (1.0f / 16777216.0f); }
+
+ATTN_API float attn_rng_normal(attn_rng *rng) {
+    /* u1 in (0, 1] so the log is finite */
+    float u1 = (float)((attn_rng_u32(rng) >> 8) + 1) * (1.0f / 16777216.0f);
+    float u2 = attn_rng_uniform(rng);
+    return sqrtf(-2.0f * logf(u1)) * cosf(6.28318530717958648f * u2);
+}
+
 /* ============================================================================
    Context
    ========================================================================= */
@@ -2483,6 +2509,65 @@ ATTN_API void attn_layernorm_rows(const attn_threads *threads, int rows, int col
     attn__rows_run(threads, &j);
 }
 
+/* ---- the row kernels' backward and RMSNorm, beside the forward ones above ---- */
+/* dx += the (log-)softmax backward of rows with output y and grad dy. */
+static void attn__softmax_backward_rows(int log, size_t rows, int cols, const float *y, const float *dy, float *dx) {
+    size_t r;
+    int j;
+    for (r = 0; r < rows; r++) {
+        const float *yr = y + r * cols, *g = dy + r * cols;
+        float *d = dx + r * cols;
+        if (!log) { /* dx = y (g - sum(g y)) */
+            float dot = attn_vec_dot((size_t)cols, g, yr);
+            for (j = 0; j < cols; j++) d[j] += yr[j] * (g[j] - dot);
+        } else { /* log-softmax: dx = g - softmax * sum(g) */
+            float s = attn_vec_sum((size_t)cols, g);
+            for (j = 0; j < cols; j++) d[j] += g[j] - expf(yr[j]) * s;
+        }
+    }
+}
+
+/* y = x / sqrt(mean(x^2) + eps) * w for each row; rstd receives 1 / sqrt(...). */
+static void attn__rmsnorm_rows(int rows, int cols, const float *x, const float *w, float eps, float *y, float *rstd) {
+    int r;
+    for (r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * cols;
+        float *yr = y + (size_t)r * cols;
+        rstd[r] = 1.0f / sqrtf(attn_vec_dot((size_t)cols, xr, xr) / (float)cols + eps);
+        attn_vec_scale((size_t)cols, rstd[r], xr, yr);
+        if (w) attn_vec_mul((size_t)cols, yr, w, yr);
+    }
+}
+
+/* LayerNorm (bias != NULL or not) and RMSNorm share this backward: with
+   xhat = (x - mean) rstd (mean = 0 for RMSNorm) and gh = g * weight,
+   dx = rstd (gh - mean(gh) - xhat mean(gh xhat)), where RMSNorm drops mean(gh). */
+/* dx, dw, db += (any may be NULL) for rows; mean NULL means RMSNorm. */
+static void attn__norm_backward_rows(int rows, int cols, const float *x, const float *w, const float *mean_of,
+                                     const float *rstd_of, const float *dy, float *gx, float *gw, float *gb) {
+    int r, j;
+    for (r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * cols, *g = dy + (size_t)r * cols;
+        float mean = mean_of ? mean_of[r] : 0.0f, rstd = rstd_of[r];
+        double sum_gh = 0.0, sum_ghx = 0.0;
+        for (j = 0; j < cols; j++) {
+            float xhat = (xr[j] - mean) * rstd, gh = g[j] * (w ? w[j] : 1.0f);
+            sum_gh += gh;
+            sum_ghx += (double)gh * xhat;
+            if (gw) gw[j] += g[j] * xhat;
+            if (gb) gb[j] += g[j];
+        }
+        if (gx) {
+            float m_gh = mean_of ? (float)(sum_gh / cols) : 0.0f, m_ghx = (float)(sum_ghx / cols);
+            float *d = gx + (size_t)r * cols;
+            for (j = 0; j < cols; j++) {
+                float xhat = (xr[j] - mean) * rstd, gh = g[j] * (w ? w[j] : 1.0f);
+                d[j] += rstd * (gh - m_gh - xhat * m_ghx);
+            }
+        }
+    }
+}
+
 static void attn__optimizer_update(size_t n, const attn__update *u, float *w, const float *g, float *m, float *v) {
 #if defined(ATTN__MICROKERNEL)
     if (attn__kernels() == &attn__kernels_simd) {
@@ -2723,6 +2808,178 @@ ATTN_API attn_status attn_attention_backward(const attn_threads *threads, const 
     return ATTN_OK;
 }
 
+/* ---- 4h. Elementwise, broadcast, loss and position math: what the ops of
+   section 7 compute, on raw floats, each forward beside its backward ---- */
+/* y (strides ys) = or += x (strides xs), over a right-aligned 4-D shape. */
+static void attn__copy4_host(const int *shape, const float *x, const int *xs, float *y, const int *ys, int accumulate) {
+    int i0, i1, i2, i3;
+    for (i0 = 0; i0 < shape[0]; i0++)
+        for (i1 = 0; i1 < shape[1]; i1++)
+            for (i2 = 0; i2 < shape[2]; i2++) {
+                const float *px = x + (ptrdiff_t)i0 * xs[0] + (ptrdiff_t)i1 * xs[1] + (ptrdiff_t)i2 * xs[2];
+                float *py = y + (ptrdiff_t)i0 * ys[0] + (ptrdiff_t)i1 * ys[1] + (ptrdiff_t)i2 * ys[2];
+                if (accumulate) for (i3 = 0; i3 < shape[3]; i3++) py[(ptrdiff_t)i3 * ys[3]] += px[(ptrdiff_t)i3 * xs[3]];
+                else for (i3 = 0; i3 < shape[3]; i3++) py[(ptrdiff_t)i3 * ys[3]] = px[(ptrdiff_t)i3 * xs[3]];
+            }
+}
+
+/* po (dense over so) = a op b, a and b walked with strides da, db (0 broadcasts). */
+static void attn__binary4_host(int op, const int *so, const float *a, const int *da, const float *b, const int *db,
+                               float *po) {
+    int i0, i1, i2, i3;
+    for (i0 = 0; i0 < so[0]; i0++)
+        for (i1 = 0; i1 < so[1]; i1++)
+            for (i2 = 0; i2 < so[2]; i2++, po += so[3]) {
+                const float *pa = a + (ptrdiff_t)i0 * da[0] + (ptrdiff_t)i1 * da[1] + (ptrdiff_t)i2 * da[2];
+                const float *pb = b + (ptrdiff_t)i0 * db[0] + (ptrdiff_t)i1 * db[1] + (ptrdiff_t)i2 * db[2];
+                if (da[3] == 1 && db[3] == 1) { /* rows along memory: the vector kernels */
+                    if (op == ATTN_BE_ADD) attn_vec_add((size_t)so[3], pa, pb, po);
+                    else if (op == ATTN_BE_SUB) attn_vec_sub((size_t)so[3], pa, pb, po);
+                    else attn_vec_mul((size_t)so[3], pa, pb, po);
+                    continue;
+                }
+                for (i3 = 0; i3 < so[3]; i3++) {
+                    float x = pa[(ptrdiff_t)i3 * da[3]], y = pb[(ptrdiff_t)i3 * db[3]];
+                    po[i3] = op == ATTN_BE_ADD ? x + y : op == ATTN_BE_SUB ? x - y : x * y;
+                }
+            }
+}
+
+/* dst (strides dst_s, 0 where broadcast) += sign * g * other (strides other_s;
+   other NULL means 1), over the output shape so. */
+static void attn__bcast_accumulate(const int *so, float *dst, const int *dst_s, const float *g,
+                                   const float *other, const int *other_s, float sign) {
+    int i0, i1, i2, i3;
+    for (i0 = 0; i0 < so[0]; i0++)
+        for (i1 = 0; i1 < so[1]; i1++)
+            for (i2 = 0; i2 < so[2]; i2++, g += so[3]) {
+                float *pd = dst + (ptrdiff_t)i0 * dst_s[0] + (ptrdiff_t)i1 * dst_s[1] + (ptrdiff_t)i2 * dst_s[2];
+                const float *po = other ? other + (ptrdiff_t)i0 * other_s[0] + (ptrdiff_t)i1 * other_s[1] +
+                                              (ptrdiff_t)i2 * other_s[2] : NULL;
+                if (!po && dst_s[3] == 1) /* a bias-like grad: the vector kernel (the same bits: g * 1 is exact) */
+                    attn_vec_axpy((size_t)so[3], sign, g, pd);
+                else
+                    for (i3 = 0; i3 < so[3]; i3++)
+                        pd[(ptrdiff_t)i3 * dst_s[3]] += sign * g[i3] * (po ? po[(ptrdiff_t)i3 * other_s[3]] : 1.0f);
+            }
+}
+
+/* GELU forward (dy NULL: out = gelu(x)) or backward (out += dy gelu'(x)),
+   split into chunks over the context's threads: elementwise, so any split
+   gives the same bits. */
+typedef struct attn__gelu_job {
+    const attn_kernels *k;
+    size_t n, chunk;
+    const float *x, *dy;
+    float *out;
+} attn__gelu_job;
+
+static void attn__gelu_task(void *data, int task) {
+    const attn__gelu_job *j = (const attn__gelu_job *)data;
+    size_t start = (size_t)task * j->chunk, n = ATTN__MIN(j->chunk, j->n - start);
+    if (j->dy) j->k->gelu_backward(n, j->x + start, j->dy + start, j->out + start);
+    else j->k->gelu(n, j->x + start, j->out + start);
+}
+
+static void attn__gelu_threaded(const attn_threads *threads, size_t n, const float *x, const float *dy, float *out) {
+    attn__gelu_job j;
+    size_t nt = (size_t)attn__thread_count(threads);
+    if (n < 32768) nt = 1; /* ~50 us of work: not worth a hand-off */
+    j.k = attn__kernels();
+    j.n = n;
+    j.chunk = ((n + nt - 1) / nt + 63) / 64 * 64;
+    j.x = x;
+    j.dy = dy;
+    j.out = out;
+    if (n) attn__parallel(threads, (int)((n + j.chunk - 1) / j.chunk), attn__gelu_task, &j);
+}
+
+/* The unary ops (ATTN_BE_* codes) on the host: out = f(x), or, given dy,
+   out += dy f'(x) (y = f(x) is what tanh's derivative reads). The ops and
+   attn_backend_cpu() share it. */
+static void attn__unary_host(const attn_threads *threads, int op, size_t n, float s, const float *x, const float *y,
+                             const float *dy, float *out) {
+    size_t i;
+    if (op == ATTN_BE_GELU) attn__gelu_threaded(threads, n, x, dy, out);
+    else if (op == ATTN_BE_SCALE) {
+        if (dy) attn_vec_axpy(n, s, dy, out);
+        else attn_vec_scale(n, s, x, out);
+    } else if (op == ATTN_BE_RELU) {
+        if (dy) for (i = 0; i < n; i++) out[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+        else attn_vec_relu(n, x, out);
+    } else { /* tanh */
+        if (dy) for (i = 0; i < n; i++) out[i] += dy[i] * (1.0f - y[i] * y[i]);
+        else for (i = 0; i < n; i++) out[i] = tanhf(x[i]);
+    }
+}
+
+static void attn__dropout_apply(uint64_t seed, float p, size_t n, const float *x, float *y, int accumulate) {
+    float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        float v = attn__dropout_keep(seed, i, p) ? x[i] * scale : 0.0f;
+        if (accumulate) y[i] += v; else y[i] = v;
+    }
+}
+
+/* The mean loss over rows whose target is not ignored (0 / 0: NaN, as PyTorch gives). */
+static float attn__cross_entropy_mean(int N, int C, const float *logp, const int32_t *targets, int ignore, float ls) {
+    double total = 0.0;
+    long count = 0;
+    int r, c;
+    for (r = 0; r < N; r++) {
+        const float *lp = logp + (size_t)r * C;
+        double smooth = 0.0;
+        if (targets[r] == ignore) continue;
+        for (c = 0; c < C; c++) smooth += lp[c];
+        total -= (1.0 - ls) * lp[targets[r]] + ls * smooth / C;
+        count++;
+    }
+    return (float)(total / (double)count);
+}
+
+/* dlogits += d loss / d logits, given d loss = dloss. */
+static void attn__cross_entropy_backward_rows(int N, int C, const float *logp, const int32_t *targets, int ignore,
+                                              float eps, float dloss, float *gl) {
+    long count = 0;
+    int r, c;
+    float scale;
+    for (r = 0; r < N; r++) count += targets[r] != ignore;
+    if (!count) return;
+    scale = dloss / (float)count;
+    /* As PyTorch's graph does it: d loss / d logp_c = -scale ((1 - eps) [c = t] +
+       eps / C), then log-softmax's backward: g_c - softmax_c * sum(g). */
+    {
+        float g_other = -scale * (eps / (float)C), g_target = g_other - scale * (1.0f - eps);
+        float total = g_target + g_other * (float)(C - 1);
+        for (r = 0; r < N; r++) {
+            const float *lp = logp + (size_t)r * C;
+            float *d = gl + (size_t)r * C;
+            if (targets[r] == ignore) continue;
+            for (c = 0; c < C; c++) d[c] += (c == targets[r] ? g_target : g_other) - expf(lp[c]) * total;
+        }
+    }
+}
+
+/* RoPE on x (B, T, W = heads * dh, dense): y = rotate(x) (sign +1) or its
+   inverse (sign -1, the backward), added into y when accumulate. */
+static void attn__rope_rows(int B, int T, int W, const float *x, float *y, int heads, int start, float base,
+                            float sign, int accumulate) {
+    int dh = W / heads, half = dh / 2, b, t, h, i;
+    for (t = 0; t < T; t++)
+        for (i = 0; i < half; i++) { /* one angle per (position, pair), shared by batches and heads */
+            double angle = (double)(start + t) * pow((double)base, -2.0 * i / dh);
+            float c = (float)cos(angle), s = sign * (float)sin(angle);
+            for (b = 0; b < B; b++)
+                for (h = 0; h < heads; h++) {
+                    size_t o = ((size_t)b * T + t) * W + (size_t)h * dh + i;
+                    float x1 = x[o], x2 = x[o + half], y1 = x1 * c - x2 * s, y2 = x1 * s + x2 * c;
+                    if (accumulate) { y[o] += y1; y[o + half] += y2; }
+                    else { y[o] = y1; y[o + half] = y2; }
+                }
+        }
+}
+
 /* ============================================================================
    5. Tensors
    ========================================================================= */
@@ -2766,19 +3023,6 @@ static attn_status attn__k_fill(attn_context *ctx, size_t n, float value, float 
     if (value == 0.0f) memset(y, 0, n * sizeof(float));
     else for (i = 0; i < n; i++) y[i] = value;
     return ATTN_OK;
-}
-
-/* y (strides ys) = or += x (strides xs), over a right-aligned 4-D shape. */
-static void attn__copy4_host(const int *shape, const float *x, const int *xs, float *y, const int *ys, int accumulate) {
-    int i0, i1, i2, i3;
-    for (i0 = 0; i0 < shape[0]; i0++)
-        for (i1 = 0; i1 < shape[1]; i1++)
-            for (i2 = 0; i2 < shape[2]; i2++) {
-                const float *px = x + (ptrdiff_t)i0 * xs[0] + (ptrdiff_t)i1 * xs[1] + (ptrdiff_t)i2 * xs[2];
-                float *py = y + (ptrdiff_t)i0 * ys[0] + (ptrdiff_t)i1 * ys[1] + (ptrdiff_t)i2 * ys[2];
-                if (accumulate) for (i3 = 0; i3 < shape[3]; i3++) py[(ptrdiff_t)i3 * ys[3]] += px[(ptrdiff_t)i3 * xs[3]];
-                else for (i3 = 0; i3 < shape[3]; i3++) py[(ptrdiff_t)i3 * ys[3]] = px[(ptrdiff_t)i3 * xs[3]];
-            }
 }
 
 static attn_status attn__k_copy4(attn_context *ctx, const int *shape, const float *x, const int *xs, float *y,
@@ -3165,32 +3409,6 @@ ATTN_API void attn_tensor_fill(attn_tensor *t, float value) {
     while (attn__next_index(t, index));
 }
 
-/* ---- Random numbers: PCG32 (M. O'Neill, 2014), all state in attn_rng ---- */
-ATTN_API uint32_t attn_rng_u32(attn_rng *rng) {
-    uint64_t old = rng->state;
-    uint32_t xorshifted = (uint32_t)(((old >> 18) ^ old) >> 27);
-    uint32_t rot = (uint32_t)(old >> 59);
-    rng->state = old * 6364136223846793005ull + rng->inc;
-    return (xorshifted >> rot) | (xorshifted << ((32u - rot) & 31u));
-}
-
-ATTN_API void attn_rng_seed(attn_rng *rng, uint64_t seed) {
-    rng->state = 0;
-    rng->inc = 1442695040888963407ull; /* any odd increment picks a stream; this one is fixed */
-    attn_rng_u32(rng);
-    rng->state += seed;
-    attn_rng_u32(rng);
-}
-
-ATTN_API float attn_rng_uniform(attn_rng *rng) { return (float)(attn_rng_u32(rng) >> 8) * (1.0f / 16777216.0f); }
-
-ATTN_API float attn_rng_normal(attn_rng *rng) {
-    /* u1 in (0, 1] so the log is finite */
-    float u1 = (float)((attn_rng_u32(rng) >> 8) + 1) * (1.0f / 16777216.0f);
-    float u2 = attn_rng_uniform(rng);
-    return sqrtf(-2.0f * logf(u1)) * cosf(6.28318530717958648f * u2);
-}
-
 enum { ATTN__INIT_UNIFORM, ATTN__INIT_NORMAL };
 
 static attn_status attn__init_fill(attn_context *ctx, attn_tensor *t, int kind, float a, float b, const char *who) {
@@ -3420,27 +3638,6 @@ static attn_tensor *attn__dense(attn_context *ctx, attn_tensor *x) {
 }
 
 /* ---- elementwise binary ops with broadcasting ---- */
-/* po (dense over so) = a op b, a and b walked with strides da, db (0 broadcasts). */
-static void attn__binary4_host(int op, const int *so, const float *a, const int *da, const float *b, const int *db,
-                               float *po) {
-    int i0, i1, i2, i3;
-    for (i0 = 0; i0 < so[0]; i0++)
-        for (i1 = 0; i1 < so[1]; i1++)
-            for (i2 = 0; i2 < so[2]; i2++, po += so[3]) {
-                const float *pa = a + (ptrdiff_t)i0 * da[0] + (ptrdiff_t)i1 * da[1] + (ptrdiff_t)i2 * da[2];
-                const float *pb = b + (ptrdiff_t)i0 * db[0] + (ptrdiff_t)i1 * db[1] + (ptrdiff_t)i2 * db[2];
-                if (da[3] == 1 && db[3] == 1) { /* rows along memory: the vector kernels */
-                    if (op == ATTN__OP_ADD) attn_vec_add((size_t)so[3], pa, pb, po);
-                    else if (op == ATTN__OP_SUB) attn_vec_sub((size_t)so[3], pa, pb, po);
-                    else attn_vec_mul((size_t)so[3], pa, pb, po);
-                    continue;
-                }
-                for (i3 = 0; i3 < so[3]; i3++) {
-                    float x = pa[(ptrdiff_t)i3 * da[3]], y = pb[(ptrdiff_t)i3 * db[3]];
-                    po[i3] = op == ATTN__OP_ADD ? x + y : op == ATTN__OP_SUB ? x - y : x * y;
-                }
-            }
-}
 
 static attn_tensor *attn__binary(attn_context *ctx, int op, attn_tensor *a, attn_tensor *b, const char *who) {
     int sa[4], sb[4], da[4], db[4], ga[4], gb[4], so[4], d, ndim;
@@ -3466,22 +3663,6 @@ static attn_tensor *attn__binary(attn_context *ctx, int op, attn_tensor *a, attn
     } else attn__binary4_host(op, so, a->data, da, b->data, db, out->data);
     if (attn__needs_grad(ctx, a, b, NULL) && !attn__record(ctx, op, out, a, b, NULL)) return NULL;
     return out;
-}
-
-/* dst (strides dst_s, 0 where broadcast) += sign * g * other (strides other_s;
-   other NULL means 1), over the output shape so. */
-static void attn__bcast_accumulate(const int *so, float *dst, const int *dst_s, const float *g,
-                                   const float *other, const int *other_s, float sign) {
-    int i0, i1, i2, i3;
-    for (i0 = 0; i0 < so[0]; i0++)
-        for (i1 = 0; i1 < so[1]; i1++)
-            for (i2 = 0; i2 < so[2]; i2++, g += so[3]) {
-                float *pd = dst + (ptrdiff_t)i0 * dst_s[0] + (ptrdiff_t)i1 * dst_s[1] + (ptrdiff_t)i2 * dst_s[2];
-                const float *po = other ? other + (ptrdiff_t)i0 * other_s[0] + (ptrdiff_t)i1 * other_s[1] +
-                                              (ptrdiff_t)i2 * other_s[2] : NULL;
-                for (i3 = 0; i3 < so[3]; i3++)
-                    pd[(ptrdiff_t)i3 * dst_s[3]] += sign * g[i3] * (po ? po[(ptrdiff_t)i3 * other_s[3]] : 1.0f);
-            }
 }
 
 /* attn__bcast_accumulate, or the backend's reduce4. */
@@ -3544,64 +3725,6 @@ static attn_tensor *attn__unary_begin(attn_context *ctx, attn_tensor **x, attn_a
     if (!(out = attn__result(ctx, (*x)->ndim, (*x)->shape, who))) return NULL;
     *scratch = attn_arena_get_mark(&ctx->arena);
     return (*x = attn__dense(ctx, *x)) ? out : NULL;
-}
-
-/* GELU forward (dy NULL: out = gelu(x)) or backward (out += dy gelu'(x)),
-   split into chunks over the context's threads: elementwise, so any split
-   gives the same bits. */
-typedef struct attn__gelu_job {
-    const attn_kernels *k;
-    size_t n, chunk;
-    const float *x, *dy;
-    float *out;
-} attn__gelu_job;
-
-static void attn__gelu_task(void *data, int task) {
-    const attn__gelu_job *j = (const attn__gelu_job *)data;
-    size_t start = (size_t)task * j->chunk, n = ATTN__MIN(j->chunk, j->n - start);
-    if (j->dy) j->k->gelu_backward(n, j->x + start, j->dy + start, j->out + start);
-    else j->k->gelu(n, j->x + start, j->out + start);
-}
-
-static void attn__gelu_threaded(const attn_threads *threads, size_t n, const float *x, const float *dy, float *out) {
-    attn__gelu_job j;
-    size_t nt = (size_t)attn__thread_count(threads);
-    if (n < 32768) nt = 1; /* ~50 us of work: not worth a hand-off */
-    j.k = attn__kernels();
-    j.n = n;
-    j.chunk = ((n + nt - 1) / nt + 63) / 64 * 64;
-    j.x = x;
-    j.dy = dy;
-    j.out = out;
-    if (n) attn__parallel(threads, (int)((n + j.chunk - 1) / j.chunk), attn__gelu_task, &j);
-}
-
-static void attn__dropout_apply(uint64_t seed, float p, size_t n, const float *x, float *y, int accumulate) {
-    float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-    size_t i;
-    for (i = 0; i < n; i++) {
-        float v = attn__dropout_keep(seed, i, p) ? x[i] * scale : 0.0f;
-        if (accumulate) y[i] += v; else y[i] = v;
-    }
-}
-
-/* The unary ops (ATTN_BE_* codes) on the host: out = f(x), or, given dy,
-   out += dy f'(x) (y = f(x) is what tanh's derivative reads). The ops and
-   attn_backend_cpu() share it. */
-static void attn__unary_host(const attn_threads *threads, int op, size_t n, float s, const float *x, const float *y,
-                             const float *dy, float *out) {
-    size_t i;
-    if (op == ATTN_BE_GELU) attn__gelu_threaded(threads, n, x, dy, out);
-    else if (op == ATTN_BE_SCALE) {
-        if (dy) attn_vec_axpy(n, s, dy, out);
-        else attn_vec_scale(n, s, x, out);
-    } else if (op == ATTN_BE_RELU) {
-        if (dy) for (i = 0; i < n; i++) out[i] += x[i] > 0.0f ? dy[i] : 0.0f;
-        else attn_vec_relu(n, x, out);
-    } else { /* tanh */
-        if (dy) for (i = 0; i < n; i++) out[i] += dy[i] * (1.0f - y[i] * y[i]);
-        else for (i = 0; i < n; i++) out[i] = tanhf(x[i]);
-    }
 }
 
 /* attn__unary_host, or the backend's unary / unary_backward. */
@@ -4048,23 +4171,6 @@ static attn_tensor *attn__softmax_op(attn_context *ctx, attn_tensor *x, int op, 
 ATTN_API attn_tensor *attn_softmax(attn_context *ctx, attn_tensor *x) { return attn__softmax_op(ctx, x, ATTN__OP_SOFTMAX, "attn_softmax"); }
 ATTN_API attn_tensor *attn_log_softmax(attn_context *ctx, attn_tensor *x) { return attn__softmax_op(ctx, x, ATTN__OP_LOG_SOFTMAX, "attn_log_softmax"); }
 
-/* dx += the (log-)softmax backward of rows with output y and grad dy. */
-static void attn__softmax_backward_rows(int log, size_t rows, int cols, const float *y, const float *dy, float *dx) {
-    size_t r;
-    int j;
-    for (r = 0; r < rows; r++) {
-        const float *yr = y + r * cols, *g = dy + r * cols;
-        float *d = dx + r * cols;
-        if (!log) { /* dx = y (g - sum(g y)) */
-            float dot = attn_vec_dot((size_t)cols, g, yr);
-            for (j = 0; j < cols; j++) d[j] += yr[j] * (g[j] - dot);
-        } else { /* log-softmax: dx = g - softmax * sum(g) */
-            float s = attn_vec_sum((size_t)cols, g);
-            for (j = 0; j < cols; j++) d[j] += g[j] - expf(yr[j]) * s;
-        }
-    }
-}
-
 static attn_status attn__softmax_backward(attn_context *ctx, attn_node *n) {
     attn_tensor *x = n->in[0];
     int cols = attn__last_dim(x), log = n->op == ATTN__OP_LOG_SOFTMAX;
@@ -4116,18 +4222,6 @@ ATTN_API attn_tensor *attn_layernorm(attn_context *ctx, attn_tensor *x, attn_ten
     return out;
 }
 
-/* y = x / sqrt(mean(x^2) + eps) * w for each row; rstd receives 1 / sqrt(...). */
-static void attn__rmsnorm_rows(int rows, int cols, const float *x, const float *w, float eps, float *y, float *rstd) {
-    int r;
-    for (r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * cols;
-        float *yr = y + (size_t)r * cols;
-        rstd[r] = 1.0f / sqrtf(attn_vec_dot((size_t)cols, xr, xr) / (float)cols + eps);
-        attn_vec_scale((size_t)cols, rstd[r], xr, yr);
-        if (w) attn_vec_mul((size_t)cols, yr, w, yr);
-    }
-}
-
 ATTN_API attn_tensor *attn_rmsnorm(attn_context *ctx, attn_tensor *x, attn_tensor *weight, float eps) {
     const char *who = "attn_rmsnorm";
     attn_arena_mark scratch;
@@ -4151,35 +4245,6 @@ ATTN_API attn_tensor *attn_rmsnorm(attn_context *ctx, attn_tensor *x, attn_tenso
     return out;
 }
 
-/* LayerNorm (bias != NULL or not) and RMSNorm share this backward: with
-   xhat = (x - mean) rstd (mean = 0 for RMSNorm) and gh = g * weight,
-   dx = rstd (gh - mean(gh) - xhat mean(gh xhat)), where RMSNorm drops mean(gh). */
-/* dx, dw, db += (any may be NULL) for rows; mean NULL means RMSNorm. */
-static void attn__norm_backward_rows(int rows, int cols, const float *x, const float *w, const float *mean_of,
-                                     const float *rstd_of, const float *dy, float *gx, float *gw, float *gb) {
-    int r, j;
-    for (r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * cols, *g = dy + (size_t)r * cols;
-        float mean = mean_of ? mean_of[r] : 0.0f, rstd = rstd_of[r];
-        double sum_gh = 0.0, sum_ghx = 0.0;
-        for (j = 0; j < cols; j++) {
-            float xhat = (xr[j] - mean) * rstd, gh = g[j] * (w ? w[j] : 1.0f);
-            sum_gh += gh;
-            sum_ghx += (double)gh * xhat;
-            if (gw) gw[j] += g[j] * xhat;
-            if (gb) gb[j] += g[j];
-        }
-        if (gx) {
-            float m_gh = mean_of ? (float)(sum_gh / cols) : 0.0f, m_ghx = (float)(sum_ghx / cols);
-            float *d = gx + (size_t)r * cols;
-            for (j = 0; j < cols; j++) {
-                float xhat = (xr[j] - mean) * rstd, gh = g[j] * (w ? w[j] : 1.0f);
-                d[j] += rstd * (gh - m_gh - xhat * m_ghx);
-            }
-        }
-    }
-}
-
 static attn_status attn__norm_backward(attn_context *ctx, attn_node *n) {
     attn_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
     int layernorm = n->op == ATTN__OP_LAYERNORM, cols = attn__last_dim(x), rows;
@@ -4199,44 +4264,6 @@ static attn_status attn__norm_backward(attn_context *ctx, attn_node *n) {
 }
 
 /* ---- losses (section 8 declares them; they are ops like the others) ---- */
-/* The mean loss over rows whose target is not ignored (0 / 0: NaN, as PyTorch gives). */
-static float attn__cross_entropy_mean(int N, int C, const float *logp, const int32_t *targets, int ignore, float ls) {
-    double total = 0.0;
-    long count = 0;
-    int r, c;
-    for (r = 0; r < N; r++) {
-        const float *lp = logp + (size_t)r * C;
-        double smooth = 0.0;
-        if (targets[r] == ignore) continue;
-        for (c = 0; c < C; c++) smooth += lp[c];
-        total -= (1.0 - ls) * lp[targets[r]] + ls * smooth / C;
-        count++;
-    }
-    return (float)(total / (double)count);
-}
-
-/* dlogits += d loss / d logits, given d loss = dloss. */
-static void attn__cross_entropy_backward_rows(int N, int C, const float *logp, const int32_t *targets, int ignore,
-                                              float eps, float dloss, float *gl) {
-    long count = 0;
-    int r, c;
-    float scale;
-    for (r = 0; r < N; r++) count += targets[r] != ignore;
-    if (!count) return;
-    scale = dloss / (float)count;
-    /* As PyTorch's graph does it: d loss / d logp_c = -scale ((1 - eps) [c = t] +
-       eps / C), then log-softmax's backward: g_c - softmax_c * sum(g). */
-    {
-        float g_other = -scale * (eps / (float)C), g_target = g_other - scale * (1.0f - eps);
-        float total = g_target + g_other * (float)(C - 1);
-        for (r = 0; r < N; r++) {
-            const float *lp = logp + (size_t)r * C;
-            float *d = gl + (size_t)r * C;
-            if (targets[r] == ignore) continue;
-            for (c = 0; c < C; c++) d[c] += (c == targets[r] ? g_target : g_other) - expf(lp[c]) * total;
-        }
-    }
-}
 
 ATTN_API attn_tensor *attn_cross_entropy(attn_context *ctx, attn_tensor *logits, const int32_t *targets,
                                          int ignore_index, float label_smoothing) {
@@ -4496,8 +4523,6 @@ ATTN_API attn_tensor *attn_attention_weights(attn_context *ctx, attn_tensor *q, 
 }
 
 /* ---- the backward pass ---- */
-static void attn__rope_apply(const attn_tensor *shape_of, const float *x, float *y, int heads, int start, float base,
-                             float sign, int accumulate);
 static attn_status attn__node_backward(attn_context *ctx, attn_node *n) {
     attn_tensor *x = n->in[0];
     const float *g = n->out->grad;
@@ -4544,7 +4569,9 @@ static attn_status attn__node_backward(attn_context *ctx, attn_node *n) {
         for (i = 0; i < m; i++) gx[i] += v;
         break;
     }
-    case ATTN__OP_ROPE: attn__rope_apply(x, g, gx, n->i, n->i2, n->f, -1.0f, 1); break; /* rotate back */
+    case ATTN__OP_ROPE: /* rotate back */
+        attn__rope_rows(x->shape[0], x->shape[1], x->shape[2], g, gx, n->i, n->i2, n->f, -1.0f, 1);
+        break;
     default: ATTN_ASSERT(0);
     }
     return ATTN_OK;
@@ -5175,25 +5202,6 @@ ATTN_API attn_tensor *attn_add_positions(attn_context *ctx, attn_tensor *x, attn
     return attn_add(ctx, x, attn_slice(ctx, pe, 0, start, start + x->shape[1]));
 }
 
-/* y = rotate(x) (sign +1) or its inverse (sign -1), added into y when accumulate */
-static void attn__rope_apply(const attn_tensor *shape_of, const float *x, float *y, int heads, int start, float base,
-                             float sign, int accumulate) {
-    int B = shape_of->shape[0], T = shape_of->shape[1], W = shape_of->shape[2], dh = W / heads, half = dh / 2;
-    int b, t, h, i;
-    for (t = 0; t < T; t++)
-        for (i = 0; i < half; i++) { /* one angle per (position, pair), shared by batches and heads */
-            double angle = (double)(start + t) * pow((double)base, -2.0 * i / dh);
-            float c = (float)cos(angle), s = sign * (float)sin(angle);
-            for (b = 0; b < B; b++)
-                for (h = 0; h < heads; h++) {
-                    size_t o = ((size_t)b * T + t) * W + (size_t)h * dh + i;
-                    float x1 = x[o], x2 = x[o + half], y1 = x1 * c - x2 * s, y2 = x1 * s + x2 * c;
-                    if (accumulate) { y[o] += y1; y[o + half] += y2; }
-                    else { y[o] = y1; y[o + half] = y2; }
-                }
-        }
-}
-
 ATTN_API attn_tensor *attn_rope(attn_context *ctx, attn_tensor *x, int heads, int start, float base) {
     attn_arena_mark scratch;
     attn_tensor *out;
@@ -5205,7 +5213,7 @@ ATTN_API attn_tensor *attn_rope(attn_context *ctx, attn_tensor *x, int heads, in
     }
     if (base == 0.0f) base = 10000.0f;
     if (!(out = attn__unary_begin(ctx, &x, &scratch, "attn_rope"))) return NULL;
-    attn__rope_apply(x, x->data, out->data, heads, start, base, 1.0f, 0);
+    attn__rope_rows(x->shape[0], x->shape[1], x->shape[2], x->data, out->data, heads, start, base, 1.0f, 0);
     out = attn__finish(ctx, ATTN__OP_ROPE, out, x, NULL, NULL, scratch, &n);
     if (n) {
         n->i = heads;
