@@ -867,17 +867,18 @@ ATTN_API attn_status attn_checkpoint_load_file(attn_context *ctx, attn_optim *op
    backend address (for arithmetic, not for reading). attn_cuda.cuh fills the
    table for NVIDIA GPUs.
    ========================================================================= */
-/* Elementwise op codes of the table. */
+/* Elementwise op codes of the table: binary4 takes the first three, unary and
+   unary_backward the other four (no two share a value). */
 enum {
     ATTN_BE_ADD = 0, ATTN_BE_SUB = 1, ATTN_BE_MUL = 2,                     /* binary4 */
-    ATTN_BE_SCALE = 0, ATTN_BE_RELU = 1, ATTN_BE_GELU = 2, ATTN_BE_TANH = 3 /* unary */
+    ATTN_BE_SCALE = 3, ATTN_BE_RELU = 4, ATTN_BE_GELU = 5, ATTN_BE_TANH = 6 /* unary */
 };
 
 /* One optimizer update (w, g, m, v have n elements), the scalars already
-   folded in double and rounded as torch 1.13 does (see attn_optim_step):
-   kind 0 SGD, 1 Adam, 2 AdamW, 3 Adagrad. */
+   folded in double and rounded as torch 1.13 does (see attn_optim_step). */
 typedef struct attn_backend_update {
-    int kind, nesterov, first;   /* first: SGD's first step copies the grad into m */
+    int kind;                    /* an attn_optim_kind: ATTN_OPTIM_SGD, _ADAM, _ADAMW, _ADAGRAD */
+    int nesterov, first;         /* first: SGD's first step copies the grad into m */
     float lr_neg, wd, mom, damp, b1, one_b1, b2, one_b2, bc2_sqrt, eps, decay;
 } attn_backend_update;
 
@@ -955,18 +956,24 @@ struct attn_backend {
     attn_status (*attention_backward)(void *user, const attn_attention_desc *desc, const float *q,
                                       const float *k, const float *v, const float *o, const float *lse,
                                       const float *dout, float *dq, float *dk, float *dv);
-    /* out[0] = sum of x (squares != 0: of x^2), one float in backend memory */
-    attn_status (*sum)(void *user, size_t n, const float *x, int squares, float *out);
-    /* y += c s[0] (s one float in backend memory) */
-    attn_status (*add_scalar)(void *user, size_t n, const float *s, float c, float *y);
+    /* out[0] = sum of x (squares != 0: of x^2) / divide_by, rounded once, one
+       float in backend memory (a mean is as exact as a sum) */
+    attn_status (*sum)(void *user, size_t n, const float *x, int squares, double divide_by, float *out);
+    /* y += s[0] / divide_by (s one float in backend memory; the quotient rounded once) */
+    attn_status (*add_scalar)(void *user, size_t n, const float *s, float divide_by, float *y);
     /* one optimizer step over n elements */
     attn_status (*optim_update)(void *user, size_t n, const attn_backend_update *u, float *w, const float *g,
                                 float *m, float *v);
 };
 
-/* The CPU kernels behind the table; "memory" is ATTN_MALLOC'ed host memory. */
-ATTN_API const attn_backend *attn_backend_cpu(void);
-/* The context's backend, NULL for the direct CPU path. */
+/* The CPU kernels behind the table, the very functions a context without a
+   backend runs; its "memory" is ATTN_MALLOC'ed host memory. A context copies
+   the table it is given, so this one may be a local variable. */
+ATTN_API attn_backend attn_backend_cpu(void);
+/* The first entry a table lacks ("gemm"), NULL when it has them all.
+   attn_context_create refuses an incomplete table. */
+ATTN_API const char *attn_backend_missing(const attn_backend *be);
+/* The context's copy of its backend table, NULL for a context without one. */
 ATTN_API const attn_backend *attn_context_backend(const attn_context *ctx);
 /* Copy n = numel floats, row-major, from host memory into t (any strides) or
    out of it; plain copies without a backend. */
@@ -1150,8 +1157,9 @@ struct attn_context {
     int grad_off;                 /* 1 after attn_grad_enable(ctx, 0) */
     struct attn_node *tape;       /* the newest recorded node; ->prev goes back */
     attn_param *params, *params_last;
-    /* backend (section 10): the data lives in backend memory, bump-allocated by `data` */
-    const attn_backend *be;
+    /* backend (section 5): the data lives in backend memory, bump-allocated by `data` */
+    const attn_backend *be;       /* &be_table, or NULL: the CPU table's functions on `threads` */
+    attn_backend be_table;
     void *be_block;
     attn_arena data;
 };
@@ -1374,6 +1382,21 @@ ATTN_API float attn_rng_normal(attn_rng *rng) {
 /* ============================================================================
    Context
    ========================================================================= */
+/* The name of the first missing entry of a table, NULL when it is complete. */
+ATTN_API const char *attn_backend_missing(const attn_backend *be) {
+#define ATTN__NEED(entry) if (!be->entry) return #entry;
+    if (!be) return "the table";
+    ATTN__NEED(name) ATTN__NEED(alloc) ATTN__NEED(free) ATTN__NEED(upload) ATTN__NEED(download)
+    ATTN__NEED(sync) ATTN__NEED(fill) ATTN__NEED(copy4) ATTN__NEED(binary4) ATTN__NEED(reduce4) ATTN__NEED(gemm)
+    ATTN__NEED(unary) ATTN__NEED(unary_backward) ATTN__NEED(dropout) ATTN__NEED(softmax)
+    ATTN__NEED(softmax_backward) ATTN__NEED(norm_forward) ATTN__NEED(norm_backward) ATTN__NEED(embedding)
+    ATTN__NEED(embedding_backward) ATTN__NEED(cross_entropy) ATTN__NEED(cross_entropy_backward)
+    ATTN__NEED(attention) ATTN__NEED(attention_backward) ATTN__NEED(sum) ATTN__NEED(add_scalar)
+    ATTN__NEED(optim_update)
+#undef ATTN__NEED
+    return NULL;
+}
+
 ATTN_API size_t attn_context_overhead(void) { return sizeof(attn_context) + 63; }
 
 ATTN_API attn_context *attn_context_create(const attn_context_desc *desc) {
@@ -1402,11 +1425,12 @@ ATTN_API attn_context *attn_context_create(const attn_context_desc *desc) {
     attn_rng_seed(&ctx->rng, d.seed);
     if (d.backend) { /* one block of backend memory, bump-allocated like the arena */
         size_t bytes = d.backend_memory ? d.backend_memory : (size_t)256 << 20;
-        if (!d.backend->alloc || !(ctx->be_block = d.backend->alloc(d.backend->user, bytes))) {
+        if (attn_backend_missing(d.backend) || !(ctx->be_block = d.backend->alloc(d.backend->user, bytes))) {
             attn_context_destroy(ctx);
             return NULL;
         }
-        ctx->be = d.backend;
+        ctx->be_table = *d.backend;
+        ctx->be = &ctx->be_table;
         attn_arena_init_buffer(&ctx->data, ctx->be_block, bytes);
         ctx->arena.companion = &ctx->data;
     }
@@ -2818,7 +2842,10 @@ static void attn__copy4_host(const int *shape, const float *x, const int *xs, fl
             for (i2 = 0; i2 < shape[2]; i2++) {
                 const float *px = x + (ptrdiff_t)i0 * xs[0] + (ptrdiff_t)i1 * xs[1] + (ptrdiff_t)i2 * xs[2];
                 float *py = y + (ptrdiff_t)i0 * ys[0] + (ptrdiff_t)i1 * ys[1] + (ptrdiff_t)i2 * ys[2];
-                if (accumulate) for (i3 = 0; i3 < shape[3]; i3++) py[(ptrdiff_t)i3 * ys[3]] += px[(ptrdiff_t)i3 * xs[3]];
+                if (xs[3] == 1 && ys[3] == 1) { /* rows along memory (x + y is y + x: the same bits) */
+                    if (accumulate) attn_vec_add((size_t)shape[3], py, px, py);
+                    else memmove(py, px, (size_t)shape[3] * sizeof(float));
+                } else if (accumulate) for (i3 = 0; i3 < shape[3]; i3++) py[(ptrdiff_t)i3 * ys[3]] += px[(ptrdiff_t)i3 * xs[3]];
                 else for (i3 = 0; i3 < shape[3]; i3++) py[(ptrdiff_t)i3 * ys[3]] = px[(ptrdiff_t)i3 * xs[3]];
             }
 }
@@ -2961,6 +2988,29 @@ static void attn__cross_entropy_backward_rows(int N, int C, const float *logp, c
     }
 }
 
+/* The mean of (a - b)^2 over n (in double, rounded once; NaN when n is 0)... */
+static float attn__mse(size_t n, const float *a, const float *b) {
+    double s = 0.0;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        double e = (double)a[i] - b[i];
+        s += e * e;
+    }
+    return (float)(s / (double)n);
+}
+
+/* ... and its backward, given d loss = dloss: ga += k (a - b), gb -= k (a - b)
+   with k = 2 dloss / n (either grad may be NULL). */
+static void attn__mse_backward(size_t n, float dloss, const float *a, const float *b, float *ga, float *gb) {
+    float k = 2.0f * dloss / (float)n;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        float e = k * (a[i] - b[i]);
+        if (ga) ga[i] += e;
+        if (gb) gb[i] -= e;
+    }
+}
+
 /* RoPE on x (B, T, W = heads * dh, dense): y = rotate(x) (sign +1) or its
    inverse (sign -1, the backward), added into y when accumulate. */
 static void attn__rope_rows(int B, int T, int W, const float *x, float *y, int heads, int start, float base,
@@ -2981,31 +3031,234 @@ static void attn__rope_rows(int B, int T, int W, const float *x, float *y, int h
 }
 
 /* ============================================================================
-   5. Tensors
+   5. Backends: the CPU table and the dispatch block
+   A context without a backend runs the CPU table's own functions on its
+   threads; a context on attn_backend_cpu() runs the same functions through
+   the table. So the two agree bit for bit, and the dispatch block below is the
+   only code that asks which backend a context has (apart from where its
+   memory comes from).
    ========================================================================= */
-/* ---- Where a context's data lives (section 10) ----
-   With a backend, every float buffer of the context is backend memory that
-   this file never dereferences: ops reach it only through these helpers and
-   the table. Without one, the helpers are the CPU kernels. */
-static attn_status attn__be_status(attn_context *ctx, attn_status s, const char *who) {
+/* ---- 5a. The CPU table: section 4's kernels behind the entries. user is the
+   attn_threads to run on, NULL for the calling thread (results do not depend
+   on it). ---- */
+static const attn_threads *attn__cpu_threads(void *user) { return (const attn_threads *)user; }
+
+static const char *attn__cpu_last_error(void *user) {
+    (void)user;
+    return "out of host memory, or arguments the CPU kernels refuse";
+}
+static void *attn__cpu_alloc(void *user, size_t bytes) { (void)user; return ATTN_MALLOC(bytes, NULL); }
+static void attn__cpu_free(void *user, void *ptr) { (void)user; ATTN_FREE(ptr, NULL); }
+static attn_status attn__cpu_upload(void *user, void *dst, const void *src, size_t bytes) {
+    (void)user;
+    memmove(dst, src, bytes);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_download(void *user, void *dst, const void *src, size_t bytes) {
+    return attn__cpu_upload(user, dst, src, bytes);
+}
+static attn_status attn__cpu_sync(void *user) { (void)user; return ATTN_OK; }
+static attn_status attn__cpu_fill(void *user, size_t n, float value, float *y) {
+    size_t i;
+    (void)user;
+    if (value == 0.0f && !signbit(value)) memset(y, 0, n * sizeof(float));
+    else for (i = 0; i < n; i++) y[i] = value;
+    return ATTN_OK;
+}
+static attn_status attn__cpu_copy4(void *user, const int *shape, const float *x, const int *xs, float *y, const int *ys,
+                                   int accumulate) {
+    (void)user;
+    attn__copy4_host(shape, x, xs, y, ys, accumulate);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_binary4(void *user, int op, const int *shape, const float *a, const int *as,
+                                     const float *b, const int *bs, float *y) {
+    (void)user;
+    if (op != ATTN_BE_ADD && op != ATTN_BE_SUB && op != ATTN_BE_MUL) return ATTN_ERR_INVALID_ARGUMENT;
+    attn__binary4_host(op, shape, a, as, b, bs, y);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_reduce4(void *user, const int *shape, float *dst, const int *ds, const float *g,
+                                     const float *other, const int *os, float sign) {
+    (void)user;
+    attn__bcast_accumulate(shape, dst, ds, g, other, os, sign);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_gemm(void *user, int tA, int tB, int M, int N, int K, float alpha, const float *A, int lda,
+                                  ptrdiff_t sA, const float *B, int ldb, ptrdiff_t sB, float beta, float *C, int ldc,
+                                  ptrdiff_t sC, int batch) {
+    int i;
+    for (i = 0; i < batch; i++)
+        if (attn_sgemm_mt(attn__cpu_threads(user), tA, tB, M, N, K, alpha, A + i * sA, lda, B + i * sB, ldb, beta,
+                          C + i * sC, ldc))
+            return ATTN_ERR_INVALID_ARGUMENT;
+    return ATTN_OK;
+}
+static attn_status attn__cpu_unary(void *user, int op, size_t n, float s, const float *x, float *y) {
+    if (op < ATTN_BE_SCALE || op > ATTN_BE_TANH) return ATTN_ERR_INVALID_ARGUMENT;
+    attn__unary_host(attn__cpu_threads(user), op, n, s, x, NULL, NULL, y);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_unary_backward(void *user, int op, size_t n, float s, const float *x, const float *y,
+                                            const float *dy, float *dx) {
+    if (op < ATTN_BE_SCALE || op > ATTN_BE_TANH) return ATTN_ERR_INVALID_ARGUMENT;
+    attn__unary_host(attn__cpu_threads(user), op, n, s, x, y, dy, dx);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_dropout(void *user, uint64_t seed, float p, size_t n, const float *x, float *y,
+                                     int accumulate) {
+    (void)user;
+    attn__dropout_apply(seed, p, n, x, y, accumulate);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_softmax(void *user, int log, int rows, int cols, const float *x, float *y) {
+    if (log) attn_log_softmax_rows(attn__cpu_threads(user), rows, cols, x, cols, y, cols);
+    else attn_softmax_rows(attn__cpu_threads(user), rows, cols, x, cols, y, cols);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_softmax_backward(void *user, int log, int rows, int cols, const float *y, const float *dy,
+                                              float *dx) {
+    (void)user;
+    attn__softmax_backward_rows(log, (size_t)rows, cols, y, dy, dx);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_norm_forward(void *user, int rms, int rows, int cols, const float *x, const float *gamma,
+                                          const float *beta, float eps, float *y, float *mean, float *rstd) {
+    if (rms) attn__rmsnorm_rows(rows, cols, x, gamma, eps, y, rstd);
+    else attn_layernorm_rows(attn__cpu_threads(user), rows, cols, x, cols, gamma, beta, eps, y, cols, mean, rstd);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_norm_backward(void *user, int rms, int rows, int cols, const float *x, const float *gamma,
+                                           const float *mean, const float *rstd, const float *dy, float *dx,
+                                           float *dgamma, float *dbeta) {
+    (void)user;
+    attn__norm_backward_rows(rows, cols, x, gamma, rms ? NULL : mean, rstd, dy, dx, dgamma, dbeta);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_embedding(void *user, size_t n, int dim, const int32_t *idx, const float *w, float *y) {
+    size_t i;
+    (void)user;
+    for (i = 0; i < n; i++) memcpy(y + i * (size_t)dim, w + (size_t)idx[i] * dim, (size_t)dim * sizeof(float));
+    return ATTN_OK;
+}
+static attn_status attn__cpu_embedding_backward(void *user, size_t n, int dim, const int32_t *idx, const float *dy,
+                                                float *dw) {
+    size_t i;
+    (void)user;
+    for (i = 0; i < n; i++) attn_vec_axpy((size_t)dim, 1.0f, dy + i * (size_t)dim, dw + (size_t)idx[i] * dim);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_cross_entropy(void *user, int rows, int C, const float *logits, const int32_t *targets,
+                                           int ignore, float ls, float *logp, float *loss) {
+    attn_log_softmax_rows(attn__cpu_threads(user), rows, C, logits, C, logp, C);
+    loss[0] = attn__cross_entropy_mean(rows, C, logp, targets, ignore, ls);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_cross_entropy_backward(void *user, int rows, int C, const float *logp,
+                                                    const int32_t *targets, int ignore, float ls, const float *dloss,
+                                                    float *dlogits) {
+    (void)user;
+    attn__cross_entropy_backward_rows(rows, C, logp, targets, ignore, ls, dloss[0], dlogits);
+    return ATTN_OK;
+}
+static attn_status attn__cpu_attention(void *user, const attn_attention_desc *desc, const float *q, const float *k,
+                                       const float *v, float *o, float *lse) {
+    return attn_attention_forward(attn__cpu_threads(user), desc, q, k, v, o, lse);
+}
+static attn_status attn__cpu_attention_backward(void *user, const attn_attention_desc *desc, const float *q,
+                                                const float *k, const float *v, const float *o, const float *lse,
+                                                const float *dout, float *dq, float *dk, float *dv) {
+    return attn_attention_backward(attn__cpu_threads(user), desc, q, k, v, o, lse, dout, dq, dk, dv);
+}
+static attn_status attn__cpu_sum(void *user, size_t n, const float *x, int squares, double divide_by, float *out) {
+    double s = 0.0;
+    size_t i;
+    (void)user;
+    for (i = 0; i < n; i++) s += squares ? (double)x[i] * x[i] : (double)x[i];
+    out[0] = (float)(s / divide_by); /* one rounding: a mean is as exact as a sum; 0 / 0 is NaN */
+    return ATTN_OK;
+}
+static attn_status attn__cpu_add_scalar(void *user, size_t n, const float *s, float divide_by, float *y) {
+    float v = s[0] / divide_by;
+    size_t i;
+    (void)user;
+    for (i = 0; i < n; i++) y[i] += v;
+    return ATTN_OK;
+}
+static attn_status attn__cpu_optim_update(void *user, size_t n, const attn_backend_update *u, float *w, const float *g,
+                                          float *m, float *v) {
+    (void)user;
+    if ((unsigned)u->kind > (unsigned)ATTN_OPTIM_ADAGRAD) return ATTN_ERR_INVALID_ARGUMENT;
+    attn__optimizer_update(n, u, w, g, m, v);
+    return ATTN_OK;
+}
+
+/* Filled by field name (C++ before C++20 has no designated initializers), so
+   that two entries of one type cannot trade places unnoticed. */
+ATTN_API attn_backend attn_backend_cpu(void) {
+    attn_backend t;
+    memset(&t, 0, sizeof t);
+    t.name = "cpu";
+    t.last_error = attn__cpu_last_error;
+    t.alloc = attn__cpu_alloc;
+    t.free = attn__cpu_free;
+    t.upload = attn__cpu_upload;
+    t.download = attn__cpu_download;
+    t.sync = attn__cpu_sync;
+    t.fill = attn__cpu_fill;
+    t.copy4 = attn__cpu_copy4;
+    t.binary4 = attn__cpu_binary4;
+    t.reduce4 = attn__cpu_reduce4;
+    t.gemm = attn__cpu_gemm;
+    t.unary = attn__cpu_unary;
+    t.unary_backward = attn__cpu_unary_backward;
+    t.dropout = attn__cpu_dropout;
+    t.softmax = attn__cpu_softmax;
+    t.softmax_backward = attn__cpu_softmax_backward;
+    t.norm_forward = attn__cpu_norm_forward;
+    t.norm_backward = attn__cpu_norm_backward;
+    t.embedding = attn__cpu_embedding;
+    t.embedding_backward = attn__cpu_embedding_backward;
+    t.cross_entropy = attn__cpu_cross_entropy;
+    t.cross_entropy_backward = attn__cpu_cross_entropy_backward;
+    t.attention = attn__cpu_attention;
+    t.attention_backward = attn__cpu_attention_backward;
+    t.sum = attn__cpu_sum;
+    t.add_scalar = attn__cpu_add_scalar;
+    t.optim_update = attn__cpu_optim_update;
+    return t;
+}
+
+/* ---- 5b. The dispatch block: one shim per entry. Sections 6-10 reach the
+   kernels only through these. ---- */
+static attn_status attn__dispatched(attn_context *ctx, attn_status s, const char *who) {
     if (s) {
-        const char *why = ctx->be->last_error ? ctx->be->last_error(ctx->be->user) : NULL;
-        attn__fail(ctx, s, "%s: %s backend: %s", who, ctx->be->name, why ? why : "failed");
+        const char *why = ctx->be && ctx->be->last_error ? ctx->be->last_error(ctx->be->user)
+                                                          : attn__cpu_last_error(NULL);
+        attn__fail(ctx, s, "%s: %s backend: %s", who, ctx->be ? ctx->be->name : "cpu", why ? why : "failed");
     }
     return s;
 }
-/* A backend table call, its failure recorded on ctx. */
-#define ATTN__BE(ctx, who, entry, ...) attn__be_status((ctx), (ctx)->be->entry((ctx)->be->user, __VA_ARGS__), (who))
+/* The context's entry, or the CPU table's function on the context's threads. */
+#define ATTN__DISPATCH(ctx, who, entry, ...)                                                     \
+    attn__dispatched((ctx), (ctx)->be ? (ctx)->be->entry((ctx)->be->user, __VA_ARGS__)         \
+                                      : attn__cpu_##entry((void *)&(ctx)->threads, __VA_ARGS__), \
+                     (who))
 
 /* 1 (and an error) when ctx has a backend: for what only the host path does. */
 static int attn__host_only(attn_context *ctx, const char *who) {
     if (!ctx->be) return 0;
-    attn__fail(ctx, ATTN_ERR_UNSUPPORTED, "%s is not available on the %s backend (attn.h section 10 lists "
+    attn__fail(ctx, ATTN_ERR_UNSUPPORTED, "%s is not available on the %s backend (attn.h section 5 lists "
                "what is)", who, ctx->be->name);
     return 1;
 }
 
-/* n floats of the context's data memory (not cleared). */
+/* 1 when the context's data memory is host memory that this file may read and
+   write directly (no backend): what lets a host-side step skip a staging copy. */
+static int attn__data_on_host(const attn_context *ctx) { return !ctx->be; }
+
+/* n floats of the context's data memory (not cleared): the arena, or the
+   block of backend memory the context took at creation. */
 static float *attn__alloc_floats(attn_context *ctx, size_t n) {
     void *p;
     if (!ctx->be) return (float *)attn_alloc(ctx, n * sizeof(float));
@@ -3017,53 +3270,123 @@ static float *attn__alloc_floats(attn_context *ctx, size_t n) {
     return (float *)p;
 }
 
-static attn_status attn__k_fill(attn_context *ctx, size_t n, float value, float *y, const char *who) {
-    size_t i;
-    if (ctx->be) return n ? ATTN__BE(ctx, who, fill, n, value, y) : ATTN_OK;
-    if (value == 0.0f) memset(y, 0, n * sizeof(float));
-    else for (i = 0; i < n; i++) y[i] = value;
-    return ATTN_OK;
+static attn_status attn__k_upload(attn_context *ctx, void *dst, const void *src, size_t bytes, const char *who) {
+    return bytes ? ATTN__DISPATCH(ctx, who, upload, dst, src, bytes) : ATTN_OK;
 }
-
+static attn_status attn__k_download(attn_context *ctx, void *dst, const void *src, size_t bytes, const char *who) {
+    return bytes ? ATTN__DISPATCH(ctx, who, download, dst, src, bytes) : ATTN_OK;
+}
+static attn_status attn__k_fill(attn_context *ctx, size_t n, float value, float *y, const char *who) {
+    return n ? ATTN__DISPATCH(ctx, who, fill, n, value, y) : ATTN_OK;
+}
+/* y (strides ys) = or += x (strides xs), over a right-aligned 4-D shape. */
 static attn_status attn__k_copy4(attn_context *ctx, const int *shape, const float *x, const int *xs, float *y,
                                  const int *ys, int accumulate, const char *who) {
     if (!shape[0] || !shape[1] || !shape[2] || !shape[3]) return ATTN_OK;
-    if (ctx->be) return ATTN__BE(ctx, who, copy4, shape, x, xs, y, ys, accumulate);
-    attn__copy4_host(shape, x, xs, y, ys, accumulate);
-    return ATTN_OK;
+    return ATTN__DISPATCH(ctx, who, copy4, shape, x, xs, y, ys, accumulate);
+}
+static attn_status attn__k_binary4(attn_context *ctx, int op, const int *shape, const float *a, const int *as,
+                                   const float *b, const int *bs, float *y, const char *who) {
+    if (!shape[0] || !shape[1] || !shape[2] || !shape[3]) return ATTN_OK;
+    return ATTN__DISPATCH(ctx, who, binary4, op, shape, a, as, b, bs, y);
+}
+static attn_status attn__k_reduce4(attn_context *ctx, const int *shape, float *dst, const int *ds, const float *g,
+                                   const float *other, const int *os, float sign, const char *who) {
+    if (!shape[0] || !shape[1] || !shape[2] || !shape[3]) return ATTN_OK;
+    return ATTN__DISPATCH(ctx, who, reduce4, shape, dst, ds, g, other, os, sign);
+}
+/* C = alpha op(A) op(B) + beta C for batch matrices (element strides sA, sB, sC). */
+static attn_status attn__k_gemm(attn_context *ctx, int tA, int tB, int M, int N, int K, float alpha, const float *A,
+                                int lda, ptrdiff_t sA, const float *B, int ldb, ptrdiff_t sB, float beta, float *C,
+                                int ldc, ptrdiff_t sC, int batch, const char *who) {
+    if (!M || !N || !batch) return ATTN_OK;
+    return ATTN__DISPATCH(ctx, who, gemm, tA, tB, M, N, K, alpha, A, lda, sA, B, ldb, sB, beta, C, ldc, sC, batch);
+}
+/* out = f(x), or, given dy, out += dy f'(x) (y = f(x), which tanh's derivative reads). */
+static attn_status attn__k_unary(attn_context *ctx, int op, size_t n, float s, const float *x, const float *y,
+                                 const float *dy, float *out, const char *who) {
+    if (!n) return ATTN_OK;
+    return dy ? ATTN__DISPATCH(ctx, who, unary_backward, op, n, s, x, y, dy, out)
+              : ATTN__DISPATCH(ctx, who, unary, op, n, s, x, out);
+}
+static attn_status attn__k_dropout(attn_context *ctx, uint64_t seed, float p, size_t n, const float *x, float *y,
+                                   int accumulate, const char *who) {
+    return n ? ATTN__DISPATCH(ctx, who, dropout, seed, p, n, x, y, accumulate) : ATTN_OK;
+}
+static attn_status attn__k_softmax(attn_context *ctx, int log, int rows, int cols, const float *x, float *y,
+                                   const char *who) {
+    return rows && cols ? ATTN__DISPATCH(ctx, who, softmax, log, rows, cols, x, y) : ATTN_OK;
+}
+static attn_status attn__k_softmax_backward(attn_context *ctx, int log, int rows, int cols, const float *y,
+                                            const float *dy, float *dx, const char *who) {
+    return rows && cols ? ATTN__DISPATCH(ctx, who, softmax_backward, log, rows, cols, y, dy, dx) : ATTN_OK;
+}
+static attn_status attn__k_norm_forward(attn_context *ctx, int rms, int rows, int cols, const float *x,
+                                        const float *gamma, const float *beta, float eps, float *y, float *mean,
+                                        float *rstd, const char *who) {
+    return rows ? ATTN__DISPATCH(ctx, who, norm_forward, rms, rows, cols, x, gamma, beta, eps, y, mean, rstd) : ATTN_OK;
+}
+static attn_status attn__k_norm_backward(attn_context *ctx, int rms, int rows, int cols, const float *x,
+                                         const float *gamma, const float *mean, const float *rstd, const float *dy,
+                                         float *dx, float *dgamma, float *dbeta, const char *who) {
+    return rows ? ATTN__DISPATCH(ctx, who, norm_backward, rms, rows, cols, x, gamma, mean, rstd, dy, dx, dgamma, dbeta)
+                : ATTN_OK;
+}
+static attn_status attn__k_embedding(attn_context *ctx, size_t n, int dim, const int32_t *idx, const float *w, float *y,
+                                     const char *who) {
+    return n ? ATTN__DISPATCH(ctx, who, embedding, n, dim, idx, w, y) : ATTN_OK;
+}
+static attn_status attn__k_embedding_backward(attn_context *ctx, size_t n, int dim, const int32_t *idx,
+                                              const float *dy, float *dw, const char *who) {
+    return n ? ATTN__DISPATCH(ctx, who, embedding_backward, n, dim, idx, dy, dw) : ATTN_OK;
+}
+static attn_status attn__k_cross_entropy(attn_context *ctx, int rows, int C, const float *logits,
+                                         const int32_t *targets, int ignore, float ls, float *logp, float *loss,
+                                         const char *who) {
+    return ATTN__DISPATCH(ctx, who, cross_entropy, rows, C, logits, targets, ignore, ls, logp, loss);
+}
+static attn_status attn__k_cross_entropy_backward(attn_context *ctx, int rows, int C, const float *logp,
+                                                  const int32_t *targets, int ignore, float ls, const float *dloss,
+                                                  float *dlogits, const char *who) {
+    return ATTN__DISPATCH(ctx, who, cross_entropy_backward, rows, C, logp, targets, ignore, ls, dloss, dlogits);
+}
+static attn_status attn__k_attention(attn_context *ctx, const attn_attention_desc *d, const float *q, const float *k,
+                                     const float *v, float *o, float *lse, const char *who) {
+    return ATTN__DISPATCH(ctx, who, attention, d, q, k, v, o, lse);
+}
+static attn_status attn__k_attention_backward(attn_context *ctx, const attn_attention_desc *d, const float *q,
+                                              const float *k, const float *v, const float *o, const float *lse,
+                                              const float *dout, float *dq, float *dk, float *dv, const char *who) {
+    return ATTN__DISPATCH(ctx, who, attention_backward, d, q, k, v, o, lse, dout, dq, dk, dv);
+}
+/* out[0] = the sum of x (of x^2 when squares) / divide_by, in one float of data memory. */
+static attn_status attn__k_sum(attn_context *ctx, size_t n, const float *x, int squares, double divide_by, float *out,
+                               const char *who) {
+    return ATTN__DISPATCH(ctx, who, sum, n, x, squares, divide_by, out);
+}
+/* y += s[0] / divide_by (s one float of data memory) */
+static attn_status attn__k_add_scalar(attn_context *ctx, size_t n, const float *s, float divide_by, float *y,
+                                      const char *who) {
+    return n ? ATTN__DISPATCH(ctx, who, add_scalar, n, s, divide_by, y) : ATTN_OK;
+}
+static attn_status attn__k_optim_update(attn_context *ctx, size_t n, const attn_backend_update *u, float *w,
+                                        const float *g, float *m, float *v, const char *who) {
+    return n ? ATTN__DISPATCH(ctx, who, optim_update, n, u, w, g, m, v) : ATTN_OK;
+}
+/* attn_tensor_fill has no context: the tensor's own table, or the CPU's. */
+static void attn__fill_on(const attn_backend *be, size_t n, float value, float *y) {
+    if (be) be->fill(be->user, n, value, y); /* a failure shows at the next download */
+    else attn__cpu_fill(NULL, n, value, y);
 }
 
+/* ============================================================================
+   5. Tensors
+   ========================================================================= */
 /* t's shape and data strides right-aligned into 4 dims (unused dims 1 and 0). */
 static void attn__shape4(const attn_tensor *t, int *shape, int *stride) {
     int d, k = ATTN_MAX_DIMS - t->ndim;
     for (d = 0; d < ATTN_MAX_DIMS; d++) shape[d] = 1, stride[d] = 0;
     for (d = 0; d < t->ndim; d++) shape[k + d] = t->shape[d], stride[k + d] = t->stride[d];
-}
-
-/* C = alpha op(A) op(B) + beta C for batch matrices (element strides sA, sB, sC). */
-static attn_status attn__k_gemm(attn_context *ctx, int tA, int tB, int M, int N, int K, float alpha, const float *A,
-                                int lda, ptrdiff_t sA, const float *B, int ldb, ptrdiff_t sB, float beta, float *C,
-                                int ldc, ptrdiff_t sC, int batch, const char *who) {
-    int i;
-    if (ctx->be) return M && N && batch ? ATTN__BE(ctx, who, gemm, tA, tB, M, N, K, alpha, A, lda, sA, B, ldb, sB,
-                                                   beta, C, ldc, sC, batch) : ATTN_OK;
-    for (i = 0; i < batch; i++)
-        attn_sgemm_mt(&ctx->threads, tA, tB, M, N, K, alpha, A + i * sA, lda, B + i * sB, ldb, beta, C + i * sC, ldc);
-    return ATTN_OK;
-}
-
-static attn_status attn__k_upload(attn_context *ctx, void *dst, const void *src, size_t bytes, const char *who) {
-    if (!bytes) return ATTN_OK;
-    if (ctx->be) return ATTN__BE(ctx, who, upload, dst, src, bytes);
-    memmove(dst, src, bytes);
-    return ATTN_OK;
-}
-
-static attn_status attn__k_download(attn_context *ctx, void *dst, const void *src, size_t bytes, const char *who) {
-    if (!bytes) return ATTN_OK;
-    if (ctx->be) return ATTN__BE(ctx, who, download, dst, src, bytes);
-    memmove(dst, src, bytes);
-    return ATTN_OK;
 }
 
 /* int32 indices copied into the context's data memory (the node keeps them). */
@@ -3083,7 +3406,7 @@ static attn_status attn__tensor_from_host(attn_context *ctx, attn_tensor *t, con
     if (attn_tensor_is_contiguous(t)) return attn__k_upload(ctx, t->data, host, n * sizeof(float), who);
     attn__shape4(t, shape, ts);
     for (d = 3; d >= 0; d--) ds[d] = g, g *= shape[d];
-    if (!ctx->be) return attn__k_copy4(ctx, shape, host, ds, t->data, ts, 0, who);
+    if (attn__data_on_host(ctx)) return attn__k_copy4(ctx, shape, host, ds, t->data, ts, 0, who);
     if (!(dense = attn__alloc_floats(ctx, n))) return ctx->status;
     if (!(st = attn__k_upload(ctx, dense, host, n * sizeof(float), who)))
         st = attn__k_copy4(ctx, shape, dense, ds, t->data, ts, 0, who);
@@ -3098,11 +3421,11 @@ static const float *attn__tensor_to_host(attn_context *ctx, const attn_tensor *t
     int shape[4], ts[4], ds[4], d, g = 1;
     const float *src = t->data;
     float *host;
-    if (!ctx->be && attn_tensor_is_contiguous(t)) return t->data;
+    if (attn__data_on_host(ctx) && attn_tensor_is_contiguous(t)) return t->data;
     if (!(host = (float *)attn_alloc(ctx, (n ? n : 1) * sizeof(float)))) return NULL;
     attn__shape4(t, shape, ts);
     for (d = 3; d >= 0; d--) ds[d] = g, g *= shape[d];
-    if (!ctx->be) return attn__k_copy4(ctx, shape, t->data, ts, host, ds, 0, who) ? NULL : host;
+    if (attn__data_on_host(ctx)) return attn__k_copy4(ctx, shape, t->data, ts, host, ds, 0, who) ? NULL : host;
     if (!attn_tensor_is_contiguous(t)) {
         float *dense = attn__alloc_floats(ctx, n);
         if (!dense || attn__k_copy4(ctx, shape, t->data, ts, dense, ds, 0, who)) return NULL;
@@ -3346,7 +3669,7 @@ ATTN_API attn_tensor *attn_tensor_slice(attn_context *ctx, const attn_tensor *t,
 }
 
 ATTN_API attn_status attn_tensor_copy(attn_context *ctx, attn_tensor *dst, const attn_tensor *src) {
-    int d, index[ATTN_MAX_DIMS] = {0, 0, 0, 0};
+    int d, shape[4], xs[4], ys[4];
     if (!dst || !src) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_tensor_copy: tensor is NULL");
     if (dst->ndim != src->ndim) return attn__fail(ctx, ATTN_ERR_SHAPE, "attn_tensor_copy: %d dims into %d", src->ndim, dst->ndim);
     for (d = 0; d < src->ndim; d++)
@@ -3357,19 +3680,14 @@ ATTN_API attn_status attn_tensor_copy(attn_context *ctx, attn_tensor *dst, const
                           "in %s memory (use attn_tensor_upload / attn_tensor_download)",
                           dst->backend ? dst->backend->name : "host", src->backend ? src->backend->name : "host");
     if (attn_tensor_numel(src) == 0) return ATTN_OK;
-    if (ctx && ctx->be) {
-        int shape[4], xs[4], ys[4];
-        attn__shape4(src, shape, xs);
-        attn__shape4(dst, shape, ys);
-        return attn__k_copy4(ctx, shape, src->data, xs, dst->data, ys, 0, "attn_tensor_copy");
-    }
-    if (attn_tensor_is_contiguous(src) && attn_tensor_is_contiguous(dst)) {
-        memmove(dst->data, src->data, attn_tensor_numel(src) * sizeof(float));
+    attn__shape4(src, shape, xs);
+    attn__shape4(dst, shape, ys);
+    if (!ctx) { /* allowed for host tensors: nothing to report to */
+        if (dst->backend) return ATTN_ERR_INVALID_ARGUMENT;
+        attn__copy4_host(shape, src->data, xs, dst->data, ys, 0);
         return ATTN_OK;
     }
-    do dst->data[attn__offset(dst, index)] = src->data[attn__offset(src, index)];
-    while (attn__next_index(src, index));
-    return ATTN_OK;
+    return attn__k_copy4(ctx, shape, src->data, xs, dst->data, ys, 0, "attn_tensor_copy");
 }
 
 ATTN_API attn_tensor *attn_tensor_contiguous(attn_context *ctx, const attn_tensor *t) {
@@ -3386,27 +3704,20 @@ ATTN_API attn_tensor *attn_tensor_contiguous(attn_context *ctx, const attn_tenso
 }
 
 ATTN_API void attn_tensor_fill(attn_tensor *t, float value) {
-    int index[ATTN_MAX_DIMS] = {0, 0, 0, 0};
+    int shape[4], ts[4], i0, i1, i2, i3;
     if (!t || attn_tensor_numel(t) == 0) return;
-    if (t->backend) { /* no context to report to: a failure shows at the next download */
-        const attn_backend *be = t->backend;
-        int shape[4], ts[4], i0, i1, i2, i3;
-        if (attn_tensor_is_contiguous(t)) {
-            be->fill(be->user, attn_tensor_numel(t), value, t->data);
-            return;
-        }
-        attn__shape4(t, shape, ts);
-        for (i0 = 0; i0 < shape[0]; i0++) /* a view: row by row */
-            for (i1 = 0; i1 < shape[1]; i1++)
-                for (i2 = 0; i2 < shape[2]; i2++) {
-                    float *row = t->data + (ptrdiff_t)i0 * ts[0] + (ptrdiff_t)i1 * ts[1] + (ptrdiff_t)i2 * ts[2];
-                    if (ts[3] == 1) be->fill(be->user, (size_t)shape[3], value, row);
-                    else for (i3 = 0; i3 < shape[3]; i3++) be->fill(be->user, 1, value, row + (ptrdiff_t)i3 * ts[3]);
-                }
+    if (attn_tensor_is_contiguous(t)) {
+        attn__fill_on(t->backend, attn_tensor_numel(t), value, t->data);
         return;
     }
-    do t->data[attn__offset(t, index)] = value;
-    while (attn__next_index(t, index));
+    attn__shape4(t, shape, ts);
+    for (i0 = 0; i0 < shape[0]; i0++) /* a view: row by row */
+        for (i1 = 0; i1 < shape[1]; i1++)
+            for (i2 = 0; i2 < shape[2]; i2++) {
+                float *row = t->data + (ptrdiff_t)i0 * ts[0] + (ptrdiff_t)i1 * ts[1] + (ptrdiff_t)i2 * ts[2];
+                if (ts[3] == 1) attn__fill_on(t->backend, (size_t)shape[3], value, row);
+                else for (i3 = 0; i3 < shape[3]; i3++) attn__fill_on(t->backend, 1, value, row + (ptrdiff_t)i3 * ts[3]);
+            }
 }
 
 enum { ATTN__INIT_UNIFORM, ATTN__INIT_NORMAL };
@@ -3417,7 +3728,7 @@ static attn_status attn__init_fill(attn_context *ctx, attn_tensor *t, int kind, 
     if (!t) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: tensor is NULL", who);
     if (!(a == a) || !(b == b)) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: NaN parameter", who);
     if (attn_tensor_numel(t) == 0) return ATTN_OK;
-    if (ctx->be) { /* the same numbers, made on the host and uploaded */
+    if (!attn__data_on_host(ctx)) { /* the same numbers, made on the host and uploaded */
         attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
         size_t i, n = attn_tensor_numel(t);
         float *host = (float *)attn_alloc(ctx, n * sizeof(float));
@@ -3487,20 +3798,60 @@ ATTN_API attn_status attn_init_kaiming_normal(attn_context *ctx, attn_tensor *t,
     return attn__init_fill(ctx, t, ATTN__INIT_NORMAL, 0.0f, sqrtf(2.0f / (1.0f + a * a)) / sqrtf(fi), "attn_init_kaiming_normal");
 }
 
+/* ---- moving data between host memory and the context's data memory ---- */
+ATTN_API const attn_backend *attn_context_backend(const attn_context *ctx) { return ctx ? ctx->be : NULL; }
+
+static attn_status attn__transfer_check(attn_context *ctx, const attn_tensor *t, const void *host, size_t n,
+                                        const char *who) {
+    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
+    if (!t || (!host && n)) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: NULL tensor or host pointer", who);
+    if (n != attn_tensor_numel(t))
+        return attn__fail(ctx, ATTN_ERR_SHAPE, "%s: %zu floats for a tensor of %zu", who, n, attn_tensor_numel(t));
+    return ATTN_OK;
+}
+
+ATTN_API attn_status attn_tensor_upload(attn_context *ctx, attn_tensor *t, const float *host, size_t n) {
+    attn_status s = attn__transfer_check(ctx, t, host, n, "attn_tensor_upload");
+    return s ? s : n ? attn__tensor_from_host(ctx, t, host, "attn_tensor_upload") : ATTN_OK;
+}
+
+ATTN_API attn_status attn_tensor_download(attn_context *ctx, const attn_tensor *t, float *host, size_t n) {
+    attn_arena_mark mark;
+    const float *h;
+    attn_status s = attn__transfer_check(ctx, t, host, n, "attn_tensor_download");
+    if (s || !n) return s;
+    if (attn_tensor_is_contiguous(t)) return attn__k_download(ctx, host, t->data, n * sizeof(float), "attn_tensor_download");
+    mark = attn_arena_get_mark(&ctx->arena);
+    if ((h = attn__tensor_to_host(ctx, t, "attn_tensor_download")) != NULL) memcpy(host, h, n * sizeof(float));
+    attn_arena_reset(&ctx->arena, mark);
+    return h ? ATTN_OK : ctx->status;
+}
+
+ATTN_API attn_status attn_tensor_download_grad(attn_context *ctx, const attn_tensor *t, float *host, size_t n) {
+    attn_status s = attn__transfer_check(ctx, t, host, n, "attn_tensor_download_grad");
+    if (s || !n) return s;
+    if (!t->grad) {
+        memset(host, 0, n * sizeof(float));
+        return ATTN_OK;
+    }
+    return attn__k_download(ctx, host, t->grad, n * sizeof(float), "attn_tensor_download_grad");
+}
+
+
 /* ============================================================================
    6. Autodiff
    ========================================================================= */
-enum {
+typedef enum attn__op {
     ATTN__OP_ADD, ATTN__OP_SUB, ATTN__OP_MUL, ATTN__OP_SCALE, ATTN__OP_SUM, ATTN__OP_MEAN,
     ATTN__OP_MATMUL, ATTN__OP_LINEAR, ATTN__OP_VIEW, ATTN__OP_CONCAT, ATTN__OP_EMBEDDING,
     ATTN__OP_SOFTMAX, ATTN__OP_LOG_SOFTMAX, ATTN__OP_LAYERNORM, ATTN__OP_RMSNORM,
     ATTN__OP_GELU, ATTN__OP_RELU, ATTN__OP_TANH, ATTN__OP_DROPOUT,
     ATTN__OP_CROSS_ENTROPY, ATTN__OP_MSE, ATTN__OP_ATTENTION, ATTN__OP_ROPE
-};
+} attn__op;
 
 struct attn_node {
     attn_node *prev;            /* the node recorded before this one */
-    int op;
+    attn__op op;
     int released;               /* a backward without retain freed this graph */
     attn_tensor *out;
     attn_tensor *in[3];         /* inputs, NULL where absent */
@@ -3578,7 +3929,7 @@ static int attn__needs_grad(const attn_context *ctx, const attn_tensor *a, const
 }
 
 /* Put a node for out on the tape; NULL (and an error) when out of memory. */
-static attn_node *attn__record(attn_context *ctx, int op, attn_tensor *out, attn_tensor *a, attn_tensor *b,
+static attn_node *attn__record(attn_context *ctx, attn__op op, attn_tensor *out, attn_tensor *a, attn_tensor *b,
                                attn_tensor *c) {
     attn_node *n = (attn_node *)attn_alloc(ctx, sizeof(attn_node));
     if (!n) return NULL;
@@ -3639,7 +3990,7 @@ static attn_tensor *attn__dense(attn_context *ctx, attn_tensor *x) {
 
 /* ---- elementwise binary ops with broadcasting ---- */
 
-static attn_tensor *attn__binary(attn_context *ctx, int op, attn_tensor *a, attn_tensor *b, const char *who) {
+static attn_tensor *attn__binary(attn_context *ctx, attn__op op, attn_tensor *a, attn_tensor *b, const char *who) {
     int sa[4], sb[4], da[4], db[4], ga[4], gb[4], so[4], d, ndim;
     attn_tensor *out;
     if (!ctx || attn__null_input(ctx, a, who) || attn__null_input(ctx, b, who)) return NULL;
@@ -3657,21 +4008,11 @@ static attn_tensor *attn__binary(attn_context *ctx, int op, attn_tensor *a, attn
     ndim = ATTN__MAX(a->ndim, b->ndim);
     out = attn__result(ctx, ndim, so + 4 - ndim, who);
     if (!out) return NULL;
-    if (ctx->be) {
-        if (attn_tensor_numel(out) && ATTN__BE(ctx, who, binary4, op, so, a->data, da, b->data, db, out->data))
-            return NULL;
-    } else attn__binary4_host(op, so, a->data, da, b->data, db, out->data);
+    if (attn__k_binary4(ctx, op == ATTN__OP_ADD ? ATTN_BE_ADD : op == ATTN__OP_SUB ? ATTN_BE_SUB : ATTN_BE_MUL, so,
+                        a->data, da, b->data, db, out->data, who))
+        return NULL;
     if (attn__needs_grad(ctx, a, b, NULL) && !attn__record(ctx, op, out, a, b, NULL)) return NULL;
     return out;
-}
-
-/* attn__bcast_accumulate, or the backend's reduce4. */
-static attn_status attn__k_reduce4(attn_context *ctx, const int *so, float *dst, const int *dst_s, const float *g,
-                                   const float *other, const int *other_s, float sign) {
-    if (!so[0] || !so[1] || !so[2] || !so[3]) return ATTN_OK;
-    if (ctx->be) return ATTN__BE(ctx, "attn_backward", reduce4, so, dst, dst_s, g, other, other_s, sign);
-    attn__bcast_accumulate(so, dst, dst_s, g, other, other_s, sign);
-    return ATTN_OK;
 }
 
 static attn_status attn__binary_backward(attn_context *ctx, attn_node *n) {
@@ -3683,14 +4024,15 @@ static attn_status attn__binary_backward(attn_context *ctx, attn_node *n) {
     if (a->requires_grad) {
         float *g = attn__grad(ctx, a);
         if (!g) return ctx->status;
-        if (attn__k_reduce4(ctx, so, g, ga, n->out->grad, n->op == ATTN__OP_MUL ? b->data : NULL, db, 1.0f))
+        if (attn__k_reduce4(ctx, so, g, ga, n->out->grad, n->op == ATTN__OP_MUL ? b->data : NULL, db, 1.0f,
+                            "attn_backward"))
             return ctx->status;
     }
     if (b->requires_grad) {
         float *g = attn__grad(ctx, b);
         if (!g) return ctx->status;
         if (attn__k_reduce4(ctx, so, g, gb, n->out->grad, n->op == ATTN__OP_MUL ? a->data : NULL, da,
-                            n->op == ATTN__OP_SUB ? -1.0f : 1.0f))
+                            n->op == ATTN__OP_SUB ? -1.0f : 1.0f, "attn_backward"))
             return ctx->status;
     }
     return ATTN_OK;
@@ -3705,7 +4047,7 @@ ATTN_API attn_tensor *attn_mul(attn_context *ctx, attn_tensor *a, attn_tensor *b
    mark (dense copies of strided inputs, statistics for the backward pass) is
    scratch. With grad on the node keeps it; with grad off attn__finish drops it,
    so an unrecorded op leaves only its result behind. */
-static attn_tensor *attn__finish(attn_context *ctx, int op, attn_tensor *out, attn_tensor *a, attn_tensor *b,
+static attn_tensor *attn__finish(attn_context *ctx, attn__op op, attn_tensor *out, attn_tensor *a, attn_tensor *b,
                                  attn_tensor *c, attn_arena_mark scratch, attn_node **node) {
     attn_node *n;
     if (!attn__needs_grad(ctx, a, b, c)) {
@@ -3727,24 +4069,8 @@ static attn_tensor *attn__unary_begin(attn_context *ctx, attn_tensor **x, attn_a
     return (*x = attn__dense(ctx, *x)) ? out : NULL;
 }
 
-/* attn__unary_host, or the backend's unary / unary_backward. */
-static attn_status attn__k_unary(attn_context *ctx, int op, size_t n, float s, const float *x, const float *y,
-                                 const float *dy, float *out, const char *who) {
-    if (!ctx->be) attn__unary_host(&ctx->threads, op, n, s, x, y, dy, out);
-    else if (n) return dy ? ATTN__BE(ctx, who, unary_backward, op, n, s, x, y, dy, out)
-                          : ATTN__BE(ctx, who, unary, op, n, s, x, out);
-    return ATTN_OK;
-}
-
-static attn_status attn__k_dropout(attn_context *ctx, uint64_t seed, float p, size_t n, const float *x, float *y,
-                                   int accumulate, const char *who) {
-    if (!ctx->be) attn__dropout_apply(seed, p, n, x, y, accumulate);
-    else if (n) return ATTN__BE(ctx, who, dropout, seed, p, n, x, y, accumulate);
-    return ATTN_OK;
-}
-
 /* scale, relu, tanh, gelu: the node keeps the kernel's code (i) and s (f). */
-static attn_tensor *attn__unary_op(attn_context *ctx, attn_tensor *x, int op, int kernel, float s, const char *who) {
+static attn_tensor *attn__unary_op(attn_context *ctx, attn_tensor *x, attn__op op, int kernel, float s, const char *who) {
     attn_arena_mark scratch;
     attn_node *n = NULL;
     attn_tensor *out = attn__unary_begin(ctx, &x, &scratch, who);
@@ -3793,23 +4119,16 @@ ATTN_API attn_tensor *attn_dropout(attn_context *ctx, attn_tensor *x, float p, i
 }
 
 /* ---- reductions ---- */
-static attn_tensor *attn__reduce(attn_context *ctx, int op, attn_tensor *x, const char *who) {
+static attn_tensor *attn__reduce(attn_context *ctx, attn__op op, attn_tensor *x, const char *who) {
     attn_arena_mark scratch;
     attn_tensor *out;
-    size_t i, n;
-    double s = 0.0;
+    size_t n;
     if (!ctx || attn__null_input(ctx, x, who) || !(out = attn__result(ctx, 0, NULL, who))) return NULL;
     scratch = attn_arena_get_mark(&ctx->arena);
     if (!(x = attn__dense(ctx, x))) return NULL;
     n = attn_tensor_numel(x);
-    if (ctx->be) {
-        if (ATTN__BE(ctx, who, sum, n, x->data, 0, out->data) ||
-            (op == ATTN__OP_MEAN && ATTN__BE(ctx, who, unary, ATTN_BE_SCALE, 1, 1.0f / (float)n, out->data, out->data)))
-            return NULL;
-    } else {
-        for (i = 0; i < n; i++) s += x->data[i];
-        out->data[0] = (float)(op == ATTN__OP_MEAN ? s / (double)n : s); /* mean of nothing: NaN */
-    }
+    /* divided in double and rounded once, as PyTorch's mean; the mean of nothing is NaN */
+    if (attn__k_sum(ctx, n, x->data, 0, op == ATTN__OP_MEAN ? (double)n : 1.0, out->data, who)) return NULL;
     return attn__finish(ctx, op, out, x, NULL, NULL, scratch, NULL);
 }
 ATTN_API attn_tensor *attn_sum(attn_context *ctx, attn_tensor *x) { return attn__reduce(ctx, ATTN__OP_SUM, x, "attn_sum"); }
@@ -3907,7 +4226,7 @@ ATTN_API attn_tensor *attn_linear(attn_context *ctx, attn_tensor *x, attn_tensor
 
 static attn_status attn__linear_backward(attn_context *ctx, attn_node *n) {
     attn_tensor *x = n->in[0], *w = n->in[1], *bias = n->in[2];
-    int in = w->shape[1], outf = w->shape[0], r, ld_in = ATTN__MAX(in, 1), ld_out = ATTN__MAX(outf, 1);
+    int in = w->shape[1], outf = w->shape[0], ld_in = ATTN__MAX(in, 1), ld_out = ATTN__MAX(outf, 1);
     int rows = (int)(attn_tensor_numel(n->out) / (size_t)ld_out);
     const float *g = n->out->grad;
     const char *who = "attn_backward";
@@ -3923,13 +4242,10 @@ static attn_status attn__linear_backward(attn_context *ctx, attn_node *n) {
     }
     if (bias && bias->requires_grad) { /* db = column sums of dy */
         float *gb = attn__grad(ctx, bias);
+        int shape[4] = {1, 1, 0, 0}, bs[4] = {0, 0, 0, 1}, gs[4] = {0, 0, 0, 1};
         if (!gb) return ctx->status;
-        if (ctx->be) {
-            int shape[4] = {1, 1, 0, 0}, bs[4] = {0, 0, 0, 1}, gs[4] = {0, 0, 0, 1};
-            shape[2] = rows, shape[3] = outf, gs[2] = outf;
-            return attn__k_reduce4(ctx, shape, gb, bs, g, NULL, gs, 1.0f);
-        }
-        for (r = 0; r < rows; r++) attn_vec_axpy((size_t)outf, 1.0f, g + (size_t)r * outf, gb);
+        shape[2] = rows, shape[3] = outf, gs[2] = outf;
+        return attn__k_reduce4(ctx, shape, gb, bs, g, NULL, gs, 1.0f, who);
     }
     return ATTN_OK;
 }
@@ -4123,49 +4439,36 @@ ATTN_API attn_tensor *attn_embedding(attn_context *ctx, attn_tensor *weight, con
     if (!(out = attn__result(ctx, ndim + 1, out_shape, who))) return NULL;
     scratch = attn_arena_get_mark(&ctx->arena);
     if (!(weight = attn__dense(ctx, weight))) return NULL;
-    if (ctx->be) { /* the indices go to backend memory (kept for the backward pass) */
-        int32_t *idx = count ? attn__indices_copy(ctx, indices, count, who) : NULL;
-        if ((count && !idx) || (count && ATTN__BE(ctx, who, embedding, count, D, idx, weight->data, out->data)))
-            return NULL;
+    if (count) { /* the indices go to the context's data memory (kept for the backward pass) */
+        int32_t *idx = attn__indices_copy(ctx, indices, count, who);
+        if (!idx || attn__k_embedding(ctx, count, D, idx, weight->data, out->data, who)) return NULL;
         indices = idx;
-    } else
-        for (i = 0; i < count; i++)
-            memcpy(out->data + i * (size_t)D, weight->data + (size_t)indices[i] * D, (size_t)D * sizeof(float));
-    if (!(out = attn__finish(ctx, ATTN__OP_EMBEDDING, out, weight, NULL, NULL, scratch, &n))) return NULL;
-    if (n && count) {
-        if (ctx->be) n->index = (int32_t *)indices;
-        else if (!(n->index = (int32_t *)attn_alloc(ctx, count * sizeof(int32_t)))) return NULL;
-        else memcpy(n->index, indices, count * sizeof(int32_t));
     }
+    if (!(out = attn__finish(ctx, ATTN__OP_EMBEDDING, out, weight, NULL, NULL, scratch, &n))) return NULL;
+    if (n && count) n->index = (int32_t *)indices;
     return out;
 }
 
 static attn_status attn__embedding_backward(attn_context *ctx, attn_node *n) {
     attn_tensor *w = n->in[0];
     int D = w->shape[1];
-    size_t i, count = attn_tensor_numel(n->out) / (size_t)ATTN__MAX(D, 1);
+    size_t count = attn_tensor_numel(n->out) / (size_t)ATTN__MAX(D, 1);
     float *gw = attn__grad(ctx, w);
     if (!gw) return ctx->status;
-    if (ctx->be) return count ? ATTN__BE(ctx, "attn_backward", embedding_backward, count, D, n->index, n->out->grad, gw) : ATTN_OK;
-    for (i = 0; i < count; i++) attn_vec_axpy((size_t)D, 1.0f, n->out->grad + i * (size_t)D, gw + (size_t)n->index[i] * D);
-    return ATTN_OK;
+    return attn__k_embedding_backward(ctx, count, D, n->index, n->out->grad, gw, "attn_backward");
 }
 
 /* ---- softmax, log-softmax, layernorm, rmsnorm: along the last dim ---- */
 static int attn__last_dim(const attn_tensor *t) { return t->ndim ? t->shape[t->ndim - 1] : 1; }
 
-static attn_tensor *attn__softmax_op(attn_context *ctx, attn_tensor *x, int op, const char *who) {
+static attn_tensor *attn__softmax_op(attn_context *ctx, attn_tensor *x, attn__op op, const char *who) {
     attn_arena_mark scratch;
     attn_tensor *out = attn__unary_begin(ctx, &x, &scratch, who);
     int cols, rows;
     if (!out) return NULL;
     cols = attn__last_dim(x);
     rows = cols ? (int)(attn_tensor_numel(x) / (size_t)cols) : 0;
-    if (ctx->be) {
-        if (rows && cols && ATTN__BE(ctx, who, softmax, op == ATTN__OP_LOG_SOFTMAX, rows, cols, x->data, out->data))
-            return NULL;
-    } else if (op == ATTN__OP_SOFTMAX) attn_softmax_rows(&ctx->threads, rows, cols, x->data, cols, out->data, cols);
-    else attn_log_softmax_rows(&ctx->threads, rows, cols, x->data, cols, out->data, cols);
+    if (attn__k_softmax(ctx, op == ATTN__OP_LOG_SOFTMAX, rows, cols, x->data, out->data, who)) return NULL;
     return attn__finish(ctx, op, out, x, NULL, NULL, scratch, NULL);
 }
 ATTN_API attn_tensor *attn_softmax(attn_context *ctx, attn_tensor *x) { return attn__softmax_op(ctx, x, ATTN__OP_SOFTMAX, "attn_softmax"); }
@@ -4177,11 +4480,7 @@ static attn_status attn__softmax_backward(attn_context *ctx, attn_node *n) {
     size_t rows = cols ? attn_tensor_numel(x) / (size_t)cols : 0;
     float *gx = attn__grad(ctx, x);
     if (!gx) return ctx->status;
-    if (ctx->be)
-        return rows ? ATTN__BE(ctx, "attn_backward", softmax_backward, log, (int)rows, cols, n->out->data,
-                               n->out->grad, gx) : ATTN_OK;
-    attn__softmax_backward_rows(log, rows, cols, n->out->data, n->out->grad, gx);
-    return ATTN_OK;
+    return attn__k_softmax_backward(ctx, log, (int)rows, cols, n->out->data, n->out->grad, gx, "attn_backward");
 }
 
 /* weight/bias of a norm: NULL, or 1-D of the last dim's length (made dense) */
@@ -4211,12 +4510,9 @@ ATTN_API attn_tensor *attn_layernorm(attn_context *ctx, attn_tensor *x, attn_ten
     if (!(out = attn__unary_begin(ctx, &x, &scratch, who))) return NULL;
     rows = cols ? (int)(attn_tensor_numel(x) / (size_t)cols) : 0;
     if (!(stats = attn__alloc_floats(ctx, 2 * (size_t)rows))) return NULL; /* mean, rstd */
-    if (ctx->be) {
-        if (rows && ATTN__BE(ctx, who, norm_forward, 0, rows, cols, x->data, weight ? weight->data : NULL,
-                             bias ? bias->data : NULL, eps, out->data, stats, stats + rows))
-            return NULL;
-    } else attn_layernorm_rows(&ctx->threads, rows, cols, x->data, cols, weight ? weight->data : NULL,
-                        bias ? bias->data : NULL, eps, out->data, cols, stats, stats + rows);
+    if (attn__k_norm_forward(ctx, 0, rows, cols, x->data, weight ? weight->data : NULL, bias ? bias->data : NULL, eps,
+                             out->data, stats, stats + rows, who))
+        return NULL;
     out = attn__finish(ctx, ATTN__OP_LAYERNORM, out, x, weight, bias, scratch, &n);
     if (n) n->saved = stats;
     return out;
@@ -4235,11 +4531,9 @@ ATTN_API attn_tensor *attn_rmsnorm(attn_context *ctx, attn_tensor *x, attn_tenso
         return NULL;
     rows = cols ? (int)(attn_tensor_numel(x) / (size_t)cols) : 0;
     if (!(rstd = attn__alloc_floats(ctx, (size_t)rows))) return NULL;
-    if (ctx->be) {
-        if (rows && ATTN__BE(ctx, who, norm_forward, 1, rows, cols, x->data, weight ? weight->data : NULL, NULL, eps,
-                             out->data, NULL, rstd))
-            return NULL;
-    } else attn__rmsnorm_rows(rows, cols, x->data, weight ? weight->data : NULL, eps, out->data, rstd);
+    if (attn__k_norm_forward(ctx, 1, rows, cols, x->data, weight ? weight->data : NULL, NULL, eps, out->data, NULL, rstd,
+                             who))
+        return NULL;
     out = attn__finish(ctx, ATTN__OP_RMSNORM, out, x, weight, NULL, scratch, &n);
     if (n) n->saved = rstd;
     return out;
@@ -4256,11 +4550,8 @@ static attn_status attn__norm_backward(attn_context *ctx, attn_node *n) {
     if (x->requires_grad && !(gx = attn__grad(ctx, x))) return ctx->status;
     if (w && w->requires_grad && !(gw = attn__grad(ctx, w))) return ctx->status;
     if (b && b->requires_grad && !(gb = attn__grad(ctx, b))) return ctx->status;
-    if (ctx->be)
-        return rows ? ATTN__BE(ctx, "attn_backward", norm_backward, !layernorm, rows, cols, x->data, w ? w->data : NULL,
-                               mean, rstd, n->out->grad, gx, gw, gb) : ATTN_OK;
-    attn__norm_backward_rows(rows, cols, x->data, w ? w->data : NULL, mean, rstd, n->out->grad, gx, gw, gb);
-    return ATTN_OK;
+    return attn__k_norm_backward(ctx, !layernorm, rows, cols, x->data, w ? w->data : NULL, mean, rstd, n->out->grad, gx,
+                                 gw, gb, "attn_backward");
 }
 
 /* ---- losses (section 8 declares them; they are ops like the others) ---- */
@@ -4299,20 +4590,15 @@ ATTN_API attn_tensor *attn_cross_entropy(attn_context *ctx, attn_tensor *logits,
     scratch = attn_arena_get_mark(&ctx->arena);
     if (!(logits = attn__dense(ctx, logits))) return NULL;
     if (!(logp = attn__alloc_floats(ctx, (size_t)N * C))) return NULL;
-    if (ctx->be) {
+    { /* the targets go to the context's data memory (kept for the backward pass) */
         int32_t *t = attn__indices_copy(ctx, targets, (size_t)N, who);
-        if (!t || ATTN__BE(ctx, who, cross_entropy, N, C, logits->data, t, ignore_index, label_smoothing, logp, out->data))
+        if (!t || attn__k_cross_entropy(ctx, N, C, logits->data, t, ignore_index, label_smoothing, logp, out->data, who))
             return NULL;
         targets = t;
-    } else {
-        attn_log_softmax_rows(&ctx->threads, N, C, logits->data, C, logp, C);
-        out->data[0] = attn__cross_entropy_mean(N, C, logp, targets, ignore_index, label_smoothing);
     }
     if (!(out = attn__finish(ctx, ATTN__OP_CROSS_ENTROPY, out, logits, NULL, NULL, scratch, &n))) return NULL;
     if (n) {
-        if (ctx->be) n->index = (int32_t *)targets; /* already a copy in backend memory */
-        else if (N && !(n->index = (int32_t *)attn_alloc(ctx, (size_t)N * sizeof(int32_t)))) return NULL;
-        else if (N) memcpy(n->index, targets, (size_t)N * sizeof(int32_t));
+        n->index = (int32_t *)targets;
         n->saved = logp;
         n->i = ignore_index;
         n->f = label_smoothing;
@@ -4325,19 +4611,13 @@ static attn_status attn__cross_entropy_backward(attn_context *ctx, attn_node *n)
     int N = logits->shape[0], C = logits->shape[1];
     float *gl = attn__grad(ctx, logits);
     if (!gl) return ctx->status;
-    if (ctx->be)
-        return ATTN__BE(ctx, "attn_backward", cross_entropy_backward, N, C, n->saved, n->index, n->i, n->f,
-                        n->out->grad, gl);
-    attn__cross_entropy_backward_rows(N, C, n->saved, n->index, n->i, n->f, n->out->grad[0], gl);
-    return ATTN_OK;
+    return attn__k_cross_entropy_backward(ctx, N, C, n->saved, n->index, n->i, n->f, n->out->grad, gl, "attn_backward");
 }
 
 ATTN_API attn_tensor *attn_mse(attn_context *ctx, attn_tensor *a, attn_tensor *b) {
     const char *who = "attn_mse";
     attn_arena_mark scratch;
     attn_tensor *out;
-    size_t i, n;
-    double s = 0.0;
     int d;
     if (!ctx || attn__null_input(ctx, a, who) || attn__null_input(ctx, b, who) || attn__host_only(ctx, who)) return NULL;
     for (d = 0; d < ATTN_MAX_DIMS; d++)
@@ -4350,11 +4630,7 @@ ATTN_API attn_tensor *attn_mse(attn_context *ctx, attn_tensor *a, attn_tensor *b
     if (!(out = attn__result(ctx, 0, NULL, who))) return NULL;
     scratch = attn_arena_get_mark(&ctx->arena);
     if (!(a = attn__dense(ctx, a)) || !(b = attn__dense(ctx, b))) return NULL;
-    for (i = 0, n = attn_tensor_numel(a); i < n; i++) {
-        double e = (double)a->data[i] - b->data[i];
-        s += e * e;
-    }
-    out->data[0] = (float)(s / (double)n);
+    out->data[0] = attn__mse(attn_tensor_numel(a), a->data, b->data);
     return attn__finish(ctx, ATTN__OP_MSE, out, a, b, NULL, scratch, NULL);
 }
 
@@ -4395,19 +4671,16 @@ static attn_attention_desc *attn__attention_setup(attn_context *ctx, attn_tensor
         d->dropout = opts->dropout;
         d->dropout_seed = (uint64_t)attn_rng_u32(&ctx->rng) << 32 | attn_rng_u32(&ctx->rng);
     }
-    if (ctx->be) copy = 1; /* the masks move into backend memory */
-    if (opts->key_lengths) {
-        size_t bytes = (size_t)B * sizeof(int);
-        int *kl = !copy ? (int *)opts->key_lengths : ctx->be ? (int *)(void *)attn__alloc_floats(ctx, (size_t)B)
-                                                           : (int *)attn_alloc(ctx, ATTN__MAX(bytes, 1));
-        if (!kl || (copy && attn__k_upload(ctx, kl, opts->key_lengths, bytes, who))) return NULL;
+    if (!attn__data_on_host(ctx)) copy = 1; /* the masks move into backend memory */
+    if (opts->key_lengths) { /* int and float have one size */
+        int *kl = !copy ? (int *)opts->key_lengths : (int *)(void *)attn__alloc_floats(ctx, (size_t)B);
+        if (!kl || (copy && attn__k_upload(ctx, kl, opts->key_lengths, (size_t)B * sizeof(int), who))) return NULL;
         d->key_lengths = kl;
     }
     if (opts->key_padding_mask) {
         size_t n = (size_t)B * Tk;
         unsigned char *m = !copy ? (unsigned char *)opts->key_padding_mask
-                         : ctx->be ? (unsigned char *)(void *)attn__alloc_floats(ctx, (n + 3) / 4)
-                                   : (unsigned char *)attn_alloc(ctx, ATTN__MAX(n, 1));
+                                 : (unsigned char *)(void *)attn__alloc_floats(ctx, (n + 3) / 4);
         if (!m || (copy && attn__k_upload(ctx, m, opts->key_padding_mask, n, who))) return NULL;
         d->key_padding_mask = m;
     }
@@ -4453,12 +4726,7 @@ ATTN_API attn_tensor *attn_attention(attn_context *ctx, attn_tensor *q, attn_ten
     if (!(q = attn__dense(ctx, q)) || !(k = attn__dense(ctx, k)) || !(v = attn__dense(ctx, v))) return NULL;
     if (!(d = attn__attention_setup(ctx, q, k, v, heads, opts, attn__needs_grad(ctx, q, k, v), who))) return NULL;
     if (!(lse = attn__alloc_floats(ctx, (size_t)d->batch * heads * d->q_len))) return NULL;
-    if (ctx->be) {
-        if (ATTN__BE(ctx, who, attention, d, q->data, k->data, v->data, out->data, lse)) return NULL;
-    } else if (attn_attention_forward(&ctx->threads, d, q->data, k->data, v->data, out->data, lse) != ATTN_OK) {
-        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: the attention descriptor was refused", who);
-        return NULL;
-    }
+    if (attn__k_attention(ctx, d, q->data, k->data, v->data, out->data, lse, who)) return NULL;
     if (!(out = attn__finish(ctx, ATTN__OP_ATTENTION, out, q, k, v, scratch, &n))) return NULL;
     if (n) {
         n->att = d;
@@ -4473,11 +4741,8 @@ static attn_status attn__attention_op_backward(attn_context *ctx, attn_node *n) 
     if ((q->requires_grad && !(gq = attn__grad(ctx, q))) || (k->requires_grad && !(gk = attn__grad(ctx, k))) ||
         (v->requires_grad && !(gv = attn__grad(ctx, v))))
         return ctx->status;
-    if (ctx->be)
-        return ATTN__BE(ctx, "attn_backward", attention_backward, n->att, q->data, k->data, v->data, n->out->data,
-                        n->saved, n->out->grad, gq, gk, gv);
-    return attn_attention_backward(&ctx->threads, n->att, q->data, k->data, v->data, n->out->data, n->saved,
-                                   n->out->grad, gq, gk, gv);
+    return attn__k_attention_backward(ctx, n->att, q->data, k->data, v->data, n->out->data, n->saved, n->out->grad,
+                                      gq, gk, gv, "attn_backward");
 }
 
 ATTN_API attn_tensor *attn_attention_weights(attn_context *ctx, attn_tensor *q, attn_tensor *k, int heads,
@@ -4523,11 +4788,14 @@ ATTN_API attn_tensor *attn_attention_weights(attn_context *ctx, attn_tensor *q, 
 }
 
 /* ---- the backward pass ---- */
+/* One node's backward. The switch names every op and has no default, so that
+   -Wswitch (in -Wall) flags an op added without its backward. */
 static attn_status attn__node_backward(attn_context *ctx, attn_node *n) {
     attn_tensor *x = n->in[0];
     const float *g = n->out->grad;
-    float *gx = NULL;
-    size_t i, count = attn_tensor_numel(n->out);
+    const char *who = "attn_backward";
+    float *gx = NULL, *gy = NULL;
+    size_t count = x ? attn_tensor_numel(x) : 0; /* concat keeps its inputs in a list */
     switch (n->op) {
     case ATTN__OP_ADD: case ATTN__OP_SUB: case ATTN__OP_MUL: return attn__binary_backward(ctx, n);
     case ATTN__OP_MATMUL: return attn__matmul_backward(ctx, n);
@@ -4539,48 +4807,32 @@ static attn_status attn__node_backward(attn_context *ctx, attn_node *n) {
     case ATTN__OP_LAYERNORM: case ATTN__OP_RMSNORM: return attn__norm_backward(ctx, n);
     case ATTN__OP_CROSS_ENTROPY: return attn__cross_entropy_backward(ctx, n);
     case ATTN__OP_ATTENTION: return attn__attention_op_backward(ctx, n);
-    default: break;
-    }
-    /* the remaining ops have one input, elementwise or reduced to a scalar */
-    if (n->op == ATTN__OP_MSE) {
-        attn_tensor *b = n->in[1];
-        float k = 2.0f * g[0] / (float)attn_tensor_numel(x);
-        float *ga = x->requires_grad ? attn__grad(ctx, x) : NULL, *gb = b->requires_grad ? attn__grad(ctx, b) : NULL;
-        if ((x->requires_grad && !ga) || (b->requires_grad && !gb)) return ctx->status;
-        for (i = 0, count = attn_tensor_numel(x); i < count; i++) {
-            float e = k * (x->data[i] - b->data[i]);
-            if (ga) ga[i] += e;
-            if (gb) gb[i] -= e;
-        }
+    case ATTN__OP_SCALE: case ATTN__OP_GELU: case ATTN__OP_RELU: case ATTN__OP_TANH:
+        return (gx = attn__grad(ctx, x)) ? attn__k_unary(ctx, n->i, count, n->f, x->data, n->out->data, g, gx, who)
+                                         : ctx->status;
+    case ATTN__OP_DROPOUT:
+        return (gx = attn__grad(ctx, x)) ? attn__k_dropout(ctx, n->seed, n->f, count, g, gx, 1, who) : ctx->status;
+    case ATTN__OP_SUM: case ATTN__OP_MEAN: /* divided, as PyTorch's mean backward does */
+        return (gx = attn__grad(ctx, x)) ? attn__k_add_scalar(ctx, count, g, n->op == ATTN__OP_SUM ? 1.0f : (float)count,
+                                                              gx, who)
+                                         : ctx->status;
+    case ATTN__OP_MSE: /* host only (attn_mse refuses a backend) */
+        if ((x->requires_grad && !(gx = attn__grad(ctx, x))) || (n->in[1]->requires_grad && !(gy = attn__grad(ctx, n->in[1]))))
+            return ctx->status;
+        attn__mse_backward(count, g[0], x->data, n->in[1]->data, gx, gy);
+        return ATTN_OK;
+    case ATTN__OP_ROPE: /* host only (attn_rope refuses a backend): rotate back */
+        if (!(gx = attn__grad(ctx, x))) return ctx->status;
+        attn__rope_rows(x->shape[0], x->shape[1], x->shape[2], g, gx, n->i, n->i2, n->f, -1.0f, 1);
         return ATTN_OK;
     }
-    if (!(gx = attn__grad(ctx, x))) return ctx->status;
-    switch (n->op) {
-    case ATTN__OP_SCALE: case ATTN__OP_GELU: case ATTN__OP_RELU: case ATTN__OP_TANH:
-        return attn__k_unary(ctx, n->i, count, n->f, x->data, n->out->data, g, gx, "attn_backward");
-    case ATTN__OP_DROPOUT: return attn__k_dropout(ctx, n->seed, n->f, count, g, gx, 1, "attn_backward");
-    case ATTN__OP_SUM: case ATTN__OP_MEAN: {
-        size_t m = attn_tensor_numel(x);
-        float v;
-        if (ctx->be) /* g stays in backend memory: the backend scales it */
-            return m ? ATTN__BE(ctx, "attn_backward", add_scalar, m, g, n->op == ATTN__OP_SUM ? 1.0f : 1.0f / (float)m, gx)
-                     : ATTN_OK;
-        v = n->op == ATTN__OP_SUM ? g[0] : g[0] / (float)m; /* divided, as PyTorch's mean backward does */
-        for (i = 0; i < m; i++) gx[i] += v;
-        break;
-    }
-    case ATTN__OP_ROPE: /* rotate back */
-        attn__rope_rows(x->shape[0], x->shape[1], x->shape[2], g, gx, n->i, n->i2, n->f, -1.0f, 1);
-        break;
-    default: ATTN_ASSERT(0);
-    }
-    return ATTN_OK;
+    return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: a node with an unknown op (a corrupted tape)", who);
 }
 
 ATTN_API attn_status attn_backward_ex(attn_context *ctx, attn_tensor *out, const float *seed, int retain) {
     attn_node *n;
     float *g;
-    size_t i, count;
+    size_t count;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
     if (!out) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_backward: tensor is NULL");
     if (!out->requires_grad)
@@ -4591,12 +4843,18 @@ ATTN_API attn_status attn_backward_ex(attn_context *ctx, attn_tensor *out, const
         return attn__fail(ctx, ATTN_ERR_SHAPE, "attn_backward: the output has %zu elements, not 1: pass a seed "
                           "gradient to attn_backward_ex", count);
     if (!(g = attn__grad(ctx, out))) return ctx->status;
-    if (ctx->be) { /* the grad is fresh (an output's grad never outlives a backward): set it */
-        if (seed ? attn__k_upload(ctx, g, seed, count * sizeof(float), "attn_backward")
-                 : attn__k_fill(ctx, 1, 1.0f, g, "attn_backward"))
-            return ctx->status;
-    } else if (seed) for (i = 0; i < count; i++) g[i] += seed[i];
-    else g[0] += 1.0f;
+    { /* g += seed (or 1), staged in data memory: a leaf's grad may hold an earlier backward's */
+        attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
+        int shape[4] = {1, 1, 1, 0}, dense[4] = {0, 0, 0, 1};
+        float *s = attn__alloc_floats(ctx, count);
+        attn_status st = s ? ATTN_OK : ctx->status;
+        shape[3] = (int)count;
+        if (!st) st = seed ? attn__k_upload(ctx, s, seed, count * sizeof(float), "attn_backward")
+                           : attn__k_fill(ctx, 1, 1.0f, s, "attn_backward");
+        if (!st) st = attn__k_copy4(ctx, shape, s, dense, g, dense, 1, "attn_backward");
+        attn_arena_reset(&ctx->arena, mark);
+        if (st) return st;
+    }
     /* The tape is in execution order, so walking it backwards visits each node
        after every node that used its output. A node is reached when its output
        has a grad by then: only those belong to this loss's graph. */
@@ -5178,15 +5436,17 @@ ATTN_API attn_tensor *attn_sinusoidal_table(attn_context *ctx, int T, int d) {
     if (!ctx) return NULL;
     if (!(pe = attn_tensor_2d(ctx, T, d))) return NULL;
     mark = attn_arena_get_mark(&ctx->arena);
-    host = ctx->be ? (float *)attn_alloc(ctx, (size_t)T * d * sizeof(float)) : pe->data; /* made here, then uploaded */
-    if (!host) return NULL;
+    host = attn__data_on_host(ctx) ? pe->data : (float *)attn_alloc(ctx, (size_t)T * d * sizeof(float));
+    if (!host) return NULL; /* made on the host, then uploaded */
     for (p = 0; p < T; p++)
         for (i = 0; i < d; i++) {
             double angle = p / pow(10000.0, (double)(i & ~1) / d);
             host[(size_t)p * d + i] = (float)(i & 1 ? cos(angle) : sin(angle));
         }
-    if (ctx->be && attn__k_upload(ctx, pe->data, host, (size_t)T * d * sizeof(float), "attn_sinusoidal_table")) pe = NULL;
-    if (ctx->be) attn_arena_reset(&ctx->arena, mark);
+    if (host != pe->data) {
+        if (attn__k_upload(ctx, pe->data, host, (size_t)T * d * sizeof(float), "attn_sinusoidal_table")) pe = NULL;
+        attn_arena_reset(&ctx->arena, mark);
+    }
     return pe;
 }
 
@@ -5331,28 +5591,29 @@ ATTN_API attn_status attn_optim_step(attn_optim *opt) {
             u.bc2_sqrt = (float)sqrt(1.0 - pow(d->beta2, step));
             u.decay = (float)(1.0 - d->lr * d->weight_decay); /* AdamW: w *= 1 - lr wd first */
         }
-        if (opt->ctx->be) {
-            if (ATTN__BE(opt->ctx, "attn_optim_step", optim_update, attn_tensor_numel(t), &u, t->data, t->grad,
-                         opt->m[i], opt->v[i]))
-                return opt->ctx->status;
-        } else attn__optimizer_update(attn_tensor_numel(t), &u, t->data, t->grad, opt->m[i], opt->v[i]);
+        if (attn__k_optim_update(opt->ctx, attn_tensor_numel(t), &u, t->data, t->grad, opt->m[i], opt->v[i],
+                                 "attn_optim_step"))
+            return opt->ctx->status;
     }
     return ATTN_OK;
 }
 
-/* The same on a backend: each tensor's sum of squares there, the norms here. */
-static float attn__clip_grad_norm_backend(attn_context *ctx, float max_norm) {
+/* PyTorch's norm of the per-tensor norms: each tensor's sum of squares where
+   its grad lives, the norms on the host. */
+ATTN_API float attn_clip_grad_norm(attn_context *ctx, float max_norm) {
     const char *who = "attn_clip_grad_norm";
-    attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
+    attn_arena_mark mark;
     attn_param *p;
     size_t n = 0, i;
     double total = 0.0;
     float *sums, *host, norm = NAN, coef;
+    if (!ctx) return NAN;
+    mark = attn_arena_get_mark(&ctx->arena);
     for (p = ctx->params; p; p = p->next) n++;
     if (!(sums = attn__alloc_floats(ctx, n)) || !(host = (float *)attn_alloc(ctx, (n ? n : 1) * sizeof(float))))
         goto done;
     for (p = ctx->params, i = 0; p; p = p->next, i++)
-        if (ATTN__BE(ctx, who, sum, attn_tensor_numel(p->tensor), p->tensor->grad, 1, sums + i)) goto done;
+        if (attn__k_sum(ctx, attn_tensor_numel(p->tensor), p->tensor->grad, 1, 1.0, sums + i, who)) goto done;
     if (attn__k_download(ctx, host, sums, n * sizeof(float), who)) goto done;
     for (i = 0; i < n; i++) {
         float tn = sqrtf(host[i]);
@@ -5362,30 +5623,11 @@ static float attn__clip_grad_norm_backend(attn_context *ctx, float max_norm) {
     coef = max_norm / (norm + 1e-6f);
     if (coef < 1.0f)
         for (p = ctx->params; p; p = p->next)
-            if (ATTN__BE(ctx, who, unary, ATTN_BE_SCALE, attn_tensor_numel(p->tensor), coef, p->tensor->grad, p->tensor->grad))
+            if (attn__k_unary(ctx, ATTN_BE_SCALE, attn_tensor_numel(p->tensor), coef, p->tensor->grad, NULL, NULL,
+                              p->tensor->grad, who))
                 break;
 done:
     attn_arena_reset(&ctx->arena, mark);
-    return norm;
-}
-
-ATTN_API float attn_clip_grad_norm(attn_context *ctx, float max_norm) {
-    attn_param *p;
-    double total = 0.0;
-    float norm, coef;
-    if (ctx && ctx->be) return attn__clip_grad_norm_backend(ctx, max_norm);
-    for (p = ctx ? ctx->params : NULL; p; p = p->next) { /* PyTorch: the norm of the per-tensor norms */
-        size_t k, count = attn_tensor_numel(p->tensor);
-        double s = 0.0;
-        float tn;
-        for (k = 0; k < count; k++) s += (double)p->tensor->grad[k] * p->tensor->grad[k];
-        tn = (float)sqrt(s);
-        total += (double)tn * tn;
-    }
-    norm = (float)sqrt(total);
-    coef = max_norm / (norm + 1e-6f);
-    if (coef < 1.0f)
-        for (p = ctx->params; p; p = p->next) attn_vec_scale(attn_tensor_numel(p->tensor), coef, p->tensor->grad, p->tensor->grad);
     return norm;
 }
 
@@ -5896,7 +6138,7 @@ ATTN_API attn_status attn_safetensors_read(attn_context *ctx, const attn_st_entr
         return attn__fail(ctx, ATTN_ERR_SHAPE, "tensor %s is %s in the file but %s here", e->name,
                           attn__st_shape_text(e, t1, sizeof t1), attn__shape_text(t, t2, sizeof t2));
     n = attn_tensor_numel(t);
-    if (ctx->be) { /* converted here, then uploaded */
+    if (!attn__data_on_host(ctx)) { /* converted here, then uploaded */
         attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
         float *host = (float *)attn_alloc(ctx, (n ? n : 1) * sizeof(float));
         attn_status st = host ? ATTN_OK : ctx->status;
@@ -6303,7 +6545,7 @@ ATTN_API attn_tensor *attn_npy_parse(attn_context *ctx, const void *buf, size_t 
         return NULL;
     }
     if (!(t = attn__result(ctx, ndim, dims, "attn_npy_parse"))) return NULL;
-    if (ctx->be) { /* converted here, then uploaded */
+    if (!attn__data_on_host(ctx)) { /* converted here, then uploaded */
         attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
         float *host = (float *)attn_alloc(ctx, (numel ? numel : 1) * sizeof(float));
         int ok = host != NULL;
@@ -6352,7 +6594,7 @@ ATTN_API attn_status attn_npy_write(attn_context *ctx, const attn_tensor *t, voi
     b[9] = (unsigned char)(hlen >> 8);
     attn__npy_header(t, (char *)b + 10, hlen);
     n = attn_tensor_numel(t);
-    if (ctx->be) { /* downloaded first */
+    if (!attn__data_on_host(ctx)) { /* downloaded first */
         attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
         const float *h = attn__tensor_to_host(ctx, t, "attn_npy_write");
         for (i = 0; h && i < n; i++) attn__put_f32le(b + 10 + hlen + 4 * i, h[i]);
@@ -6442,8 +6684,8 @@ ATTN_API attn_tensor *attn_npy_load_file(attn_context *ctx, const char *path) {
     attn_arena_reset(&ctx->arena, mark);
     nt = attn__result(ctx, old.ndim, old.shape, "attn_npy_load_file");
     /* in backend memory the data was the only thing after the mark: it stays put */
-    if (nt && !ctx->be) memmove(nt->data, old.data, attn_tensor_numel(&old) * sizeof(float));
-    ATTN_ASSERT(!nt || !ctx->be || nt->data == old.data);
+    if (nt && attn__data_on_host(ctx)) memmove(nt->data, old.data, attn_tensor_numel(&old) * sizeof(float));
+    ATTN_ASSERT(!nt || attn__data_on_host(ctx) || nt->data == old.data);
     return nt;
 }
 
@@ -6487,208 +6729,6 @@ ATTN_API attn_status attn_checkpoint_load_file(attn_context *ctx, attn_optim *op
     return s;
 }
 #endif /* ATTN_NO_STDIO */
-
-/* ============================================================================
-   10. Backends
-   ========================================================================= */
-ATTN_API const attn_backend *attn_context_backend(const attn_context *ctx) { return ctx ? ctx->be : NULL; }
-
-static attn_status attn__transfer_check(attn_context *ctx, const attn_tensor *t, const void *host, size_t n,
-                                        const char *who) {
-    if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
-    if (!t || (!host && n)) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: NULL tensor or host pointer", who);
-    if (n != attn_tensor_numel(t))
-        return attn__fail(ctx, ATTN_ERR_SHAPE, "%s: %zu floats for a tensor of %zu", who, n, attn_tensor_numel(t));
-    return ATTN_OK;
-}
-
-ATTN_API attn_status attn_tensor_upload(attn_context *ctx, attn_tensor *t, const float *host, size_t n) {
-    attn_status s = attn__transfer_check(ctx, t, host, n, "attn_tensor_upload");
-    return s ? s : n ? attn__tensor_from_host(ctx, t, host, "attn_tensor_upload") : ATTN_OK;
-}
-
-ATTN_API attn_status attn_tensor_download(attn_context *ctx, const attn_tensor *t, float *host, size_t n) {
-    attn_arena_mark mark;
-    const float *h;
-    attn_status s = attn__transfer_check(ctx, t, host, n, "attn_tensor_download");
-    if (s || !n) return s;
-    if (attn_tensor_is_contiguous(t)) return attn__k_download(ctx, host, t->data, n * sizeof(float), "attn_tensor_download");
-    mark = attn_arena_get_mark(&ctx->arena);
-    if ((h = attn__tensor_to_host(ctx, t, "attn_tensor_download")) != NULL) memcpy(host, h, n * sizeof(float));
-    attn_arena_reset(&ctx->arena, mark);
-    return h ? ATTN_OK : ctx->status;
-}
-
-ATTN_API attn_status attn_tensor_download_grad(attn_context *ctx, const attn_tensor *t, float *host, size_t n) {
-    attn_status s = attn__transfer_check(ctx, t, host, n, "attn_tensor_download_grad");
-    if (s || !n) return s;
-    if (!t->grad) {
-        memset(host, 0, n * sizeof(float));
-        return ATTN_OK;
-    }
-    return attn__k_download(ctx, host, t->grad, n * sizeof(float), "attn_tensor_download_grad");
-}
-
-/* ---- the CPU table: section 4's kernels and the ops' host helpers, single-threaded ---- */
-static const char *attn__cpu_last_error(void *user) { (void)user; return "out of host memory"; }
-static void *attn__cpu_alloc(void *user, size_t bytes) { (void)user; return ATTN_MALLOC(bytes, user); }
-static void attn__cpu_free(void *user, void *ptr) { (void)user; ATTN_FREE(ptr, user); }
-static attn_status attn__cpu_move(void *user, void *dst, const void *src, size_t bytes) {
-    (void)user;
-    memmove(dst, src, bytes);
-    return ATTN_OK;
-}
-static attn_status attn__cpu_sync(void *user) { (void)user; return ATTN_OK; }
-static attn_status attn__cpu_fill(void *user, size_t n, float value, float *y) {
-    size_t i;
-    (void)user;
-    for (i = 0; i < n; i++) y[i] = value;
-    return ATTN_OK;
-}
-static attn_status attn__cpu_copy4(void *user, const int *shape, const float *x, const int *xs, float *y, const int *ys,
-                                   int accumulate) {
-    (void)user;
-    attn__copy4_host(shape, x, xs, y, ys, accumulate);
-    return ATTN_OK;
-}
-static attn_status attn__cpu_binary4(void *user, int op, const int *shape, const float *a, const int *as,
-                                     const float *b, const int *bs, float *y) {
-    (void)user;
-    attn__binary4_host(op, shape, a, as, b, bs, y);
-    return ATTN_OK;
-}
-static attn_status attn__cpu_reduce4(void *user, const int *shape, float *dst, const int *ds, const float *g,
-                                     const float *other, const int *os, float sign) {
-    (void)user;
-    attn__bcast_accumulate(shape, dst, ds, g, other, os, sign);
-    return ATTN_OK;
-}
-static attn_status attn__cpu_gemm(void *user, int tA, int tB, int M, int N, int K, float alpha, const float *A, int lda,
-                                  ptrdiff_t sA, const float *B, int ldb, ptrdiff_t sB, float beta, float *C, int ldc,
-                                  ptrdiff_t sC, int batch) {
-    int i;
-    (void)user;
-    for (i = 0; i < batch; i++)
-        if (attn_sgemm_mt(NULL, tA, tB, M, N, K, alpha, A + i * sA, lda, B + i * sB, ldb, beta, C + i * sC, ldc))
-            return ATTN_ERR_INVALID_ARGUMENT;
-    return ATTN_OK;
-}
-static attn_status attn__cpu_unary(void *user, int op, size_t n, float s, const float *x, float *y) {
-    (void)user;
-    if ((unsigned)op > (unsigned)ATTN_BE_TANH) return ATTN_ERR_INVALID_ARGUMENT;
-    attn__unary_host(NULL, op, n, s, x, NULL, NULL, y);
-    return ATTN_OK;
-}
-static attn_status attn__cpu_unary_backward(void *user, int op, size_t n, float s, const float *x, const float *y,
-                                            const float *dy, float *dx) {
-    (void)user;
-    if ((unsigned)op > (unsigned)ATTN_BE_TANH) return ATTN_ERR_INVALID_ARGUMENT;
-    attn__unary_host(NULL, op, n, s, x, y, dy, dx);
-    return ATTN_OK;
-}
-static attn_status attn__cpu_dropout(void *user, uint64_t seed, float p, size_t n, const float *x, float *y,
-                                     int accumulate) {
-    (void)user;
-    attn__dropout_apply(seed, p, n, x, y, accumulate);
-    return ATTN_OK;
-}
-static attn_status attn__cpu_softmax(void *user, int log, int rows, int cols, const float *x, float *y) {
-    (void)user;
-    if (log) attn_log_softmax_rows(NULL, rows, cols, x, cols, y, cols);
-    else attn_softmax_rows(NULL, rows, cols, x, cols, y, cols);
-    return ATTN_OK;
-}
-static attn_status attn__cpu_softmax_backward(void *user, int log, int rows, int cols, const float *y, const float *dy,
-                                              float *dx) {
-    (void)user;
-    attn__softmax_backward_rows(log, (size_t)rows, cols, y, dy, dx);
-    return ATTN_OK;
-}
-static attn_status attn__cpu_norm_forward(void *user, int rms, int rows, int cols, const float *x, const float *gamma,
-                                          const float *beta, float eps, float *y, float *mean, float *rstd) {
-    (void)user;
-    if (rms) attn__rmsnorm_rows(rows, cols, x, gamma, eps, y, rstd);
-    else attn_layernorm_rows(NULL, rows, cols, x, cols, gamma, beta, eps, y, cols, mean, rstd);
-    return ATTN_OK;
-}
-static attn_status attn__cpu_norm_backward(void *user, int rms, int rows, int cols, const float *x, const float *gamma,
-                                           const float *mean, const float *rstd, const float *dy, float *dx,
-                                           float *dgamma, float *dbeta) {
-    (void)user;
-    attn__norm_backward_rows(rows, cols, x, gamma, rms ? NULL : mean, rstd, dy, dx, dgamma, dbeta);
-    return ATTN_OK;
-}
-static attn_status attn__cpu_embedding(void *user, size_t n, int dim, const int32_t *idx, const float *w, float *y) {
-    size_t i;
-    (void)user;
-    for (i = 0; i < n; i++) memcpy(y + i * (size_t)dim, w + (size_t)idx[i] * dim, (size_t)dim * sizeof(float));
-    return ATTN_OK;
-}
-static attn_status attn__cpu_embedding_backward(void *user, size_t n, int dim, const int32_t *idx, const float *dy,
-                                                float *dw) {
-    size_t i;
-    (void)user;
-    for (i = 0; i < n; i++) attn_vec_axpy((size_t)dim, 1.0f, dy + i * (size_t)dim, dw + (size_t)idx[i] * dim);
-    return ATTN_OK;
-}
-static attn_status attn__cpu_cross_entropy(void *user, int rows, int C, const float *logits, const int32_t *targets,
-                                           int ignore, float ls, float *logp, float *loss) {
-    (void)user;
-    attn_log_softmax_rows(NULL, rows, C, logits, C, logp, C);
-    loss[0] = attn__cross_entropy_mean(rows, C, logp, targets, ignore, ls);
-    return ATTN_OK;
-}
-static attn_status attn__cpu_cross_entropy_backward(void *user, int rows, int C, const float *logp,
-                                                    const int32_t *targets, int ignore, float ls, const float *dloss,
-                                                    float *dlogits) {
-    (void)user;
-    attn__cross_entropy_backward_rows(rows, C, logp, targets, ignore, ls, dloss[0], dlogits);
-    return ATTN_OK;
-}
-static attn_status attn__cpu_attention(void *user, const attn_attention_desc *desc, const float *q, const float *k,
-                                       const float *v, float *o, float *lse) {
-    (void)user;
-    return attn_attention_forward(NULL, desc, q, k, v, o, lse);
-}
-static attn_status attn__cpu_attention_backward(void *user, const attn_attention_desc *desc, const float *q,
-                                                const float *k, const float *v, const float *o, const float *lse,
-                                                const float *dout, float *dq, float *dk, float *dv) {
-    (void)user;
-    return attn_attention_backward(NULL, desc, q, k, v, o, lse, dout, dq, dk, dv);
-}
-static attn_status attn__cpu_sum(void *user, size_t n, const float *x, int squares, float *out) {
-    double s = 0.0;
-    size_t i;
-    (void)user;
-    for (i = 0; i < n; i++) s += squares ? (double)x[i] * x[i] : (double)x[i];
-    out[0] = (float)s;
-    return ATTN_OK;
-}
-static attn_status attn__cpu_add_scalar(void *user, size_t n, const float *s, float c, float *y) {
-    float v = c * s[0];
-    size_t i;
-    (void)user;
-    for (i = 0; i < n; i++) y[i] += v;
-    return ATTN_OK;
-}
-static attn_status attn__cpu_optim_update(void *user, size_t n, const attn_backend_update *u, float *w, const float *g,
-                                          float *m, float *v) {
-    (void)user;
-    attn__optimizer_update(n, u, w, g, m, v);
-    return ATTN_OK;
-}
-
-ATTN_API const attn_backend *attn_backend_cpu(void) {
-    static const attn_backend cpu = {
-        "cpu", NULL, attn__cpu_last_error, attn__cpu_alloc, attn__cpu_free, attn__cpu_move, attn__cpu_move,
-        attn__cpu_sync, attn__cpu_fill, attn__cpu_copy4, attn__cpu_binary4, attn__cpu_reduce4, attn__cpu_gemm,
-        attn__cpu_unary, attn__cpu_unary_backward, attn__cpu_dropout, attn__cpu_softmax, attn__cpu_softmax_backward,
-        attn__cpu_norm_forward, attn__cpu_norm_backward, attn__cpu_embedding, attn__cpu_embedding_backward,
-        attn__cpu_cross_entropy, attn__cpu_cross_entropy_backward, attn__cpu_attention, attn__cpu_attention_backward,
-        attn__cpu_sum, attn__cpu_add_scalar, attn__cpu_optim_update
-    };
-    return &cpu;
-}
 
 #endif /* ATTN_IMPLEMENTATION_DONE */
 #endif /* ATTN_IMPLEMENTATION */

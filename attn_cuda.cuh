@@ -2173,15 +2173,15 @@ static __global__ void __launch_bounds__(ATTN__CUDA_T) attn__cuda_sum_kernel(siz
 }
 
 static __global__ void __launch_bounds__(ATTN__CUDA_T) attn__cuda_sum_final_kernel(int parts, const double *part,
-                                                                            float *out) {
+                                                                            double divide_by, float *out) {
     double s = 0.0;
     int i;
     for (i = threadIdx.x; i < parts; i += blockDim.x) s += part[i];
     s = attn__cuda_block_sumd(s);
-    if (threadIdx.x == 0) out[0] = (float)s;
+    if (threadIdx.x == 0) out[0] = (float)(s / divide_by); /* rounded once, as the CPU */
 }
 
-static attn_status attn__cuda_sum(void *user, size_t n, const float *x, int squares, float *out) {
+static attn_status attn__cuda_sum(void *user, size_t n, const float *x, int squares, double divide_by, float *out) {
     attn__cuda *c = (attn__cuda *)user;
     size_t blocks = attn__cuda_cdiv(n, 4 * ATTN__CUDA_T);
     double *part;
@@ -2192,13 +2192,13 @@ static attn_status attn__cuda_sum(void *user, size_t n, const float *x, int squa
         attn__cuda_sum_kernel<<<(unsigned)blocks, ATTN__CUDA_T, 0, c->stream>>>(n, x, squares, part);
         if ((s = attn__cuda_launched(c, "sum")) != ATTN_OK) return s;
     }
-    attn__cuda_sum_final_kernel<<<1, ATTN__CUDA_T, 0, c->stream>>>((int)blocks, part, out);
+    attn__cuda_sum_final_kernel<<<1, ATTN__CUDA_T, 0, c->stream>>>((int)blocks, part, divide_by, out);
     return attn__cuda_launched(c, "sum");
 }
 
-static __global__ void __launch_bounds__(ATTN__CUDA_T) attn__cuda_add_scalar_kernel(size_t n, const float *s, float c,
-                                                                             float *y) {
-    float v = __fmul_rn(c, s[0]); /* rounded before the add, as the CPU */
+static __global__ void __launch_bounds__(ATTN__CUDA_T) attn__cuda_add_scalar_kernel(size_t n, const float *s,
+                                                                             float divide_by, float *y) {
+    float v = __fdiv_rn(s[0], divide_by); /* rounded before the add, as the CPU */
     ATTN__CUDA_FOR(i, n) y[i] += v;
 }
 
@@ -2217,19 +2217,19 @@ static __global__ void __launch_bounds__(ATTN__CUDA_T) attn__cuda_optim_kernel(s
     int l2 = u.wd != 0.0f && u.kind != 2;
     ATTN__CUDA_FOR(k, n) {
         float gk = l2 ? fmaf(w[k], u.wd, g[k]) : g[k];
-        if (u.kind == 0) {
+        if (u.kind == ATTN_OPTIM_SGD) {
             if (m) {
                 float mk = u.first ? gk : fmaf(gk, u.damp, __fmul_rn(m[k], u.mom));
                 m[k] = mk;
                 gk = u.nesterov ? fmaf(mk, u.mom, gk) : mk;
             }
             w[k] = fmaf(gk, u.lr_neg, w[k]);
-        } else if (u.kind == 3) {
+        } else if (u.kind == ATTN_OPTIM_ADAGRAD) {
             float mk = __fadd_rn(m[k], __fmul_rn(gk, gk));
             m[k] = mk;
             w[k] = __fadd_rn(w[k], __fdiv_rn(__fmul_rn(u.lr_neg, gk), __fadd_rn(__fsqrt_rn(mk), u.eps)));
         } else {
-            float wk = u.kind == 2 ? __fmul_rn(w[k], u.decay) : w[k];
+            float wk = u.kind == ATTN_OPTIM_ADAMW ? __fmul_rn(w[k], u.decay) : w[k];
             float mk = fmaf(gk, u.one_b1, __fmul_rn(m[k], u.b1));
             float vk = __fadd_rn(__fmul_rn(v[k], u.b2), __fmul_rn(__fmul_rn(u.one_b2, gk), gk));
             float den = __fadd_rn(__fdiv_rn(__fsqrt_rn(vk), u.bc2_sqrt), u.eps);
@@ -2243,8 +2243,8 @@ static __global__ void __launch_bounds__(ATTN__CUDA_T) attn__cuda_optim_kernel(s
 static attn_status attn__cuda_optim_update(void *user, size_t n, const attn_backend_update *u, float *w,
                                            const float *g, float *m, float *v) {
     attn__cuda *c = (attn__cuda *)user;
-    if (!u || u->kind < 0 || u->kind > 3) return attn__cuda_bad(c, "optim_update: unknown kind");
-    if ((u->kind != 0 && !m) || ((u->kind == 1 || u->kind == 2) && !v))
+    if (!u || u->kind < ATTN_OPTIM_SGD || u->kind > ATTN_OPTIM_ADAGRAD) return attn__cuda_bad(c, "optim_update: unknown kind");
+    if ((u->kind != ATTN_OPTIM_SGD && !m) || ((u->kind == ATTN_OPTIM_ADAM || u->kind == ATTN_OPTIM_ADAMW) && !v))
         return attn__cuda_bad(c, "optim_update: missing optimizer state");
     if (!n) return ATTN_OK;
     attn__cuda_optim_kernel<<<attn__cuda_grid(c, n), ATTN__CUDA_T, 0, c->stream>>>(n, *u, w, g, m, v);
@@ -2327,17 +2327,38 @@ ATTN_API attn_status attn_cuda_create(const attn_cuda_desc *desc, attn_backend *
     c->sm_count = prop.multiProcessorCount;
     c->precision = d.precision;
     snprintf(c->name, sizeof c->name, "%s, sm_%d", prop.name, c->sm);
-    {
-        attn_backend t = {
-            "cuda", c, attn__cuda_last_error, attn__cuda_alloc, attn__cuda_free, attn__cuda_upload,
-            attn__cuda_download, attn__cuda_sync, attn__cuda_fill, attn__cuda_copy4, attn__cuda_binary4,
-            attn__cuda_reduce4, attn__cuda_gemm, attn__cuda_unary, attn__cuda_unary_backward, attn__cuda_dropout,
-            attn__cuda_softmax, attn__cuda_softmax_backward, attn__cuda_norm_forward, attn__cuda_norm_backward,
-            attn__cuda_embedding, attn__cuda_embedding_backward, attn__cuda_cross_entropy,
-            attn__cuda_cross_entropy_backward, attn__cuda_attention, attn__cuda_attention_backward, attn__cuda_sum,
-            attn__cuda_add_scalar, attn__cuda_optim_update
-        };
-        c->table = t;
+    { /* by field name, so that two entries of one type cannot trade places */
+        attn_backend *t = &c->table;
+        memset(t, 0, sizeof *t);
+        t->name = "cuda";
+        t->user = c;
+        t->last_error = attn__cuda_last_error;
+        t->alloc = attn__cuda_alloc;
+        t->free = attn__cuda_free;
+        t->upload = attn__cuda_upload;
+        t->download = attn__cuda_download;
+        t->sync = attn__cuda_sync;
+        t->fill = attn__cuda_fill;
+        t->copy4 = attn__cuda_copy4;
+        t->binary4 = attn__cuda_binary4;
+        t->reduce4 = attn__cuda_reduce4;
+        t->gemm = attn__cuda_gemm;
+        t->unary = attn__cuda_unary;
+        t->unary_backward = attn__cuda_unary_backward;
+        t->dropout = attn__cuda_dropout;
+        t->softmax = attn__cuda_softmax;
+        t->softmax_backward = attn__cuda_softmax_backward;
+        t->norm_forward = attn__cuda_norm_forward;
+        t->norm_backward = attn__cuda_norm_backward;
+        t->embedding = attn__cuda_embedding;
+        t->embedding_backward = attn__cuda_embedding_backward;
+        t->cross_entropy = attn__cuda_cross_entropy;
+        t->cross_entropy_backward = attn__cuda_cross_entropy_backward;
+        t->attention = attn__cuda_attention;
+        t->attention_backward = attn__cuda_attention_backward;
+        t->sum = attn__cuda_sum;
+        t->add_scalar = attn__cuda_add_scalar;
+        t->optim_update = attn__cuda_optim_update;
     }
     *out = &c->table;
     return ATTN_OK;

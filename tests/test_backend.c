@@ -27,83 +27,83 @@ static void *flip(const void *p) { return p ? (void *)((uintptr_t)p ^ POISON_BIT
 
 typedef struct guard {
     attn_backend table;       /* what contexts see */
-    const attn_backend *cpu;  /* what does the work */
+    attn_backend cpu;         /* what does the work */
     long calls, live_blocks;
     int fail_alloc;
 } guard;
 #define G ((guard *)user)
-#define CPU G->calls++, G->cpu
+#define CPU G->calls++, &G->cpu
 
-static const char *g_last_error(void *user) { return G->cpu->last_error(G->cpu->user); }
+static const char *g_last_error(void *user) { return G->cpu.last_error(G->cpu.user); }
 static void *g_alloc(void *user, size_t bytes) {
     void *p;
     if (G->fail_alloc) return NULL;
-    p = G->cpu->alloc(G->cpu->user, bytes);
+    p = G->cpu.alloc(G->cpu.user, bytes);
     if (p) G->live_blocks++;
     return flip(p);
 }
 static void g_free(void *user, void *ptr) {
     if (ptr) G->live_blocks--;
-    G->cpu->free(G->cpu->user, flip(ptr));
+    G->cpu.free(G->cpu.user, flip(ptr));
 }
-static attn_status g_upload(void *user, void *dst, const void *src, size_t n) { return (CPU)->upload(G->cpu->user, flip(dst), src, n); }
-static attn_status g_download(void *user, void *dst, const void *src, size_t n) { return (CPU)->download(G->cpu->user, dst, flip(src), n); }
-static attn_status g_sync(void *user) { return (CPU)->sync(G->cpu->user); }
-static attn_status g_fill(void *user, size_t n, float v, float *y) { return (CPU)->fill(G->cpu->user, n, v, F(y)); }
+static attn_status g_upload(void *user, void *dst, const void *src, size_t n) { return (CPU)->upload(G->cpu.user, flip(dst), src, n); }
+static attn_status g_download(void *user, void *dst, const void *src, size_t n) { return (CPU)->download(G->cpu.user, dst, flip(src), n); }
+static attn_status g_sync(void *user) { return (CPU)->sync(G->cpu.user); }
+static attn_status g_fill(void *user, size_t n, float v, float *y) { return (CPU)->fill(G->cpu.user, n, v, F(y)); }
 static attn_status g_copy4(void *user, const int *sh, const float *x, const int *xs, float *y, const int *ys, int acc) {
-    return (CPU)->copy4(G->cpu->user, sh, CF(x), xs, F(y), ys, acc);
+    return (CPU)->copy4(G->cpu.user, sh, CF(x), xs, F(y), ys, acc);
 }
 static attn_status g_binary4(void *user, int op, const int *sh, const float *a, const int *as, const float *b,
                              const int *bs, float *y) {
-    return (CPU)->binary4(G->cpu->user, op, sh, CF(a), as, CF(b), bs, F(y));
+    return (CPU)->binary4(G->cpu.user, op, sh, CF(a), as, CF(b), bs, F(y));
 }
 static attn_status g_reduce4(void *user, const int *sh, float *d, const int *ds, const float *g, const float *o,
                              const int *os, float sign) {
-    return (CPU)->reduce4(G->cpu->user, sh, F(d), ds, CF(g), CF(o), os, sign);
+    return (CPU)->reduce4(G->cpu.user, sh, F(d), ds, CF(g), CF(o), os, sign);
 }
 static attn_status g_gemm(void *user, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                           ptrdiff_t sA, const float *B, int ldb, ptrdiff_t sB, float beta, float *C, int ldc,
                           ptrdiff_t sC, int batch) {
-    return (CPU)->gemm(G->cpu->user, ta, tb, M, N, K, alpha, CF(A), lda, sA, CF(B), ldb, sB, beta, F(C), ldc, sC, batch);
+    return (CPU)->gemm(G->cpu.user, ta, tb, M, N, K, alpha, CF(A), lda, sA, CF(B), ldb, sB, beta, F(C), ldc, sC, batch);
 }
 static attn_status g_unary(void *user, int op, size_t n, float s, const float *x, float *y) {
-    return (CPU)->unary(G->cpu->user, op, n, s, CF(x), F(y));
+    return (CPU)->unary(G->cpu.user, op, n, s, CF(x), F(y));
 }
 static attn_status g_unary_backward(void *user, int op, size_t n, float s, const float *x, const float *y,
                                     const float *dy, float *dx) {
-    return (CPU)->unary_backward(G->cpu->user, op, n, s, CF(x), CF(y), CF(dy), F(dx));
+    return (CPU)->unary_backward(G->cpu.user, op, n, s, CF(x), CF(y), CF(dy), F(dx));
 }
 static attn_status g_dropout(void *user, uint64_t seed, float p, size_t n, const float *x, float *y, int acc) {
-    return (CPU)->dropout(G->cpu->user, seed, p, n, CF(x), F(y), acc);
+    return (CPU)->dropout(G->cpu.user, seed, p, n, CF(x), F(y), acc);
 }
 static attn_status g_softmax(void *user, int log, int rows, int cols, const float *x, float *y) {
-    return (CPU)->softmax(G->cpu->user, log, rows, cols, CF(x), F(y));
+    return (CPU)->softmax(G->cpu.user, log, rows, cols, CF(x), F(y));
 }
 static attn_status g_softmax_backward(void *user, int log, int rows, int cols, const float *y, const float *dy, float *dx) {
-    return (CPU)->softmax_backward(G->cpu->user, log, rows, cols, CF(y), CF(dy), F(dx));
+    return (CPU)->softmax_backward(G->cpu.user, log, rows, cols, CF(y), CF(dy), F(dx));
 }
 static attn_status g_norm_forward(void *user, int rms, int rows, int cols, const float *x, const float *gamma,
                                   const float *beta, float eps, float *y, float *mean, float *rstd) {
-    return (CPU)->norm_forward(G->cpu->user, rms, rows, cols, CF(x), CF(gamma), CF(beta), eps, F(y), F(mean), F(rstd));
+    return (CPU)->norm_forward(G->cpu.user, rms, rows, cols, CF(x), CF(gamma), CF(beta), eps, F(y), F(mean), F(rstd));
 }
 static attn_status g_norm_backward(void *user, int rms, int rows, int cols, const float *x, const float *gamma,
                                    const float *mean, const float *rstd, const float *dy, float *dx, float *dg, float *db) {
-    return (CPU)->norm_backward(G->cpu->user, rms, rows, cols, CF(x), CF(gamma), CF(mean), CF(rstd), CF(dy), F(dx),
+    return (CPU)->norm_backward(G->cpu.user, rms, rows, cols, CF(x), CF(gamma), CF(mean), CF(rstd), CF(dy), F(dx),
                                 F(dg), F(db));
 }
 static attn_status g_embedding(void *user, size_t n, int dim, const int32_t *idx, const float *w, float *y) {
-    return (CPU)->embedding(G->cpu->user, n, dim, (const int32_t *)flip(idx), CF(w), F(y));
+    return (CPU)->embedding(G->cpu.user, n, dim, (const int32_t *)flip(idx), CF(w), F(y));
 }
 static attn_status g_embedding_backward(void *user, size_t n, int dim, const int32_t *idx, const float *dy, float *dw) {
-    return (CPU)->embedding_backward(G->cpu->user, n, dim, (const int32_t *)flip(idx), CF(dy), F(dw));
+    return (CPU)->embedding_backward(G->cpu.user, n, dim, (const int32_t *)flip(idx), CF(dy), F(dw));
 }
 static attn_status g_cross_entropy(void *user, int rows, int C, const float *logits, const int32_t *t, int ignore,
                                    float ls, float *logp, float *loss) {
-    return (CPU)->cross_entropy(G->cpu->user, rows, C, CF(logits), (const int32_t *)flip(t), ignore, ls, F(logp), F(loss));
+    return (CPU)->cross_entropy(G->cpu.user, rows, C, CF(logits), (const int32_t *)flip(t), ignore, ls, F(logp), F(loss));
 }
 static attn_status g_cross_entropy_backward(void *user, int rows, int C, const float *logp, const int32_t *t, int ignore,
                                             float ls, const float *dloss, float *dlogits) {
-    return (CPU)->cross_entropy_backward(G->cpu->user, rows, C, CF(logp), (const int32_t *)flip(t), ignore, ls,
+    return (CPU)->cross_entropy_backward(G->cpu.user, rows, C, CF(logp), (const int32_t *)flip(t), ignore, ls,
                                          CF(dloss), F(dlogits));
 }
 static attn_attention_desc unflip_desc(const attn_attention_desc *d) {
@@ -116,33 +116,57 @@ static attn_attention_desc unflip_desc(const attn_attention_desc *d) {
 static attn_status g_attention(void *user, const attn_attention_desc *d, const float *q, const float *k, const float *v,
                                float *o, float *lse) {
     attn_attention_desc c = unflip_desc(d);
-    return (CPU)->attention(G->cpu->user, &c, CF(q), CF(k), CF(v), F(o), F(lse));
+    return (CPU)->attention(G->cpu.user, &c, CF(q), CF(k), CF(v), F(o), F(lse));
 }
 static attn_status g_attention_backward(void *user, const attn_attention_desc *d, const float *q, const float *k,
                                         const float *v, const float *o, const float *lse, const float *dout, float *dq,
                                         float *dk, float *dv) {
     attn_attention_desc c = unflip_desc(d);
-    return (CPU)->attention_backward(G->cpu->user, &c, CF(q), CF(k), CF(v), CF(o), CF(lse), CF(dout), F(dq), F(dk), F(dv));
+    return (CPU)->attention_backward(G->cpu.user, &c, CF(q), CF(k), CF(v), CF(o), CF(lse), CF(dout), F(dq), F(dk), F(dv));
 }
-static attn_status g_sum(void *user, size_t n, const float *x, int sq, float *out) { return (CPU)->sum(G->cpu->user, n, CF(x), sq, F(out)); }
+static attn_status g_sum(void *user, size_t n, const float *x, int sq, double div, float *out) {
+    return (CPU)->sum(G->cpu.user, n, CF(x), sq, div, F(out));
+}
 static attn_status g_add_scalar(void *user, size_t n, const float *s, float c, float *y) {
-    return (CPU)->add_scalar(G->cpu->user, n, CF(s), c, F(y));
+    return (CPU)->add_scalar(G->cpu.user, n, CF(s), c, F(y));
 }
 static attn_status g_optim_update(void *user, size_t n, const attn_backend_update *u, float *w, const float *g, float *m,
                                   float *v) {
-    return (CPU)->optim_update(G->cpu->user, n, u, F(w), CF(g), F(m), F(v));
+    return (CPU)->optim_update(G->cpu.user, n, u, F(w), CF(g), F(m), F(v));
 }
 
 static void guard_init(guard *g) {
-    attn_backend t = {
-        "guarded-cpu", NULL, g_last_error, g_alloc, g_free, g_upload, g_download, g_sync, g_fill, g_copy4, g_binary4,
-        g_reduce4, g_gemm, g_unary, g_unary_backward, g_dropout, g_softmax, g_softmax_backward, g_norm_forward,
-        g_norm_backward, g_embedding, g_embedding_backward, g_cross_entropy, g_cross_entropy_backward, g_attention,
-        g_attention_backward, g_sum, g_add_scalar, g_optim_update
-    };
+    attn_backend *t = &g->table;
     memset(g, 0, sizeof *g);
-    g->table = t;
-    g->table.user = g;
+    t->name = "guarded-cpu";
+    t->user = g;
+    t->last_error = g_last_error;
+    t->alloc = g_alloc;
+    t->free = g_free;
+    t->upload = g_upload;
+    t->download = g_download;
+    t->sync = g_sync;
+    t->fill = g_fill;
+    t->copy4 = g_copy4;
+    t->binary4 = g_binary4;
+    t->reduce4 = g_reduce4;
+    t->gemm = g_gemm;
+    t->unary = g_unary;
+    t->unary_backward = g_unary_backward;
+    t->dropout = g_dropout;
+    t->softmax = g_softmax;
+    t->softmax_backward = g_softmax_backward;
+    t->norm_forward = g_norm_forward;
+    t->norm_backward = g_norm_backward;
+    t->embedding = g_embedding;
+    t->embedding_backward = g_embedding_backward;
+    t->cross_entropy = g_cross_entropy;
+    t->cross_entropy_backward = g_cross_entropy_backward;
+    t->attention = g_attention;
+    t->attention_backward = g_attention_backward;
+    t->sum = g_sum;
+    t->add_scalar = g_add_scalar;
+    t->optim_update = g_optim_update;
     g->cpu = attn_backend_cpu();
 }
 
@@ -585,7 +609,9 @@ TEST(backend_memory) {
     CHECK(back[4] == -1.0f && back[7] == -1.0f && back[3] == 3.0f && back[8] == 8.0f, "fill of a strided view");
     CHECK(attn_tensor_download_grad(ctx, t, back, 12) == ATTN_OK && back[0] == 0.0f, "no grad reads as zeros");
     attn_context_reset(ctx, m);
-    CHECK(attn_context_backend(ctx) == &g.table, "attn_context_backend");
+    CHECK(attn_context_backend(ctx) && attn_context_backend(ctx)->user == &g &&
+          attn_context_backend(ctx)->gemm == g.table.gemm && !strcmp(attn_context_backend(ctx)->name, "guarded-cpu"),
+          "attn_context_backend is the context's copy of the table");
     attn_context_destroy(ctx);
     CHECK(g.live_blocks == 0, "backend memory not given back");
     CHECK(flip(&g) != (void *)&g || POISON_BIT == 0, "the guard does not poison");
