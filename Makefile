@@ -18,7 +18,8 @@ NVCC    ?= $(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard /usr/loca
 NVFLAGS ?= -std=c++14 -O2 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
 CUDA_DEP := attn.h attn_cuda.cuh tests/test_cuda.cu $(wildcard tests/cuda/*.inc)
 
-# The test runner: one binary, every test, last line 'N passed, N failed'.
+# The test runner: one binary, every test, last line 'N passed, N failed'
+# (build/tests --list names them, build/tests WORD... runs some; --help).
 # First every example runs with tiny settings, so none can rot.
 test: $(BUILD)/tests examples cuda-test cuda-emu-test
 	bash tests/run_examples.sh $(EXAMPLES)
