@@ -18,7 +18,8 @@ NVCC    ?= $(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard /usr/loca
 NVFLAGS ?= -std=c++14 -O2 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
 CUDA_DEP := attn.h attn_cuda.cuh tests/test_cuda.cu $(wildcard tests/cuda/*.inc)
 
-# The test runner: one binary, every test, last line 'N passed, N failed'.
+# The test runner: one binary, every test, last line 'N passed, N failed'
+# (build/tests --list names them, build/tests WORD... runs some; --help).
 # First every example runs with tiny settings, so none can rot.
 test: $(BUILD)/tests examples cuda-test cuda-emu-test
 	bash tests/run_examples.sh $(EXAMPLES)
@@ -46,8 +47,16 @@ EMU_CXX   ?= g++
 EMU_FLAGS ?= -std=c++14 -O2 -Wall -Wno-unknown-pragmas
 EMU_FMA   := $(shell grep -qw fma /proc/cpuinfo 2>/dev/null && echo -DCUDA_EMU_FMA)
 
+# Without that C++ compiler (no g++ installed) make test says so and goes on.
+EMU_CXX_PATH := $(shell command -v $(firstword $(EMU_CXX)) 2>/dev/null)
+
+ifneq ($(EMU_CXX_PATH),)
 cuda-emu-test: $(EMU)/test_cuda
 	$(EMU)/test_cuda
+else
+cuda-emu-test:
+	@echo "cuda-emu: skipped (no $(firstword $(EMU_CXX)): the CUDA emulator needs a C++ compiler; EMU_CXX=... names one)"
+endif
 
 $(EMU)/cuda_pp: tools/cuda_emu/cuda_pp.cpp
 	@mkdir -p $(EMU)

@@ -1,5 +1,23 @@
 /* tests/main.c - the runner, the harness, and the one attn.h implementation.
 
+   Every test is named GROUP/TEST: GROUP is its file's (gemm for
+   tests/test_gemm.c, from the groups table below), TEST its function's name.
+
+       build/tests                  every test
+       build/tests attention gemm   the tests whose GROUP/TEST contains "attention"
+                                    or "gemm" (plain substrings, case-sensitive):
+                                    all of gemm/ and attention/, and also
+                                    e.g. threads/threads_sgemm_bit_identical_...
+       build/tests gemm/gemm_k_zero_and_empty    that one test
+       build/tests --list [WORD...] the names, one per line; nothing runs
+       build/tests --help           usage
+
+   The last line of a run is always `N passed, N failed` (N = test cases). Exit
+   status: 0 all passed, 1 a test failed, 2 an unknown option or a WORD that no
+   test name contains (so a typo is never a silent green). Environment:
+   ATTN_TEST_QUICK=1 shrinks the biggest sizes (qemu), ATTN_TEST_DIR=DIR the
+   tests/ folder holding fixtures/, ATTN_TEST_VERBOSE=1 more output from some.
+
    The allocator hooks are defined here, before the implementation, so that
    every call the library makes to an allocator lands in test_alloc_*: the
    no-malloc tests count those calls and can make them fail. */
@@ -31,11 +49,18 @@ extern const test_case test_group_infer[];
 extern const test_case test_group_files[];
 extern const test_case test_group_backend[];
 
-static const test_case *const groups[] = {
-    test_group_kernels, test_group_gemm, test_group_threads, test_group_memory, test_group_tensor,
-    test_group_train, test_group_autodiff, test_group_attention, test_group_transformer,
-    test_group_infer, test_group_files, test_group_backend
+/* The group names are the first half of every test's name (GROUP/TEST). */
+static const struct test_group {
+    const char *name;
+    const test_case *tests;
+} groups[] = {
+    {"kernels", test_group_kernels}, {"gemm", test_group_gemm}, {"threads", test_group_threads},
+    {"memory", test_group_memory}, {"tensor", test_group_tensor}, {"train", test_group_train},
+    {"autodiff", test_group_autodiff}, {"attention", test_group_attention},
+    {"transformer", test_group_transformer}, {"infer", test_group_infer}, {"files", test_group_files},
+    {"backend", test_group_backend}
 };
+#define N_GROUPS (sizeof groups / sizeof groups[0])
 
 /* ---- Checks ---- */
 #define MAX_FAIL_LINES 20 /* per test: past this a loop gone wrong is only counted */
@@ -164,22 +189,100 @@ void test_alloc_free(void *p, void *user) {
 long test_alloc_calls(void) { return global_allocator.mallocs + global_allocator.reallocs + global_allocator.frees; }
 
 /* ---- The runner ---- */
-int main(void) {
-    int passed = 0, failed = 0;
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: build/tests [WORD...]         run the tests whose name contains any WORD\n"
+            "       build/tests --list [WORD...]  print their names instead, one per line\n"
+            "       build/tests --help            this\n"
+            "A test's name is GROUP/TEST: GROUP from its file tests/test_GROUP.c, TEST its\n"
+            "function, e.g. gemm/gemm_k_zero_and_empty. A WORD matches every name that contains\n"
+            "it (plain substring, case-sensitive): 'gemm' runs gemm/* and threads/threads_sgemm_*.\n"
+            "No WORD: every test. The last line is 'N passed, N failed'. Exit status: 1 when a\n"
+            "test failed; 2 for an unknown option or a WORD that no test name contains.\n"
+            "Environment: ATTN_TEST_QUICK=1 smaller sizes (for qemu), ATTN_TEST_DIR=DIR the\n"
+            "tests/ folder (fixtures/ in it), ATTN_TEST_VERBOSE=1 more output from some tests.\n");
+}
+
+/* GROUP/TEST into buf (names are short identifiers: 128 is plenty, and snprintf cuts). */
+static const char *full_name(char *buf, size_t size, const char *group, const char *test) {
+    snprintf(buf, size, "%s/%s", group, test);
+    return buf;
+}
+
+/* 1 when no words were given or name contains one of them. */
+static int selected(const char *name, char **words, int n_words) {
+    int i;
+    if (n_words == 0) return 1;
+    for (i = 0; i < n_words; i++)
+        if (strstr(name, words[i])) return 1;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    int passed = 0, failed = 0, list = 0, n_words = 0, n_selected = 0, n_total = 0, bad_words = 0, i;
+    char **words = argv + 1; /* the non-option arguments, compacted in place */
+    char name[128];
     size_t g;
-    printf("attn.h %s tests, kernels: %s%s\n", ATTN_VERSION_STRING, attn_simd_name(attn_simd_active()),
+    const test_case *t;
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--list") == 0) {
+            list = 1;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "build/tests: unknown option '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        } else {
+            words[n_words++] = argv[i];
+        }
+    }
+    /* Every word must name at least one test. */
+    for (i = 0; i < n_words; i++) {
+        int hit = 0;
+        for (g = 0; g < N_GROUPS && !hit; g++)
+            for (t = groups[g].tests; t->name && !hit; t++)
+                hit = strstr(full_name(name, sizeof name, groups[g].name, t->name), words[i]) != NULL;
+        if (!hit) {
+            printf("no test name contains '%s' (build/tests --list shows them all)\n", words[i]);
+            bad_words++;
+        }
+    }
+    if (bad_words) {
+        printf("0 passed, 0 failed\n");
+        return 2;
+    }
+    for (g = 0; g < N_GROUPS; g++)
+        for (t = groups[g].tests; t->name; t++) {
+            n_total++;
+            if (selected(full_name(name, sizeof name, groups[g].name, t->name), words, n_words)) n_selected++;
+        }
+    if (list) {
+        for (g = 0; g < N_GROUPS; g++)
+            for (t = groups[g].tests; t->name; t++)
+                if (selected(full_name(name, sizeof name, groups[g].name, t->name), words, n_words)) puts(name);
+        return 0;
+    }
+
+    printf("attn.h %s tests, kernels: %s%s", ATTN_VERSION_STRING, attn_simd_name(attn_simd_active()),
            test_quick() ? " (quick)" : "");
-    for (g = 0; g < sizeof groups / sizeof groups[0]; g++) {
-        const test_case *t;
-        for (t = groups[g]; t->name; t++) {
-            current_test = t->name;
+    if (n_words) printf(", %d of %d tests", n_selected, n_total);
+    printf("\n");
+    fflush(stdout);
+    for (g = 0; g < N_GROUPS; g++) {
+        for (t = groups[g].tests; t->name; t++) {
+            if (!selected(full_name(name, sizeof name, groups[g].name, t->name), words, n_words)) continue;
+            current_test = name;
             current_failures = 0;
             t->fn();
             if (current_failures > MAX_FAIL_LINES)
-                printf("FAIL %s: %d more failures not shown\n", t->name, current_failures - MAX_FAIL_LINES);
+                printf("FAIL %s: %d more failures not shown\n", name, current_failures - MAX_FAIL_LINES);
             if (current_failures) failed++; else passed++;
         }
     }
+    current_test = "";
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -3,10 +3,12 @@
    A test is a plain function `TEST(name) { ... }`. Each file lists its tests in
    a table, TEST_GROUP(file) = { TEST_ENTRY(a), TEST_ENTRY(b), TEST_END };
    and tests/main.c runs every group it names (C99 has no constructors, so the
-   list of groups is written out once in main.c).
+   list of groups, with their names, is written out once in main.c). A test's
+   full name is GROUP/TEST, e.g. gemm/gemm_k_zero_and_empty; `build/tests WORD...`
+   runs the tests whose name contains a WORD, `build/tests --list` names them all.
 
    CHECK(cond, fmt, ...) records a failure with file:line and a printf message;
-   the runner prints one line `FAIL test_name file:line: message` per failure
+   the runner prints one line `FAIL group/test file:line: message` per failure
    and ends with `N passed, N failed` (N = test cases). Tests that loop over many
    elements compute the worst error first and CHECK once, so a broken kernel
    gives one readable line instead of a thousand. */

@@ -82,259 +82,18 @@ fi
 case "$(uname -m)" in x86_64 | amd64) HOST_X86=1 ;; *) HOST_X86=0 ;; esac
 
 # ---------------------------------------------------------------------------
-# Small programs of our own. They live in build/, never in the repository.
+# Small programs of our own, in tests/compile/ (not part of the test suite:
+# tests/*.c does not reach into it), copied like the tests:
+#   impl.c          the implementation alone, attn.h included twice
+#   use.c, use2.c   declaration-only includers: the smoke program (C99 and C++11)
+#   static.c        an ATTN_STATIC unit, built twice (-DSTATIC_FN=static_a, static_b);
+#                   static_main.c calls both
+#   alloc.c         allocator hooks (-DHOOKS) or ATTN_NO_MALLOC (-DNOMALLOC)
+#   decl.c          declarations only, for targets without a C library
+#   msvc-stubs/     just the C library attn.h's implementation calls, for msvc-target
 # ---------------------------------------------------------------------------
-
-# The implementation, alone in its translation unit. Included twice: the second
-# inclusion (even with ATTN_IMPLEMENTATION still defined) must be a no-op.
-cat > "$SRC/impl.c" <<'EOF'
-#define ATTN_IMPLEMENTATION
-#include "attn.h"
-#include "attn.h"
-EOF
-
-# A second includer, declarations only.
-cat > "$SRC/use2.c" <<'EOF'
-#include "attn.h"
-#ifdef __cplusplus
-extern "C"
-#endif
-int smoke_other_tu(void);
-int smoke_other_tu(void) { return (int)attn_simd_active(); }
-EOF
-
-# The main program, declarations only; valid C99 and C++11. Prints the SIMD set
-# in use ("simd avx2") and "smoke ok" when the numbers are right.
-cat > "$SRC/use.c" <<'EOF'
-#include <stdio.h>
-#include <string.h>
-#include "attn.h"
-#include "attn.h"
-
-#ifdef __cplusplus
-extern "C" int smoke_other_tu(void);
-#else
-int smoke_other_tu(void);
-#endif
-
-static double smoke_abs(double x) { return x < 0 ? -x : x; }
-
-enum { M = 37, N = 29, K = 23 };
-static float a[M * K], b[K * N], c[M * N], c2[M * N], r[M * N];
-
-int main(void) {
-    attn_context *ctx = attn_context_create(NULL);
-    attn_threads th = attn_threads_openmp();
-    const attn_kernels *ref = attn_kernels_get(ATTN_SIMD_NONE);
-    attn_tensor *t;
-    int i, j, k, bad = 0;
-    double err = 0, err_ref = 0;
-    if (!ctx || !ref) { puts("smoke: no context or no reference kernels"); return 1; }
-    t = attn_tensor_2d(ctx, M, K);
-    if (!t || attn_init_normal(ctx, t, 0.0f, 1.0f) != ATTN_OK) {
-        printf("smoke: tensor: %s\n", attn_error_message(ctx));
-        return 1;
-    }
-    memcpy(a, t->data, sizeof a);
-    for (i = 0; i < K * N; i++) b[i] = attn_rng_uniform(attn_context_rng(ctx)) - 0.5f;
-    attn_sgemm(0, 0, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
-    ref->sgemm(0, 0, M, N, K, 1.0f, a, K, b, N, 0.0f, r, N);
-    for (i = 0; i < M; i++)
-        for (j = 0; j < N; j++) {
-            double acc = 0;
-            for (k = 0; k < K; k++) acc += (double)a[i * K + k] * b[k * N + j];
-            if (smoke_abs(acc - c[i * N + j]) > err) err = smoke_abs(acc - c[i * N + j]);
-            if (smoke_abs(acc - r[i * N + j]) > err_ref) err_ref = smoke_abs(acc - r[i * N + j]);
-        }
-    if (err > 1e-4 || err_ref > 1e-4) {
-        printf("smoke: sgemm error %g (reference kernel %g)\n", err, err_ref);
-        bad = 1;
-    }
-    if (attn_sgemm_mt(&th, 0, 0, M, N, K, 1.0f, a, K, b, N, 0.0f, c2, N) != ATTN_OK ||
-        memcmp(c, c2, sizeof c) != 0) {
-        puts("smoke: attn_sgemm_mt differs from attn_sgemm");
-        bad = 1;
-    }
-    attn_softmax_rows(&th, M, N, c, N, c, N);
-    for (i = 0; i < M; i++) {
-        double s = 0;
-        for (j = 0; j < N; j++) s += c[i * N + j];
-        if (smoke_abs(s - 1.0) > 1e-5) { printf("smoke: softmax row %d sums to %g\n", i, s); bad = 1; break; }
-    }
-    if (smoke_other_tu() != (int)attn_simd_active()) { puts("smoke: translation units disagree"); bad = 1; }
-    printf("simd %s\n", attn_simd_name(attn_simd_active()));
-    printf("threads %d\n", th.n_threads);
-    attn_context_destroy(ctx);
-    printf("smoke %s\n", bad ? "FAIL" : "ok");
-    return bad;
-}
-EOF
-
-# ATTN_STATIC: two translation units, each with its own private implementation.
-for x in a b; do
-    cat > "$SRC/static_$x.c" <<EOF
-#define ATTN_STATIC
-#define ATTN_IMPLEMENTATION
-#include "attn.h"
-float static_$x(void);
-float static_$x(void) {
-    float v[3] = {1.0f, 2.0f, 3.0f}, y[3];
-    attn_softmax_rows(0, 1, 3, v, 3, y, 3);
-    return attn_vec_dot(3, v, v) + attn_vec_sum(3, y); /* 14 + 1 */
-}
-EOF
-done
-cat > "$SRC/static_main.c" <<'EOF'
-#include <stdio.h>
-float static_a(void);
-float static_b(void);
-int main(void) {
-    float x = static_a(), y = static_b();
-    int ok = x > 14.99f && x < 15.01f && y > 14.99f && y < 15.01f;
-    printf("static_a %g static_b %g: %s\n", x, y, ok ? "ok" : "FAIL");
-    return !ok;
-}
-EOF
-
-# Allocator hooks (-DHOOKS) and ATTN_NO_MALLOC (-DNOMALLOC).
-cat > "$SRC/alloc.c" <<'EOF'
-#include <stdio.h>
-#include <string.h>
-#ifdef HOOKS
-#include <stdlib.h>
-static long live, total;
-static int tag_ok = 1;
-static int tag;
-static void *hk_malloc(size_t n, void *u) {
-    void *p = malloc(n);
-    if (u != &tag) tag_ok = 0;
-    if (p) live++, total++;
-    return p;
-}
-static void *hk_realloc(void *p, size_t n, void *u) {
-    void *q = realloc(p, n);
-    if (u != &tag) tag_ok = 0;
-    if (!p && q) live++, total++;
-    return q;
-}
-static void hk_free(void *p, void *u) {
-    if (u != &tag) tag_ok = 0;
-    if (p) live--;
-    free(p);
-}
-#define ATTN_MALLOC(sz, u) hk_malloc(sz, u)
-#define ATTN_REALLOC(p, sz, u) hk_realloc(p, sz, u)
-#define ATTN_FREE(p, u) hk_free(p, u)
-#else
-#define ATTN_NO_MALLOC
-#endif
-#define ATTN_IMPLEMENTATION
-#include "attn.h"
-
-int main(void) {
-    attn_context_desc d;
-    attn_context *ctx;
-    int i;
-    memset(&d, 0, sizeof d);
-#ifdef HOOKS
-    (void)hk_realloc; /* the library may not need realloc */
-    d.alloc_user = &tag;
-    d.block_size = 4096;
-    ctx = attn_context_create(&d);
-    if (!ctx) { puts("hooks: no context"); return 1; }
-    for (i = 0; i < 200; i++)
-        if (!attn_alloc(ctx, 1000)) { printf("hooks: alloc %d failed: %s\n", i, attn_error_message(ctx)); return 1; }
-    attn_context_destroy(ctx);
-    printf("hooks: %ld allocations, %ld live after destroy, user pointer %s\n", total, live,
-           tag_ok ? "passed through" : "WRONG");
-    return !(total > 1 && live == 0 && tag_ok);
-#else
-    {
-        static unsigned char mem[64 * 1024];
-        if (attn_context_create(NULL) != NULL) { puts("no-malloc: a context without memory"); return 1; }
-        d.memory = mem;
-        d.memory_size = sizeof mem;
-        ctx = attn_context_create(&d);
-        if (!ctx) { puts("no-malloc: no context in 64 KiB"); return 1; }
-        for (i = 0; i < 10; i++)
-            if (!attn_alloc(ctx, 1000)) { puts("no-malloc: alloc failed"); return 1; }
-        if (attn_alloc(ctx, 1 << 20) != NULL || attn_error_status(ctx) != ATTN_ERR_OUT_OF_MEMORY) {
-            puts("no-malloc: 1 MiB from a 64 KiB arena did not fail with out of memory");
-            return 1;
-        }
-        attn_context_destroy(ctx);
-        puts("no-malloc: ok");
-        return 0;
-    }
-#endif
-}
-EOF
-
-# A compile-only translation unit for targets without a C library.
-cat > "$SRC/decl.c" <<'EOF'
-#include "attn.h"
-int decl_only(void);
-int decl_only(void) { return ATTN_VERSION_MAJOR + (int)sizeof(attn_kernels); }
-EOF
-
-# Minimal C library headers for a freestanding MSVC-target syntax check: just what
-# attn.h's implementation calls, so a new dependency shows up as an error here.
-mkdir -p "$SRC/msvc-stubs"
-cat > "$SRC/msvc-stubs/string.h" <<'EOF'
-#pragma once
-#include <stddef.h>
-void *memset(void *, int, size_t);
-void *memcpy(void *, const void *, size_t);
-void *memmove(void *, const void *, size_t);
-int memcmp(const void *, const void *, size_t);
-int strcmp(const char *, const char *);
-int strncmp(const char *, const char *, size_t);
-char *strchr(const char *, int);
-size_t strlen(const char *);
-EOF
-cat > "$SRC/msvc-stubs/stdlib.h" <<'EOF'
-#pragma once
-#include <stddef.h>
-void *malloc(size_t);
-void *realloc(void *, size_t);
-void free(void *);
-void abort(void);
-EOF
-cat > "$SRC/msvc-stubs/stdio.h" <<'EOF'
-#pragma once
-#include <stddef.h>
-typedef struct FILE FILE;
-#define SEEK_SET 0
-#define SEEK_END 2
-FILE *fopen(const char *, const char *);
-int fclose(FILE *);
-int fseek(FILE *, long, int);
-long ftell(FILE *);
-size_t fread(void *, size_t, size_t, FILE *);
-size_t fwrite(const void *, size_t, size_t, FILE *);
-EOF
-cat > "$SRC/msvc-stubs/assert.h" <<'EOF'
-#pragma once
-void _wassert(const unsigned short *, const unsigned short *, unsigned);
-#define assert(x) ((void)0)
-EOF
-cat > "$SRC/msvc-stubs/math.h" <<'EOF'
-#pragma once
-double sqrt(double); double exp(double); double log(double); double erf(double);
-double erfc(double); double cos(double); double sin(double); double tanh(double);
-double fabs(double); double pow(double, double); double floor(double); double ceil(double);
-float sqrtf(float); float expf(float); float logf(float); float erff(float); float erfcf(float);
-float cosf(float); float sinf(float); float tanhf(float); float fabsf(float);
-float powf(float, float); float floorf(float); float ceilf(float); float fmaxf(float, float);
-float fminf(float, float); float log1pf(float); float expm1f(float); float roundf(float);
-float fmaf(float, float, float); double fma(double, double, double);
-#define INFINITY __builtin_inff()
-#define NAN __builtin_nanf("")
-#define HUGE_VALF __builtin_huge_valf()
-#define isnan(x) __builtin_isnan(x)
-#define isinf(x) __builtin_isinf(x)
-#define isfinite(x) __builtin_isfinite(x)
-EOF
+[ -f tests/compile/impl.c ] || { echo "check-all: tests/compile/ is missing" >&2; exit 2; }
+cp -R tests/compile/. "$SRC/" || exit 2
 
 # ---------------------------------------------------------------------------
 # Helpers. Each configuration runs in its own subshell with W (its folder) and
@@ -425,9 +184,9 @@ tests() {
     last=$(grep -v '^[[:space:]]*$' "$W/tests.out" | tail -n1)
     if [ -s "$W/reason" ]; then return 1; fi
     if [ $rc -ne 0 ] || ! printf '%s\n' "$last" | grep -qE '^[0-9]+ passed, 0 failed$'; then
-        # The names of the failing tests ("FAIL <name> <file>:<line>: ..."), each once.
+        # The names of the failing tests ("FAIL <group>/<name> <file>:<line>: ..."), each once.
         local failed
-        failed=$(sed -n 's/^FAIL \([A-Za-z0-9_]*\).*/\1/p' "$W/tests.out" | awk '!seen[$0]++' | head -n 8 | paste -sd' ' -)
+        failed=$(sed -n 's|^FAIL \([A-Za-z0-9_/]*\).*|\1|p' "$W/tests.out" | awk '!seen[$0]++' | head -n 8 | paste -sd' ' -)
         fail "tests exit $rc: ${last:-no output}${failed:+ -- $failed}"
         return 1
     fi
@@ -461,7 +220,7 @@ static_cfg() {
     have "$cc" || { fail "$cc not found"; return 1; }
     for x in a b; do
         # shellcheck disable=SC2086
-        step "compile static_$x.c" $cc $WARN -O2 $INC -c "$SRC/static_$x.c" -o "$W/static_$x.o" || return 1
+        step "compile static.c as static_$x" $cc $WARN -O2 -DSTATIC_FN=static_$x $INC -c "$SRC/static.c" -o "$W/static_$x.o" || return 1
     done
     # shellcheck disable=SC2086
     step "compile static_main.c" $cc $WARN -O2 -c "$SRC/static_main.c" -o "$W/static_main.o" || return 1
