@@ -10,7 +10,7 @@ TEST_DEP := attn.h $(TEST_SRC) $(wildcard tests/*.h)
 EXAMPLES := $(basename $(notdir $(wildcard examples/*.c)))
 EXAMPLE_BINS := $(addprefix $(BUILD)/,$(EXAMPLES))
 
-.PHONY: test bench check-all demo examples clean attn-infer cuda-test cuda-emu-test cuda-check bench-cuda
+.PHONY: test bench check-all check-sections demo examples clean attn-infer cuda-test cuda-emu-test cuda-check bench-cuda
 
 # nvcc for attn_cuda.cuh (the CUDA toolkit is not a Debian package: without
 # it the CUDA targets say so and skip). SASS for sm_80 and sm_90, PTX for newer.
@@ -105,6 +105,10 @@ bench:
 # The portability matrix: compilers, C++, sanitizers, no-SIMD, aarch64/armhf under qemu.
 check-all:
 	bash tools/check-all.sh
+
+# attn.h's "each section uses only the ones above it", checked (bash + awk, a second).
+check-sections:
+	bash tools/check_sections.sh
 
 # The examples: each is one .c file that compiles on its own.
 examples: $(EXAMPLE_BINS)

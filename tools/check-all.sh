@@ -10,6 +10,7 @@
 # Logs and build products live in build/check-all/<name>.log and build/check-all/<name>/.
 #
 # Configurations (required unless marked optional):
+#   sections               tools/check_sections.sh: no section of the implementation uses a later one
 #   stb-{gcc,clang}        C99 -Werror: one implementation TU + two declaration-only includers, linked
 #   static-{gcc,clang}     ATTN_STATIC: two private implementations in one program, nothing exported
 #   no-stdio-{gcc,clang}   ATTN_NO_STDIO builds, runs, and the preprocessed implementation has no stdio.h
@@ -472,6 +473,17 @@ cfg_fuzz() {
     [ -z "$bad" ] || { fail "${bad%;}"; return 1; }
 }
 
+# attn.h's header promises "SECTIONS (each uses only the ones above it)": no function
+# or macro of the implementation is used before the section that defines it.
+cfg_sections() {
+    local rc
+    bash "$ROOT/tools/check_sections.sh" "$OUT/include/attn.h" > "$W/sections.out" 2>&1
+    rc=$?
+    cat "$W/sections.out" >> "$LOG"
+    [ $rc -ne 0 ] && { fail "$(tail -n1 "$W/sections.out" | cut -c1-200)"; return 1; } # the list: in the log tail
+    note "$(sed -n 's/^sections: ok (\(.*\))$/\1/p' "$W/sections.out")"
+}
+
 # 8. Optional toolchains.
 cfg_tcc() {
     have tcc || { skip "tcc not installed; Debian: tcc"; return 3; }
@@ -598,6 +610,7 @@ cfg_msvc_target() {
 
 # name:required(req|opt):function
 CONFIGS="
+sections:req:cfg_sections
 aarch64-qemu:req:cfg_aarch64
 armhf-neon-qemu:req:cfg_armhf_neon
 armhf-neon-vfpv4-qemu:req:cfg_armhf_neon_vfpv4
