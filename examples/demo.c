@@ -43,6 +43,7 @@
 #else
 #  include <sys/stat.h>
 #  include <unistd.h>
+#  define DEMO_POSIX 1
 #  define DEMO_ISATTY(f) isatty(fileno(f))
 #  define DEMO_MKDIR(path) mkdir(path, 0777)
 #endif
@@ -91,7 +92,7 @@ static const char *const PROMPTS[] = { "And God said", "In the beginning", "And 
 
 /* ---- small helpers: a clock, and dying with a readable message ---- */
 static double now_seconds(void) {
-#if defined(DEMO_PTHREADS)
+#if defined(DEMO_POSIX)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
