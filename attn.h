@@ -52,7 +52,14 @@
    ATTN_ASSERT(x)       internal invariants only (never bad input); default assert()
    ATTN_NO_STDIO        no <stdio.h>: file helpers vanish, parsers still work on memory
    ATTN_NO_SIMD         plain C kernels everywhere (the reference versions)
-   ATTN_OPENMP          a ready parallel-for on OpenMP (compile with -fopenmp)
+   ATTN_OPENMP          a ready parallel-for on OpenMP (compile with -fopenmp;
+                        OMP_WAIT_POLICY=passive on a shared machine)
+   ATTN_NO_THREADS      no thread pool: attn_threads_create gives one thread.
+                        The pool is built on pthreads on Unix-likes (link
+                        -lpthread on glibc < 2.34) and on Windows threads on
+                        _WIN32; bare-metal targets have no pool anyway
+   ATTN_THREADS_SPIN    pause instructions a pool thread spins before it
+                        sleeps (default 256, a few microseconds; 0: never)
    ATTN_GEMM_KC, ATTN_GEMM_MC, ATTN_GEMM_NC
                         GEMM cache blocking. The packed GEMM keeps
                         (MC+NC)*KC floats on the stack (default 328 KiB).
@@ -136,6 +143,15 @@ ATTN_API attn_simd attn_simd_active(void);
 ATTN_API const char *attn_simd_name(attn_simd simd);
 /* A ready parallel-for on OpenMP (only with ATTN_OPENMP; n_threads = omp_get_max_threads()). */
 ATTN_API attn_threads attn_threads_openmp(void);
+/* The library's own thread pool: n_threads - 1 workers (pthreads, or Windows
+   threads on _WIN32) plus the calling thread; n_threads <= 0 means one per CPU.
+   Without a pool (ATTN_NO_THREADS, bare metal), on failure or for 1 thread it
+   returns a single-threaded attn_threads (parallel_for NULL). */
+ATTN_API attn_threads attn_threads_create(int n_threads);
+/* Stops and frees a pool from attn_threads_create and leaves *t single-threaded;
+   any other attn_threads (OpenMP, a job system's, zero) is left alone. Call it
+   when no parallel_for on *t is running. */
+ATTN_API void attn_threads_destroy(attn_threads *t);
 
 /* ============================================================================
    2. Errors (declarations)
@@ -1025,6 +1041,36 @@ ATTN_API attn_status attn_tensor_download_grad(attn_context *ctx, const attn_ten
 #  include <omp.h>
 #endif
 
+/* The thread pool (attn_threads_create) is built where there are threads to
+   build it on: native Windows threads on _WIN32 (so mingw needs no
+   winpthreads), pthreads on Unix-likes. Bare metal has neither and gets none. */
+#if !defined(ATTN_NO_THREADS)
+#  if defined(_WIN32)
+#    define ATTN__POOL_WIN32 1
+#  elif defined(__unix__) || defined(__unix) || (defined(__APPLE__) && defined(__MACH__))
+#    define ATTN__POOL_POSIX 1
+#  endif
+#endif
+#if defined(ATTN__POOL_WIN32)
+   /* sokol's choice: lean (no winsock, no rpcndr.h macros such as `small`) and
+      NOMINMAX (C++ code after this include keeps std::min and std::max) */
+#  ifndef WIN32_LEAN_AND_MEAN
+#    define WIN32_LEAN_AND_MEAN
+#  endif
+#  ifndef NOMINMAX
+#    define NOMINMAX
+#  endif
+#  include <windows.h>
+#  define ATTN__POOL 1
+#elif defined(ATTN__POOL_POSIX)
+#  include <pthread.h>
+#  include <unistd.h>
+#  define ATTN__POOL 1
+#endif
+#ifndef ATTN_THREADS_SPIN
+#  define ATTN_THREADS_SPIN 256
+#endif
+
 /* GEMM blocking. MC must be a multiple of every micro-kernel's MR (6, 8, 4) and
    NC of every NR (16, 8). KC x NC floats of B stay packed (in L2), MC x KC of A. */
 #ifndef ATTN_GEMM_KC
@@ -1130,6 +1176,303 @@ ATTN_API attn_threads attn_threads_openmp(void) {
 #endif
     if (t.n_threads < 1) t.n_threads = 1;
     return t;
+}
+
+/* ---- The thread pool behind attn_threads_create ----
+   n - 1 workers and the calling thread share each call's tasks; a worker that
+   finds no new call spins for ATTN_THREADS_SPIN pause instructions (a few
+   microseconds, about what a wake-up through the OS costs) and then sleeps on
+   a condition variable, so a waiting core is never burnt for longer than that:
+   on a loaded machine a spinning waiter takes the core from the thread that
+   has the work. The caller runs tasks too, so a worker that is slow to wake
+   costs nothing but its share. Tasks are handed out from one counter, so which
+   thread runs which task changes from call to call; the library's kernels are
+   written so that this never changes a result.
+
+   A call made while another is in progress (from inside a task, or from a
+   second thread) runs its tasks inline on its own thread: waiting for the pool
+   would deadlock a nested call. The caller returns only when every worker has
+   left the call, so the job fields are never read across two calls. */
+#if defined(ATTN__POOL)
+#  define ATTN__POOL_MAX 256                 /* threads; more is surely a mistake */
+#  define ATTN__POOL_STACK ((size_t)8 << 20) /* the GEMM keeps ~330 KiB of panels on the stack:
+                                                more than some systems' default (macOS: 512 KiB) */
+/* The lock-free parts (the spin, the task counter) need atomics, which C99
+   lacks: GCC/clang builtins, or Interlocked* on MSVC. Elsewhere (tcc) the
+   counters live under the mutex and nobody spins. */
+#  if (defined(__GNUC__) || defined(__clang__)) && !defined(__TINYC__)
+#    define ATTN__ATOMIC 1
+#    define ATTN__GET(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#    define ATTN__SET(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#    define ATTN__ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_ACQ_REL)
+#  elif defined(ATTN__POOL_WIN32)
+#    define ATTN__ATOMIC 1
+#    define ATTN__GET(p) InterlockedCompareExchange((p), 0, 0)
+#    define ATTN__SET(p, v) ((void)InterlockedExchange((p), (v)))
+#    define ATTN__ADD(p, v) InterlockedExchangeAdd((p), (v))
+#  else
+#    define ATTN__GET(p) (*(p))
+#    define ATTN__SET(p, v) ((void)(*(p) = (v)))
+#  endif
+#  if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(__TINYC__)
+#    define ATTN__PAUSE() __builtin_ia32_pause()
+#  elif defined(__GNUC__) && (defined(__aarch64__) || (defined(__ARM_ARCH) && __ARM_ARCH >= 7))
+#    define ATTN__PAUSE() __asm__ __volatile__("yield")
+#  elif defined(ATTN__POOL_WIN32)
+#    define ATTN__PAUSE() YieldProcessor()
+#  else
+#    define ATTN__PAUSE() ((void)0)
+#  endif
+
+#  if defined(ATTN__POOL_WIN32)
+typedef SRWLOCK attn__mutex;
+typedef CONDITION_VARIABLE attn__cond;
+typedef HANDLE attn__thread;
+#  else
+typedef pthread_mutex_t attn__mutex;
+typedef pthread_cond_t attn__cond;
+typedef pthread_t attn__thread;
+#  endif
+
+typedef struct attn__pool {
+    attn__mutex mu;
+    attn__cond wake; /* workers wait here for a call */
+    attn__cond done; /* the caller waits here for the last worker to leave */
+    attn_task_fn fn; /* the current call: written under mu before gen moves */
+    void *data;
+    long n_tasks;
+    long next;    /* the next task to hand out (atomic, or under mu) */
+    long pending; /* tasks not finished yet (atomic, or under mu) */
+    long gen;     /* moves once per shared call; written under mu, read by spinners */
+    long quit;    /* as gen */
+    long active;  /* workers inside the current call; written under mu */
+    int busy;     /* a call is in progress: another one runs inline */
+    int sleepers; /* workers blocked on wake */
+    int caller_waiting;
+    int n_workers;
+    attn__thread *threads;
+} attn__pool;
+
+#  if defined(ATTN__POOL_WIN32)
+static int attn__mutex_init(attn__mutex *m) { InitializeSRWLock(m); return 0; }
+static void attn__mutex_destroy(attn__mutex *m) { (void)m; }
+static void attn__lock(attn__mutex *m) { AcquireSRWLockExclusive(m); }
+static void attn__unlock(attn__mutex *m) { ReleaseSRWLockExclusive(m); }
+static int attn__cond_init(attn__cond *c) { InitializeConditionVariable(c); return 0; }
+static void attn__cond_destroy(attn__cond *c) { (void)c; }
+static void attn__cond_wait(attn__cond *c, attn__mutex *m) { SleepConditionVariableSRW(c, m, INFINITE, 0); }
+static void attn__cond_signal(attn__cond *c) { WakeConditionVariable(c); }
+static void attn__cond_broadcast(attn__cond *c) { WakeAllConditionVariable(c); }
+#  else
+static int attn__mutex_init(attn__mutex *m) { return pthread_mutex_init(m, NULL); }
+static void attn__mutex_destroy(attn__mutex *m) { pthread_mutex_destroy(m); }
+static void attn__lock(attn__mutex *m) { pthread_mutex_lock(m); }
+static void attn__unlock(attn__mutex *m) { pthread_mutex_unlock(m); }
+static int attn__cond_init(attn__cond *c) { return pthread_cond_init(c, NULL); }
+static void attn__cond_destroy(attn__cond *c) { pthread_cond_destroy(c); }
+static void attn__cond_wait(attn__cond *c, attn__mutex *m) { pthread_cond_wait(c, m); }
+static void attn__cond_signal(attn__cond *c) { pthread_cond_signal(c); }
+static void attn__cond_broadcast(attn__cond *c) { pthread_cond_broadcast(c); }
+#  endif
+
+static long attn__pool_take(attn__pool *p) {
+#  if defined(ATTN__ATOMIC)
+    return ATTN__ADD(&p->next, 1);
+#  else
+    long t;
+    attn__lock(&p->mu);
+    t = p->next++;
+    attn__unlock(&p->mu);
+    return t;
+#  endif
+}
+
+/* Run tasks of the current call until none are left (mu not held). The job
+   fields are stable here: the caller wrote them before this thread joined
+   (under mu) and changes them only after every worker has left. */
+static void attn__pool_run(attn__pool *p) {
+    attn_task_fn fn = p->fn;
+    void *data = p->data;
+    long n = p->n_tasks, t;
+    while ((t = attn__pool_take(p)) < n) {
+        fn(data, (int)t);
+#  if defined(ATTN__ATOMIC)
+        ATTN__ADD(&p->pending, -1);
+#  else
+        attn__lock(&p->mu);
+        p->pending--;
+        attn__unlock(&p->mu);
+#  endif
+    }
+}
+
+static void attn__pool_worker(attn__pool *p) {
+    long seen = 0;
+    attn__lock(&p->mu);
+    while (!p->quit) {
+        if (p->gen != seen) {
+            seen = p->gen;
+            if (p->busy) { /* the call is still open: join it (a late waker finds it closed) */
+                ATTN__SET(&p->active, p->active + 1);
+                attn__unlock(&p->mu);
+                attn__pool_run(p);
+                attn__lock(&p->mu);
+                ATTN__SET(&p->active, p->active - 1);
+                if (!p->active && p->caller_waiting) attn__cond_signal(&p->done);
+            }
+            continue;
+        }
+#  if defined(ATTN__ATOMIC)
+        {   /* calls come in bursts (one per op of a step): catch the next one awake */
+            int i;
+            attn__unlock(&p->mu);
+            for (i = 0; i < ATTN_THREADS_SPIN && ATTN__GET(&p->gen) == seen && !ATTN__GET(&p->quit); i++) ATTN__PAUSE();
+            attn__lock(&p->mu);
+        }
+#  endif
+        while (p->gen == seen && !p->quit) {
+            p->sleepers++;
+            attn__cond_wait(&p->wake, &p->mu);
+            p->sleepers--;
+        }
+    }
+    attn__unlock(&p->mu);
+}
+
+#  if defined(ATTN__POOL_WIN32)
+static DWORD WINAPI attn__pool_main(LPVOID arg) {
+    attn__pool_worker((attn__pool *)arg);
+    return 0;
+}
+static int attn__thread_start(attn__thread *t, attn__pool *p) {
+    *t = CreateThread(NULL, ATTN__POOL_STACK, attn__pool_main, p, STACK_SIZE_PARAM_IS_A_RESERVATION, NULL);
+    return *t ? 0 : -1;
+}
+static void attn__thread_join(attn__thread t) {
+    WaitForSingleObject(t, INFINITE);
+    CloseHandle(t);
+}
+static int attn__cpu_count(void) {
+    SYSTEM_INFO si;
+    GetSystemInfo(&si);
+    return (int)si.dwNumberOfProcessors;
+}
+#  else
+static void *attn__pool_main(void *arg) {
+    attn__pool_worker((attn__pool *)arg);
+    return NULL;
+}
+static int attn__thread_start(attn__thread *t, attn__pool *p) {
+    pthread_attr_t attr;
+    int rc;
+    if (pthread_attr_init(&attr) != 0) return -1;
+    (void)pthread_attr_setstacksize(&attr, ATTN__POOL_STACK); /* if refused, the default will do or not */
+    rc = pthread_create(t, &attr, attn__pool_main, p);
+    pthread_attr_destroy(&attr);
+    return rc == 0 ? 0 : -1;
+}
+static void attn__thread_join(attn__thread t) { pthread_join(t, NULL); }
+static int attn__cpu_count(void) {
+#    if defined(_SC_NPROCESSORS_ONLN)
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > ATTN__POOL_MAX ? ATTN__POOL_MAX : (int)n;
+#    else
+    return 1; /* a system that will not say: ask for a number */
+#    endif
+}
+#  endif
+
+/* The attn_threads.parallel_for of the pool. */
+static void attn__pool_for(void *user, int n_tasks, attn_task_fn fn, void *data) {
+    attn__pool *p = (attn__pool *)user;
+    int i, wake;
+    attn__lock(&p->mu);
+    if (p->busy || n_tasks < 2) {
+        attn__unlock(&p->mu);
+        for (i = 0; i < n_tasks; i++) fn(data, i);
+        return;
+    }
+    p->busy = 1;
+    p->fn = fn;
+    p->data = data;
+    p->n_tasks = n_tasks;
+    ATTN__SET(&p->next, 0);
+    ATTN__SET(&p->pending, (long)n_tasks);
+    ATTN__SET(&p->gen, (p->gen + 1) & 0x7fffffffL);
+    wake = ATTN__MIN(p->sleepers, n_tasks - 1); /* spinning workers see gen move by themselves */
+    for (i = 0; i < wake; i++) attn__cond_signal(&p->wake);
+    attn__unlock(&p->mu);
+    attn__pool_run(p);
+#  if defined(ATTN__ATOMIC)
+    for (i = 0; i < ATTN_THREADS_SPIN && (ATTN__GET(&p->pending) || ATTN__GET(&p->active)); i++) ATTN__PAUSE();
+#  endif
+    attn__lock(&p->mu);
+    while (ATTN__GET(&p->pending) || p->active) { /* only tasks a worker holds are left */
+        p->caller_waiting = 1;
+        attn__cond_wait(&p->done, &p->mu);
+    }
+    p->caller_waiting = 0;
+    p->busy = 0;
+    attn__unlock(&p->mu);
+}
+
+/* Undo attn_threads_create up to `stage`: 1 pool, 2 +threads array, 3 +mutex,
+   4 +wake, 5 +done. */
+static void attn__pool_free(attn__pool *p, int stage) {
+    if (stage >= 5) attn__cond_destroy(&p->done);
+    if (stage >= 4) attn__cond_destroy(&p->wake);
+    if (stage >= 3) attn__mutex_destroy(&p->mu);
+    if (stage >= 2) ATTN_FREE(p->threads, NULL);
+    ATTN_FREE(p, NULL);
+}
+#endif /* ATTN__POOL */
+
+ATTN_API attn_threads attn_threads_create(int n_threads) {
+    attn_threads t;
+    memset(&t, 0, sizeof t);
+    t.n_threads = 1;
+#if defined(ATTN__POOL)
+    {
+        attn__pool *p;
+        if (n_threads <= 0) n_threads = attn__cpu_count();
+        if (n_threads > ATTN__POOL_MAX) n_threads = ATTN__POOL_MAX;
+        if (n_threads < 2) return t; /* one thread needs no pool */
+        if (!(p = (attn__pool *)ATTN_MALLOC(sizeof *p, NULL))) return t;
+        memset(p, 0, sizeof *p);
+        p->threads = (attn__thread *)ATTN_MALLOC(sizeof(attn__thread) * (size_t)(n_threads - 1), NULL);
+        if (!p->threads) { attn__pool_free(p, 1); return t; }
+        if (attn__mutex_init(&p->mu) != 0) { attn__pool_free(p, 2); return t; }
+        if (attn__cond_init(&p->wake) != 0) { attn__pool_free(p, 3); return t; }
+        if (attn__cond_init(&p->done) != 0) { attn__pool_free(p, 4); return t; }
+        while (p->n_workers < n_threads - 1 && attn__thread_start(&p->threads[p->n_workers], p) == 0) p->n_workers++;
+        if (!p->n_workers) { attn__pool_free(p, 5); return t; } /* fewer than asked is still a pool */
+        t.parallel_for = attn__pool_for;
+        t.user = p;
+        t.n_threads = p->n_workers + 1;
+    }
+#else
+    (void)n_threads;
+#endif
+    return t;
+}
+
+ATTN_API void attn_threads_destroy(attn_threads *t) {
+#if defined(ATTN__POOL)
+    attn__pool *p;
+    int i;
+    if (!t || t->parallel_for != attn__pool_for) return;
+    p = (attn__pool *)t->user;
+    attn__lock(&p->mu);
+    ATTN__SET(&p->quit, 1L);
+    attn__cond_broadcast(&p->wake);
+    attn__unlock(&p->mu);
+    for (i = 0; i < p->n_workers; i++) attn__thread_join(p->threads[i]);
+    attn__pool_free(p, 5);
+    memset(t, 0, sizeof *t);
+    t->n_threads = 1;
+#else
+    (void)t;
+#endif
 }
 
 ATTN_API const char *attn_simd_name(attn_simd simd) {

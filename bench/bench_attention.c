@@ -51,7 +51,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define WORKER_SPIN_S 0.0005
 #define MAX_BATCHES 9
 #define BATCHES_BIG 7    /* MHA and GPT: calls of 50-500 ms, one call a batch */
 #define BATCHES_KERNEL 9 /* the kernel rows: batches of ~50 ms */
@@ -802,7 +801,7 @@ int main(int argc, char **argv) {
     if (!loop_id && !checks_only) measure_memory(&mem);
 
     bench_retry_budget_s = 20.0;
-    if (bench_pool_start(&g_pool, 2, WORKER_SPIN_S) != 0) {
+    if (bench_pool_start(&g_pool, 2) != 0) {
         fprintf(stderr, "bench_attention: cannot start a worker thread\n");
         return 1;
     }

@@ -1,16 +1,12 @@
-/* bench_common.h - timing, statistics and a small thread pool for the attn.h
-   benches. Include it after defining _POSIX_C_SOURCE and after attn.h (the pool
-   implements attn_threads.parallel_for).
+/* bench_common.h - timing, statistics and a call-counting wrapper around
+   attn.h's thread pool for the attn.h benches. Include it after defining
+   _POSIX_C_SOURCE and after attn.h.
 
-   Everything here is static: each bench is one translation unit. The atomics
-   use the GCC/clang __atomic builtins because C99 has no atomics and a pool
-   that spins needs them; every bench compiler we care about (gcc, clang) has
-   them. */
+   Everything here is static: each bench is one translation unit. */
 #ifndef BENCH_COMMON_H
 #define BENCH_COMMON_H
 
 #include <dirent.h>
-#include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -182,145 +178,37 @@ BENCH_FN void bench_fill(float *x, size_t n, float lo, float hi, uint64_t seed) 
     }
 }
 
-/* ---- a persistent thread pool for attn_threads -------------------------- */
-/* n_threads - 1 workers plus the calling thread, which takes tasks too.
-
-   Why this shape: a small GEMM takes 10-50 us, so creating threads per call (or
-   waking a sleeping thread through a condition variable, ~10-50 us on a VM)
-   would cost as much as the work. Workers therefore spin on a generation
-   counter between calls and only block on the condition variable after
-   spin_s seconds without work, so an idle pool does not steal a core.
-
-   Task hand-out: one 64-bit word holds the generation (high 32 bits) and the
-   number of unclaimed tasks (low 32). A thread claims a task with a CAS that
-   only succeeds for the current generation, so a worker that wakes late can
-   never run a task of the next call with the previous call's function. fn and
-   data are read only after a successful claim: the caller writes them before
-   publishing the generation and does not touch them again until every claimed
-   task of that generation has finished (pending == 0). */
-#define BENCH_MAX_THREADS 64
-#define BENCH_LOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
-#define BENCH_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
-#define BENCH_ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_SEQ_CST)
-#define BENCH_CAS(p, expected, desired) \
-    __atomic_compare_exchange_n((p), (expected), (desired), 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)
-
+/* ---- the thread pool ----------------------------------------------------- */
+/* attn.h's own pool (attn_threads_create: n_threads - 1 workers plus the
+   calling thread; a waiting worker spins a few microseconds, then sleeps),
+   behind a hook that counts the calls that reach it, so a bench can tell
+   whether the library split a product or kept it on one thread. */
 typedef struct bench_pool {
-    uint64_t job;     /* generation << 32 | unclaimed tasks */
-    char pad0[56];    /* keep the hot words on their own cache lines */
-    int pending;      /* tasks of the current generation not yet finished */
-    char pad1[60];
-    int sleepers;     /* workers blocked (or about to block) on cv */
-    int stop;
-    attn_task_fn fn;
-    void *data;
-    long calls;       /* parallel_for calls that were shared with the workers */
-    double spin_s;
-    int n_workers;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    pthread_t th[BENCH_MAX_THREADS];
+    attn_threads inner;
+    long calls; /* parallel_for calls that were shared with the workers */
 } bench_pool;
-
-/* Claim and run tasks of generation gen until none are left. */
-BENCH_FN void bench_pool_work(bench_pool *p, uint32_t gen) {
-    uint64_t w = BENCH_LOAD(&p->job);
-    while ((uint32_t)(w >> 32) == gen && (uint32_t)w > 0) {
-        if (BENCH_CAS(&p->job, &w, w - 1)) { /* on failure w is reloaded */
-            p->fn(p->data, (int)((uint32_t)w - 1));
-            BENCH_ADD(&p->pending, -1);
-            w = BENCH_LOAD(&p->job);
-        }
-    }
-}
-
-BENCH_FN void *bench_pool_worker(void *arg) {
-    bench_pool *p = (bench_pool *)arg;
-    uint32_t seen = (uint32_t)(BENCH_LOAD(&p->job) >> 32);
-    for (;;) {
-        uint64_t w;
-        double t0 = 0.0;
-        long spins = 0;
-        for (;;) { /* wait for a new generation: spin first, then block */
-            w = BENCH_LOAD(&p->job);
-            if ((uint32_t)(w >> 32) != seen || BENCH_LOAD(&p->stop)) break;
-            if (++spins % 16 == 0) sched_yield(); /* give way when sharing a core with the caller */
-            if (spins % 256 != 0) continue;
-            if (t0 == 0.0) {
-                t0 = bench_now();
-            } else if (bench_now() - t0 > p->spin_s) {
-                pthread_mutex_lock(&p->mu);
-                /* sleepers++ before re-reading job: the caller stores job before
-                   reading sleepers, so one of the two sees the other (seq_cst). */
-                BENCH_ADD(&p->sleepers, 1);
-                while ((uint32_t)(BENCH_LOAD(&p->job) >> 32) == seen && !BENCH_LOAD(&p->stop))
-                    pthread_cond_wait(&p->cv, &p->mu);
-                BENCH_ADD(&p->sleepers, -1);
-                pthread_mutex_unlock(&p->mu);
-                t0 = 0.0;
-            }
-        }
-        if (BENCH_LOAD(&p->stop)) return NULL;
-        seen = (uint32_t)(w >> 32);
-        bench_pool_work(p, seen);
-    }
-}
 
 /* The attn_threads.parallel_for of the pool (user is the bench_pool). */
 BENCH_FN void bench_pool_parallel_for(void *user, int n_tasks, attn_task_fn fn, void *data) {
     bench_pool *p = (bench_pool *)user;
-    uint32_t gen;
-    long spins = 0;
     int i;
     if (n_tasks <= 0) return;
-    if (p->n_workers == 0 || n_tasks == 1) {
+    if (!p->inner.parallel_for || n_tasks == 1) {
         for (i = 0; i < n_tasks; i++) fn(data, i);
         return;
     }
     p->calls++;
-    p->fn = fn;
-    p->data = data;
-    BENCH_STORE(&p->pending, n_tasks);
-    gen = (uint32_t)(BENCH_LOAD(&p->job) >> 32) + 1u;
-    BENCH_STORE(&p->job, ((uint64_t)gen << 32) | (uint32_t)n_tasks);
-    if (BENCH_LOAD(&p->sleepers) > 0) {
-        pthread_mutex_lock(&p->mu);
-        pthread_cond_broadcast(&p->cv);
-        pthread_mutex_unlock(&p->mu);
-    }
-    bench_pool_work(p, gen);
-    /* Only tasks a worker already claimed can be outstanding here: spin, and
-       yield now and then in case that worker was preempted. */
-    while (BENCH_LOAD(&p->pending) > 0)
-        if (++spins % 1024 == 0) sched_yield();
+    p->inner.parallel_for(p->inner.user, n_tasks, fn, data);
 }
 
-/* Start n_threads - 1 workers. Returns 0 on success. */
-BENCH_FN int bench_pool_start(bench_pool *p, int n_threads, double spin_s) {
-    int i;
+/* Start n_threads - 1 workers. Returns 0 when all of them started. */
+BENCH_FN int bench_pool_start(bench_pool *p, int n_threads) {
     memset(p, 0, sizeof *p);
-    if (n_threads < 1) n_threads = 1;
-    if (n_threads > BENCH_MAX_THREADS) n_threads = BENCH_MAX_THREADS;
-    p->spin_s = spin_s;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
-    for (i = 0; i < n_threads - 1; i++) {
-        if (pthread_create(&p->th[i], NULL, bench_pool_worker, p) != 0) break;
-        p->n_workers++;
-    }
-    return p->n_workers == n_threads - 1 ? 0 : -1;
+    p->inner = attn_threads_create(n_threads);
+    return p->inner.n_threads == n_threads ? 0 : -1;
 }
 
-BENCH_FN void bench_pool_stop(bench_pool *p) {
-    int i;
-    pthread_mutex_lock(&p->mu);
-    BENCH_STORE(&p->stop, 1);
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    for (i = 0; i < p->n_workers; i++) pthread_join(p->th[i], NULL);
-    pthread_cond_destroy(&p->cv);
-    pthread_mutex_destroy(&p->mu);
-}
+BENCH_FN void bench_pool_stop(bench_pool *p) { attn_threads_destroy(&p->inner); }
 
 /* The attn_threads hook backed by p. */
 BENCH_FN attn_threads bench_pool_threads(bench_pool *p) {
@@ -328,7 +216,7 @@ BENCH_FN attn_threads bench_pool_threads(bench_pool *p) {
     memset(&t, 0, sizeof t);
     t.parallel_for = bench_pool_parallel_for;
     t.user = p;
-    t.n_threads = p->n_workers + 1;
+    t.n_threads = p->inner.n_threads;
     return t;
 }
 

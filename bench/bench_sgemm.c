@@ -33,7 +33,6 @@ char *openblas_get_corename(void);
 
 #define BATCHES 9
 #define BATCH_S 0.03      /* seconds per timed batch: 4 configs x 9 x 30 ms ~ 1.1 s a shape */
-#define WORKER_SPIN_S 0.0005 /* our pool workers block after 0.5 ms without work */
 
 typedef struct gemm_case {
     const char *name;
@@ -312,7 +311,7 @@ int main(int argc, char **argv) {
         print_info();
         return 0;
     }
-    if (bench_pool_start(&g_pool, 2, WORKER_SPIN_S) != 0) {
+    if (bench_pool_start(&g_pool, 2) != 0) {
         fprintf(stderr, "bench_sgemm: cannot start a worker thread\n");
         return 1;
     }
@@ -325,7 +324,7 @@ int main(int argc, char **argv) {
 #else
     printf("OpenBLAS: not found (no cblas.h / -lopenblas); attn only, checked against a double-precision loop\n");
 #endif
-    printf("attn 2T: attn_sgemm_mt over a 2-thread pool (caller + 1 spinning worker)\n\n");
+    printf("attn 2T: attn_sgemm_mt over attn_threads_create(2) (the caller + 1 worker)\n\n");
     if (have_blas) {
         printf("%-16s | %-17s | %7s | %11s | %5s | %7s | %11s | %5s | %s\n", "shape", "M x N x K", "attn 1T",
                "OpenBLAS 1T", "ratio", "attn 2T", "OpenBLAS 2T", "ratio", "noise | busy");

@@ -28,7 +28,6 @@
 #define BATCHES_TORCH 11 /* softmax_torch.py's BATCHES */
 #define BATCH_S 0.05
 #define N_COLD 4 /* 4 pairs x 32 MiB = 128 MiB, four times the L3 */
-#define WORKER_SPIN_S 0.0005
 
 enum { WARM_1T, WARM_2T, COLD_1T, COLD_2T, N_CONFIGS };
 
@@ -102,7 +101,7 @@ int main(int argc, char **argv) {
     }
 
     bench_retry_budget_s = 10.0;
-    if (bench_pool_start(&g_pool, 2, WORKER_SPIN_S) != 0) {
+    if (bench_pool_start(&g_pool, 2) != 0) {
         fprintf(stderr, "bench_softmax: cannot start a worker thread\n");
         return 1;
     }

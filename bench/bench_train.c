@@ -57,7 +57,6 @@
 #define BATCHES 9
 #define BATCHES_TORCH 9 /* train_torch.py's BATCHES */
 #define BATCH_S 0.1
-#define WORKER_SPIN_S 0.0005
 
 #define ADAMW_LR 1e-3
 #define ADAMW_WD 0.01
@@ -536,7 +535,7 @@ int main(int argc, char **argv) {
     have_mem = loop_cfg < 0 && measure_memory(&mem);
 
     bench_retry_budget_s = 15.0;
-    if (bench_pool_start(&g_pool, 2, WORKER_SPIN_S) != 0) {
+    if (bench_pool_start(&g_pool, 2) != 0) {
         fprintf(stderr, "bench_train: cannot start a worker thread\n");
         return 1;
     }

@@ -8,7 +8,7 @@
        build/classify --help
 
    (Add -lpthread on systems whose libc keeps pthreads apart, e.g. glibc older
-   than 2.34; it is harmless elsewhere.)
+   than 2.34; it is harmless elsewhere. attn.h's thread pool uses them.)
 
    The data: data/words/{en,fr,de,es,it}.txt, 3000 words each of English,
    French, German, Spanish and Italian, sampled from Debian's word lists by
@@ -34,7 +34,11 @@
    20%), Spanish and Italian confused most, short words hardest. The lists are
    dictionaries, mostly rare and inflected words, so common everyday words
    ("hello", "bonjour") are a different distribution and fare worse.
-   Section order: threads, data, model, training, evaluation, main. */
+   Threads: attn_threads_create(n) is the library's own pool, handed to the
+   context through attn_context_desc.threads. Results do not depend on the
+   thread count (attn.h splits work so that every output element is computed
+   the same way by whoever computes it).
+   Section order: data, model, training, evaluation, main. */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, sysconf */
 #define ATTN_IMPLEMENTATION
 #include "attn.h"
@@ -45,11 +49,6 @@
 #include <string.h>
 #include <time.h>
 
-#if !defined(_WIN32) && !defined(CLASSIFY_NO_THREADS)
-#  define CLASSIFY_THREADS 1
-#  include <pthread.h>
-#  include <unistd.h>
-#endif
 
 #define N_LANG 5
 static const char *const lang_code[N_LANG] = { "en", "fr", "de", "es", "it" };
@@ -75,116 +74,6 @@ static double now_s(void) {
     return (double)clock() / CLOCKS_PER_SEC; /* wall time on Windows */
 #endif
 }
-
-/* ============================================================================
-   Threads: a small pool behind attn_context_desc.threads
-   attn.h never makes threads itself; it calls parallel_for(user, n, fn, data)
-   and expects fn(data, i) for every i. The pool below keeps n-1 workers
-   waiting on a condition variable, and the calling thread takes tasks too.
-   Results do not depend on the thread count (attn.h splits work so that every
-   output element is computed the same way by whoever computes it).
-   ========================================================================= */
-#ifdef CLASSIFY_THREADS
-#define POOL_MAX 16
-typedef struct pool {
-    pthread_mutex_t mu;
-    pthread_cond_t work, done;
-    attn_task_fn fn;
-    void *data;
-    int n_tasks, next, finished, chunk, stop, n_workers;
-    pthread_t th[POOL_MAX];
-} pool;
-
-/* Claim the next chunk of tasks (mu held): [*start, return value). Tasks are
-   handed out a few at a time because attn.h's attention splits into hundreds
-   of tiny tasks (one per batch row, head and query block), and a lock per
-   task costs about as much as the task. */
-static int pool_claim(pool *p, int *start) {
-    *start = p->next;
-    p->next = p->n_tasks - p->next > p->chunk ? p->next + p->chunk : p->n_tasks;
-    return p->next;
-}
-
-static void *pool_worker(void *arg) {
-    pool *p = (pool *)arg;
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        int i, start, end;
-        while (!p->stop && p->next >= p->n_tasks) pthread_cond_wait(&p->work, &p->mu);
-        if (p->stop) break;
-        end = pool_claim(p, &start);
-        pthread_mutex_unlock(&p->mu);
-        for (i = start; i < end; i++) p->fn(p->data, i);
-        pthread_mutex_lock(&p->mu);
-        p->finished += end - start;
-        if (p->finished == p->n_tasks) pthread_cond_signal(&p->done);
-    }
-    pthread_mutex_unlock(&p->mu);
-    return NULL;
-}
-
-static void pool_parallel_for(void *user, int n_tasks, attn_task_fn fn, void *data) {
-    pool *p = (pool *)user;
-    pthread_mutex_lock(&p->mu);
-    p->fn = fn;
-    p->data = data;
-    p->n_tasks = n_tasks;
-    p->next = p->finished = 0;
-    p->chunk = n_tasks / (4 * (p->n_workers + 1)); /* ~4 claims per thread: balance without lock traffic */
-    if (p->chunk < 1) p->chunk = 1;
-    pthread_cond_broadcast(&p->work);
-    while (p->next < p->n_tasks) { /* the caller works too */
-        int i, start, end = pool_claim(p, &start);
-        pthread_mutex_unlock(&p->mu);
-        for (i = start; i < end; i++) fn(data, i);
-        pthread_mutex_lock(&p->mu);
-        p->finished += end - start;
-    }
-    while (p->finished < p->n_tasks) pthread_cond_wait(&p->done, &p->mu);
-    p->n_tasks = p->next = 0; /* so that no worker starts this call's tasks again */
-    pthread_mutex_unlock(&p->mu);
-}
-
-/* Start n - 1 workers; the hook for attn_context_desc.threads. attn.h's GEMM
-   keeps a few hundred KiB of packing buffers on the stack, hence the 8 MiB. */
-static attn_threads pool_start(pool *p, int n) {
-    attn_threads t;
-    pthread_attr_t attr;
-    memset(&t, 0, sizeof t);
-    memset(p, 0, sizeof *p);
-    if (n > POOL_MAX + 1) n = POOL_MAX + 1;
-    if (n <= 1) return t;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->work, NULL);
-    pthread_cond_init(&p->done, NULL);
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, (size_t)8 << 20);
-    while (p->n_workers < n - 1 && pthread_create(&p->th[p->n_workers], &attr, pool_worker, p) == 0) p->n_workers++;
-    pthread_attr_destroy(&attr);
-    t.parallel_for = pool_parallel_for;
-    t.user = p;
-    t.n_threads = p->n_workers + 1;
-    return t;
-}
-
-static void pool_stop(pool *p) {
-    int i;
-    if (!p->n_workers) return;
-    pthread_mutex_lock(&p->mu);
-    p->stop = 1;
-    pthread_cond_broadcast(&p->work);
-    pthread_mutex_unlock(&p->mu);
-    for (i = 0; i < p->n_workers; i++) pthread_join(p->th[i], NULL);
-    pthread_cond_destroy(&p->work);
-    pthread_cond_destroy(&p->done);
-    pthread_mutex_destroy(&p->mu);
-}
-
-static int cpu_count(void) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > POOL_MAX + 1 ? POOL_MAX + 1 : (int)n;
-}
-#endif
 
 /* ============================================================================
    Data: word lists -> (bytes, language), split by a hash
@@ -673,9 +562,6 @@ int main(int argc, char **argv) {
     attn_context *ctx;
     model m;
     double t0 = now_s(), t_train;
-#ifdef CLASSIFY_THREADS
-    pool thread_pool;
-#endif
 
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -713,12 +599,7 @@ int main(int argc, char **argv) {
 
     memset(&cd, 0, sizeof cd);
     cd.seed = seed;
-#ifdef CLASSIFY_THREADS
-    if (threads <= 0) threads = cpu_count();
-    cd.threads = pool_start(&thread_pool, threads);
-#else
-    (void)threads; /* no pool in this build: attn.h runs single-threaded */
-#endif
+    cd.threads = attn_threads_create(threads); /* 0: one per CPU */
     if (!(ctx = attn_context_create(&cd))) die("attn_context_create: out of memory", NULL);
     printf("classify: %d training words, %d held-out, %d languages; d_model %d, %d layers, %d heads; "
            "%d thread%s, %s kernels\n",
@@ -743,9 +624,7 @@ int main(int argc, char **argv) {
     printf("\n%.1f s to load and train, %.1f s in all\n", t_train, now_s() - t0);
 
     attn_context_destroy(ctx);
-#ifdef CLASSIFY_THREADS
-    pool_stop(&thread_pool);
-#endif
+    attn_threads_destroy(&cd.threads);
     free(train_set.w);
     free(test_set.w);
     return 0;

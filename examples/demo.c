@@ -3,9 +3,11 @@
 
        cc -O2 -std=c99 -I. examples/demo.c -o build/demo -lm && build/demo
 
-   (older glibc, before 2.34, also wants -lpthread at the end.) Run it from the
-   repository root: it reads data/kjv_slice.txt (Genesis 1 to Exodus 20 of the
-   King James Bible, 276 KB) and keeps its checkpoint in build/demo.ckpt.
+   (older glibc, before 2.34, also wants -lpthread at the end: attn.h's thread
+   pool is built on pthreads.) Run it from the repository root: it reads
+   data/kjv_slice.txt (Genesis 1 to Exodus 20 of the King James Bible, 276 KB)
+   and keeps its checkpoint in build/demo.ckpt. Threads: attn.h's own pool
+   (attn_threads_create), one per CPU up to 8, or --threads N.
 
    The sections below, in order:
      1. data         the text as bytes -> tokens, a train/validation split, batches
@@ -13,7 +15,6 @@
      3. training     warmup + cosine learning rate, clipping, a progress bar
      4. sampling     temperature sampling with a KV cache, one token at a time
      5. checkpoints  save, resume, or only sample (--sample)
-     6. threads      a small pthread pool plugged into attn.h's parallel-for hook
      main            the options, and the sections put together
 
    Run it again and it picks up where it stopped, training one more round;
@@ -22,7 +23,7 @@
 
 #define _POSIX_C_SOURCE 200809L /* isatty, clock_gettime, sysconf under -std=c99 */
 #if defined(__APPLE__)
-#  define _DARWIN_C_SOURCE /* macOS hides _SC_NPROCESSORS_ONLN under plain POSIX */
+#  define _DARWIN_C_SOURCE /* macOS hides _SC_NPROCESSORS_ONLN (attn.h's CPU count) under plain POSIX */
 #endif
 #define ATTN_IMPLEMENTATION
 #include "attn.h"
@@ -36,14 +37,13 @@
 
 #if defined(_WIN32)
 #  include <direct.h> /* _mkdir */
-#  include <io.h>     /* _isatty; no pthreads here: the demo runs on one thread */
+#  include <io.h>     /* _isatty */
 #  define DEMO_ISATTY(f) _isatty(_fileno(f))
 #  define DEMO_MKDIR(path) _mkdir(path)
 #else
-#  include <pthread.h>
 #  include <sys/stat.h>
 #  include <unistd.h>
-#  define DEMO_PTHREADS 1
+#  define DEMO_POSIX 1
 #  define DEMO_ISATTY(f) isatty(fileno(f))
 #  define DEMO_MKDIR(path) mkdir(path, 0777)
 #endif
@@ -92,7 +92,7 @@ static const char *const PROMPTS[] = { "And God said", "In the beginning", "And 
 
 /* ---- small helpers: a clock, and dying with a readable message ---- */
 static double now_seconds(void) {
-#if defined(DEMO_PTHREADS)
+#if defined(DEMO_POSIX)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -584,125 +584,6 @@ static int load_checkpoint(model *m, const char *path) {
 }
 
 /* ============================================================================
-   6. Threads
-   attn.h has no threads of its own: it calls a parallel-for that the caller
-   provides (a game engine would plug in its job system here). This is the
-   smallest useful one: n-1 persistent workers plus the calling thread, tasks
-   handed out one by one under a mutex. The library splits work so that the
-   results are bit-identical for any thread count, so --threads changes the
-   speed and nothing else.
-   ========================================================================= */
-#if defined(DEMO_PTHREADS)
-#define POOL_MAX_THREADS 64
-
-typedef struct pool {
-    pthread_mutex_t mu;
-    pthread_cond_t wake, done;
-    attn_task_fn fn;
-    void *data;
-    int n_tasks, next, finished; /* the current job: tasks handed out, tasks done */
-    unsigned long job;           /* bumped by every parallel_for: workers wait for a change */
-    int busy, quit, n_workers;
-    pthread_t threads[POOL_MAX_THREADS];
-} pool;
-
-/* Take and run tasks of the current job until none are left. Called with mu held. */
-static void pool_run_tasks(pool *p) {
-    while (p->next < p->n_tasks) {
-        int task = p->next++;
-        attn_task_fn fn = p->fn;
-        void *data = p->data;
-        pthread_mutex_unlock(&p->mu);
-        fn(data, task);
-        pthread_mutex_lock(&p->mu);
-        if (++p->finished == p->n_tasks) pthread_cond_broadcast(&p->done);
-    }
-}
-
-static void *pool_worker(void *arg) {
-    pool *p = (pool *)arg;
-    unsigned long seen = 0;
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        while (p->job == seen && !p->quit) pthread_cond_wait(&p->wake, &p->mu);
-        if (p->quit) break;
-        seen = p->job;
-        pool_run_tasks(p);
-    }
-    pthread_mutex_unlock(&p->mu);
-    return NULL;
-}
-
-/* The attn_threads.parallel_for hook: fn(data, i) for every i, then return. */
-static void pool_parallel_for(void *user, int n_tasks, attn_task_fn fn, void *data) {
-    pool *p = (pool *)user;
-    int i;
-    pthread_mutex_lock(&p->mu);
-    if (p->busy) { /* called from inside a task: run it here rather than wait on ourselves */
-        pthread_mutex_unlock(&p->mu);
-        for (i = 0; i < n_tasks; i++) fn(data, i);
-        return;
-    }
-    p->busy = 1;
-    p->fn = fn;
-    p->data = data;
-    p->n_tasks = n_tasks;
-    p->next = p->finished = 0;
-    p->job++;
-    pthread_cond_broadcast(&p->wake);
-    pool_run_tasks(p); /* the caller works too, so a slow-to-wake worker costs nothing */
-    while (p->finished < p->n_tasks) pthread_cond_wait(&p->done, &p->mu);
-    p->busy = 0;
-    pthread_mutex_unlock(&p->mu);
-}
-
-/* Start n_threads - 1 workers; fills *threads for attn_context_desc. */
-static void pool_start(pool *p, int n_threads, attn_threads *threads) {
-    pthread_attr_t attr;
-    memset(p, 0, sizeof *p);
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->wake, NULL);
-    pthread_cond_init(&p->done, NULL);
-    /* The GEMM keeps its packed panels on the stack (~330 KiB): more than
-       macOS gives a secondary thread by default (512 KiB is tight), so ask. */
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, (size_t)8 << 20);
-    if (n_threads > POOL_MAX_THREADS) n_threads = POOL_MAX_THREADS;
-    while (p->n_workers < n_threads - 1 &&
-           pthread_create(&p->threads[p->n_workers], &attr, pool_worker, p) == 0)
-        p->n_workers++;
-    pthread_attr_destroy(&attr);
-    memset(threads, 0, sizeof *threads);
-    threads->parallel_for = pool_parallel_for;
-    threads->user = p;
-    threads->n_threads = p->n_workers + 1;
-}
-
-static void pool_stop(pool *p) {
-    int i;
-    pthread_mutex_lock(&p->mu);
-    p->quit = 1;
-    pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->mu);
-    for (i = 0; i < p->n_workers; i++) pthread_join(p->threads[i], NULL);
-    pthread_cond_destroy(&p->done);
-    pthread_cond_destroy(&p->wake);
-    pthread_mutex_destroy(&p->mu);
-}
-
-/* The default thread count: the CPUs, but at most 8 - the matrices of this
-   model are too small to keep more busy. */
-static int default_threads(void) {
-#if defined(_SC_NPROCESSORS_ONLN)
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-#else
-    long n = 1; /* a system that will not say: --threads N still works */
-#endif
-    return n < 1 ? 1 : n > 8 ? 8 : (int)n;
-}
-#endif
-
-/* ============================================================================
    main: options, then data -> model -> (resume) -> train -> save -> sample
    ========================================================================= */
 static void usage(FILE *out) {
@@ -773,9 +654,6 @@ int main(int argc, char **argv) {
     attn_threads threads;
     corpus text;
     model m;
-#if defined(DEMO_PTHREADS)
-    static pool thread_pool;
-#endif
 
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *v = argv[i + 1]; /* argv[argc] is NULL */
@@ -808,12 +686,16 @@ int main(int argc, char **argv) {
     if (chars >= 0) cfg.sample_chars = chars;
     if (temperature > 0.0f) cfg.temperature = temperature;
 
-#if defined(DEMO_PTHREADS)
-    pool_start(&thread_pool, threads_wanted ? threads_wanted : default_threads(), &threads);
-#else
-    (void)threads_wanted;
-    memset(&threads, 0, sizeof threads);
-#endif
+    /* attn.h's own pool: n - 1 workers and this thread. The library splits
+       work so that the results are bit-identical for any thread count, so
+       --threads changes the speed and nothing else. By default one thread per
+       CPU, but at most 8: the matrices of this model are too small to keep
+       more busy. */
+    threads = attn_threads_create(threads_wanted);
+    if (!threads_wanted && threads.n_threads > 8) {
+        attn_threads_destroy(&threads);
+        threads = attn_threads_create(8);
+    }
 
     model_create(&m, &cfg, &threads, seed);
     printf("attn.h %s, %s kernels, %d thread%s | model: %d layers, d_model %d, %d heads, context %d, "
@@ -866,8 +748,6 @@ int main(int argc, char **argv) {
     print_samples(&m, prompt);
 
     attn_context_destroy(m.ctx);
-#if defined(DEMO_PTHREADS)
-    pool_stop(&thread_pool);
-#endif
+    attn_threads_destroy(&threads);
     return 0;
 }

@@ -37,14 +37,14 @@
    one column per source character, darker where the last decoder layer's
    cross-attention (mean over heads) looks.
 
-   Threads: a small pthread pool (section 6) is handed to the library through
-   attn_context_desc.threads; on _WIN32 the example runs single-threaded.
+   Threads: attn.h's own pool (attn_threads_create: pthreads, or Windows
+   threads on _WIN32) is handed to the library through attn_context_desc.threads.
 
    Sections: 1. data generator  2. model  3. training  4. greedy decoding with
-   the KV cache  5. heatmaps (a tiny PNG writer and font)  6. plumbing: thread
-   pool and clock  7. main. */
+   the KV cache  5. heatmaps (a tiny PNG writer and font)  6. plumbing: a
+   clock  7. main. */
 #if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
-#  define _POSIX_C_SOURCE 200809L /* clock_gettime, pthreads, sysconf under -std=c99 */
+#  define _POSIX_C_SOURCE 200809L /* clock_gettime, mkdir under -std=c99 */
 #endif
 #define ATTN_IMPLEMENTATION
 #include "attn.h"
@@ -56,10 +56,8 @@
 #include <time.h>
 
 #if !defined(_WIN32)
-#  define TR_PTHREADS 1
-#  include <pthread.h>
+#  define TR_POSIX 1
 #  include <sys/stat.h>
-#  include <unistd.h>
 #endif
 
 /* ============================================================================
@@ -724,105 +722,10 @@ static int heatmap_write(const char *path, const char *src, const char *outs, co
 }
 
 /* ============================================================================
-   6. Plumbing: a thread pool for the library's parallel-for, and a clock
-   The pool keeps its workers asleep on a condition variable between calls
-   (starting threads per call would cost more than the small GEMMs it splits).
-   Workers and the caller take task indices from a shared counter; the library
-   splits work so the result does not depend on who runs what.
+   6. Plumbing: a clock
    ========================================================================= */
-#ifdef TR_PTHREADS
-#define POOL_MAX 16
-typedef struct pool {
-    pthread_mutex_t mu;
-    pthread_cond_t wake, finished;
-    pthread_t th[POOL_MAX];
-    int n_workers, stop;
-    unsigned long generation;      /* one per parallel_for call */
-    attn_task_fn fn;
-    void *data;
-    int n_tasks, next, n_done;
-} pool;
-
-/* Take and run tasks of the current call until none are left; mu held on entry and exit. */
-static void pool_drain(pool *p) {
-    while (p->next < p->n_tasks) {
-        int task = p->next++;
-        attn_task_fn fn = p->fn;
-        void *data = p->data;
-        pthread_mutex_unlock(&p->mu);
-        fn(data, task);
-        pthread_mutex_lock(&p->mu);
-        if (++p->n_done == p->n_tasks) pthread_cond_signal(&p->finished);
-    }
-}
-
-static void *pool_worker(void *arg) {
-    pool *p = (pool *)arg;
-    unsigned long seen = 0;
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        while (p->generation == seen && !p->stop) pthread_cond_wait(&p->wake, &p->mu);
-        if (p->stop) break;
-        seen = p->generation;
-        pool_drain(p);
-    }
-    pthread_mutex_unlock(&p->mu);
-    return NULL;
-}
-
-static void pool_parallel_for(void *user, int n_tasks, attn_task_fn fn, void *data) {
-    pool *p = (pool *)user;
-    pthread_mutex_lock(&p->mu);
-    p->fn = fn;
-    p->data = data;
-    p->n_tasks = n_tasks;
-    p->next = p->n_done = 0;
-    p->generation++;
-    pthread_cond_broadcast(&p->wake);
-    pool_drain(p); /* the caller works too */
-    while (p->n_done < p->n_tasks) pthread_cond_wait(&p->finished, &p->mu);
-    pthread_mutex_unlock(&p->mu);
-}
-
-/* n_threads - 1 workers (the caller is the last); 0 if none could start. */
-static int pool_start(pool *p, int n_threads) {
-    pthread_attr_t attr;
-    memset(p, 0, sizeof *p);
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->wake, NULL);
-    pthread_cond_init(&p->finished, NULL);
-    /* the packed GEMM keeps ~330 KiB of panels on the stack (attn.h's manual) */
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, (size_t)8 << 20);
-    if (n_threads > POOL_MAX) n_threads = POOL_MAX;
-    while (p->n_workers < n_threads - 1 && pthread_create(&p->th[p->n_workers], &attr, pool_worker, p) == 0)
-        p->n_workers++;
-    pthread_attr_destroy(&attr);
-    return p->n_workers;
-}
-
-static void pool_stop(pool *p) {
-    int i;
-    pthread_mutex_lock(&p->mu);
-    p->stop = 1;
-    pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->mu);
-    for (i = 0; i < p->n_workers; i++) pthread_join(p->th[i], NULL);
-    pthread_cond_destroy(&p->wake);
-    pthread_cond_destroy(&p->finished);
-    pthread_mutex_destroy(&p->mu);
-}
-
-static int cpu_count(void) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > POOL_MAX ? POOL_MAX : (int)n;
-}
-#else
-static int cpu_count(void) { return 1; }
-#endif
-
 static double now_seconds(void) {
-#ifdef TR_PTHREADS
+#ifdef TR_POSIX
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -868,10 +771,6 @@ int main(int argc, char **argv) {
     float *xattn = NULL;
     int i, tiny = 0, steps = -1, threads = -1, seed = 1, rc = 1, correct = 0, fields[3] = { 0, 0, 0 };
     double t0, t_train, t_decode, check;
-#ifdef TR_PTHREADS
-    pool tp;
-    int pool_on = 0;
-#endif
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
@@ -906,23 +805,15 @@ int main(int argc, char **argv) {
     }
     if (steps > 0) cfg.steps = steps;
     if (cfg.warmup > cfg.steps / 5) cfg.warmup = cfg.steps / 5;
-    cfg.threads = threads > 0 ? threads : cpu_count();
     cfg.seed = (uint64_t)seed;
 
     memset(&cd, 0, sizeof cd);
     cd.seed = cfg.seed;
     cd.block_size = (size_t)16 << 20; /* a training step holds ~150 MiB of activations and grads */
-#ifdef TR_PTHREADS
-    if (cfg.threads > 1 && pool_start(&tp, cfg.threads) > 0) {
-        pool_on = 1;
-        cd.threads.parallel_for = pool_parallel_for;
-        cd.threads.user = &tp;
-        cd.threads.n_threads = tp.n_workers + 1;
-    }
-    cfg.threads = pool_on ? tp.n_workers + 1 : 1;
-#else
-    cfg.threads = 1;
-#endif
+    /* n - 1 workers and this thread; the library splits the work so that the
+       result does not depend on who runs what */
+    cd.threads = attn_threads_create(threads > 0 ? threads : 0); /* 0: one per CPU */
+    cfg.threads = cd.threads.n_threads;
     if (!(ctx = attn_context_create(&cd))) {
         fprintf(stderr, "translate: no memory for a context\n");
         goto cleanup;
@@ -1015,7 +906,7 @@ int main(int argc, char **argv) {
     }
 
     /* Heatmaps of the first pairs (alternating word orders, as the test set does). */
-#ifdef TR_PTHREADS
+#ifdef TR_POSIX
     mkdir("build", 0777); /* fine if it exists; if it cannot be made, the writes below say so */
 #endif
     for (i = 0; i < cfg.n_maps && i < cfg.n_test; i++) {
@@ -1031,9 +922,7 @@ int main(int argc, char **argv) {
 cleanup:
     if (rc && ctx && attn_error_status(ctx)) fprintf(stderr, "translate: %s\n", attn_error_message(ctx));
     attn_context_destroy(ctx);
-#ifdef TR_PTHREADS
-    if (pool_on) pool_stop(&tp);
-#endif
+    attn_threads_destroy(&cd.threads);
     free(m); free(test); free(out); free(xattn);
     return rc;
 }

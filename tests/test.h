@@ -88,15 +88,18 @@ void test_alloc_free(void *p, void *user);
 /* mallocs + reallocs + frees seen by the global allocator */
 long test_alloc_calls(void);
 
-/* ---- The caller-side job system of tests/test_threads.c, here so that any
-   test can run the library on N pthreads. ---- */
+/* ---- The library's pool behind a counting hook (tests/test_threads.c), so
+   that any test can run the library on N threads and see that it did. ---- */
 typedef struct test_pool {
     int n_threads;
-    long calls;     /* parallel_for calls seen */
-    long max_tasks; /* most tasks one call asked for */
+    long calls;         /* parallel_for calls seen */
+    long max_tasks;     /* most tasks one call asked for */
+    attn_threads inner; /* attn_threads_create(n_threads) */
 } test_pool;
-/* An attn_threads whose parallel_for runs the tasks on pool->n_threads pthreads. */
+/* An attn_threads whose parallel_for runs the tasks on the library's pool of
+   n_threads threads; test_pool_free stops it. */
 attn_threads test_pool_threads(test_pool *pool, int n_threads);
+void test_pool_free(test_pool *pool);
 
 /* ---- PyTorch fixtures (tests/fixture.c) ---- */
 typedef struct fx_rec {

@@ -1647,6 +1647,7 @@ TEST(grads_do_not_depend_on_thread_count) {
               attn_error_message(ctx));
         attn_context_destroy(ctx);
     }
+    test_pool_free(&pool);
     CHECK(pool.calls > 0, "the 3-thread context never called its parallel_for: the test tests nothing");
     diff_loss = test_bits(res[0][0]) != test_bits(res[1][0]);
     for (i = 1; i <= TH_NG; i++) diff_grad += test_bits(res[0][i]) != test_bits(res[1][i]);

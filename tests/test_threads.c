@@ -1,79 +1,42 @@
-/* tests/test_threads.c - the threading hook, driven by a small pthread job
-   system of the kind a game engine would plug in, and the header's promise
-   that results never depend on the thread count: attn_sgemm_mt and the row
-   kernels must be bit-identical (memcmp) for 1, 2, 3 and 4 threads, and equal
-   to the single-threaded call. */
+/* tests/test_threads.c - the library's thread pool (attn_threads_create),
+   the threading hook it plugs into, and the header's promise that results
+   never depend on the thread count: attn_sgemm_mt and the row kernels must
+   be bit-identical (memcmp) for 1, 2, 3 and 4 threads, and equal to the
+   single-threaded call. A hook that runs tasks in reverse stands in for a
+   caller's own job system. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "test.h"
 
-/* ---- The job system: parallel_for starts n_threads - 1 pthreads, the
-   caller works too, and every thread takes the next task index from a shared
-   counter, so which thread runs which task changes from run to run. ---- */
-#define POOL_MAX_THREADS 16
-
-typedef struct pool_job {
-    attn_task_fn fn;
-    void *data;
-    int n_tasks;
-    int next; /* the next task to hand out, under mu */
-    pthread_mutex_t mu;
-} pool_job;
-
-static void *pool_worker(void *arg) {
-    pool_job *job = (pool_job *)arg;
-    for (;;) {
-        int task;
-        pthread_mutex_lock(&job->mu);
-        task = job->next++;
-        pthread_mutex_unlock(&job->mu);
-        if (task >= job->n_tasks) return NULL;
-        job->fn(job->data, task);
-    }
-}
-
+/* ---- test_pool: the library's pool behind a hook that counts what the
+   library asked of it (calls and tasks), so a test can tell that work was
+   really split. Counted on the calling thread: the kernels do not nest. ---- */
 static void pool_parallel_for(void *user, int n_tasks, attn_task_fn fn, void *data) {
     test_pool *pool = (test_pool *)user;
-    pthread_t threads[POOL_MAX_THREADS];
-    pthread_attr_t attr;
-    pool_job job;
-    int i, started = 0, want = pool->n_threads - 1;
     pool->calls++;
     if (n_tasks > pool->max_tasks) pool->max_tasks = n_tasks;
-    job.fn = fn;
-    job.data = data;
-    job.n_tasks = n_tasks;
-    job.next = 0;
-    pthread_mutex_init(&job.mu, NULL);
-    /* The packed GEMM keeps ~330 KiB of panels on the stack (the header says
-       so): a job system must give its threads room for that, and sanitizers
-       want more, so ask for 8 MiB explicitly rather than trust the default. */
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, (size_t)8 << 20);
-    if (want > POOL_MAX_THREADS) want = POOL_MAX_THREADS;
-    if (want > n_tasks - 1) want = n_tasks - 1;
-    for (i = 0; i < want; i++)
-        if (pthread_create(&threads[started], &attr, pool_worker, &job) == 0) started++;
-    pool_worker(&job); /* if no thread started, the caller does everything */
-    for (i = 0; i < started; i++) pthread_join(threads[i], NULL);
-    pthread_attr_destroy(&attr);
-    pthread_mutex_destroy(&job.mu);
+    if (pool->inner.parallel_for) pool->inner.parallel_for(pool->inner.user, n_tasks, fn, data);
+    else { int i; for (i = 0; i < n_tasks; i++) fn(data, i); }
 }
 
 attn_threads test_pool_threads(test_pool *pool, int n_threads) {
     attn_threads t;
     memset(pool, 0, sizeof *pool);
-    pool->n_threads = n_threads;
+    pool->inner = attn_threads_create(n_threads);
+    pool->n_threads = pool->inner.n_threads;
     memset(&t, 0, sizeof t);
     t.parallel_for = pool_parallel_for;
     t.user = pool;
-    t.n_threads = n_threads;
+    t.n_threads = pool->n_threads;
     return t;
 }
+
+void test_pool_free(test_pool *pool) { attn_threads_destroy(&pool->inner); }
 
 /* A "job system" that runs every task on the calling thread in reverse
    order: the most hostile order for code that assumes task 0 runs first. */
@@ -89,9 +52,15 @@ static void reversed_parallel_for(void *user, int n_tasks, attn_task_fn fn, void
 #define N_SETUPS 5
 static attn_threads setup_threads(int setup, test_pool *pool, const char **name) {
     static const char *const names[N_SETUPS] = { "1 thread", "2 threads", "3 threads", "4 threads", "4 reversed" };
-    attn_threads t = test_pool_threads(pool, setup < 4 ? setup + 1 : 4);
-    if (setup == 4) t.parallel_for = reversed_parallel_for;
+    attn_threads t;
     *name = names[setup];
+    if (setup < 4) return test_pool_threads(pool, setup + 1);
+    memset(pool, 0, sizeof *pool);
+    pool->n_threads = 4;
+    memset(&t, 0, sizeof t);
+    t.parallel_for = reversed_parallel_for;
+    t.user = pool;
+    t.n_threads = 4;
     return t;
 }
 
@@ -112,6 +81,7 @@ TEST(threads_pool_runs_every_task_once) {
         t.parallel_for(t.user, TASKS, count_task, hits);
         for (bad = 0, i = 0; i < TASKS; i++) bad += hits[i] != 1;
         CHECK(bad == 0, "%s: %d of %d tasks not run exactly once", name, bad, TASKS);
+        test_pool_free(&pool);
     }
 }
 
@@ -189,6 +159,7 @@ TEST(threads_sgemm_bit_identical_for_any_thread_count) {
             if (setup >= 1 && setup < N_SETUPS)
                 CHECK(pool.calls >= 1 && pool.max_tasks > 1, "shape %d, %s: parallel_for called %ld times, %ld tasks at most",
                       (int)si, name, pool.calls, pool.max_tasks);
+            if (setup < N_SETUPS) test_pool_free(&pool);
         }
     next:
         free(A); free(B); free(C0); free(C1); free(Ct);
@@ -252,6 +223,7 @@ TEST(threads_row_kernels_bit_identical_for_any_thread_count) {
             if (setup >= 1)
                 CHECK(pool.max_tasks > 1, "%s, %s: the rows were not split (%ld tasks at most)", kinds[kind], name,
                       pool.max_tasks);
+            test_pool_free(&pool);
         }
     }
 done:
@@ -270,6 +242,7 @@ TEST(threads_context_keeps_its_hook) {
     CHECK(attn_context_threads(ctx)->parallel_for == d.threads.parallel_for && attn_context_threads(ctx)->user == &pool &&
           attn_context_threads(ctx)->n_threads == 3, "attn_context_threads does not return the hook given");
     attn_context_destroy(ctx);
+    test_pool_free(&pool);
     memset(&d, 0, sizeof d);
     ctx = attn_context_create(&d);
     if (!CHECK(ctx != NULL, "attn_context_create failed")) return;
@@ -278,8 +251,195 @@ TEST(threads_context_keeps_its_hook) {
     attn_context_destroy(ctx);
 }
 
+/* ---- The pool itself ---- */
+
+/* Every task exactly once, for task counts around every multiple of the
+   thread count and for calls back to back (a worker still leaving the last
+   call must not run a task of the next one, or run one twice). */
+TEST(threads_pool_every_task_once_for_any_count) {
+    static const int threads[] = { 2, 3, 4, 8, 0 };
+    enum { MAX_TASKS = 4100 };
+    static int hits[MAX_TASKS];
+    size_t ti;
+    for (ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
+        attn_threads t = attn_threads_create(threads[ti]);
+        int n, rep, i, bad = 0, calls = 0;
+        if (threads[ti] == 0) CHECK(t.n_threads >= 1, "attn_threads_create(0): n_threads %d", t.n_threads);
+        else CHECK(t.n_threads == threads[ti] && t.parallel_for, "attn_threads_create(%d): n_threads %d, parallel_for %s",
+                   threads[ti], t.n_threads, t.parallel_for ? "set" : "NULL");
+        if (!t.parallel_for) continue;
+        for (n = 0; n <= MAX_TASKS; n = n < 70 ? n + 1 : n * 2 + 1)
+            for (rep = 0; rep < (n < 70 ? 20 : 3); rep++) {
+                memset(hits, 0, sizeof(int) * (size_t)(n ? n : 1));
+                t.parallel_for(t.user, n, count_task, hits);
+                for (i = 0; i < n; i++) bad += hits[i] != 1;
+                calls++;
+            }
+        CHECK(bad == 0, "%d threads: %d tasks over %d calls not run exactly once", t.n_threads, bad, calls);
+        attn_threads_destroy(&t);
+        CHECK(!t.parallel_for && !t.user && t.n_threads == 1, "destroy did not leave a single-threaded attn_threads");
+    }
+}
+
+/* The pool really runs tasks at the same time: with two tasks and two
+   threads, each task waits (up to 10 s, so a broken pool fails rather than
+   hangs) until the other one has started. */
+typedef struct meet_job {
+    pthread_mutex_t mu;
+    int started, met;
+} meet_job;
+
+static void meet_task(void *data, int task) {
+    meet_job *j = (meet_job *)data;
+    time_t t0 = time(NULL);
+    int both = 0;
+    (void)task;
+    pthread_mutex_lock(&j->mu);
+    j->started++;
+    pthread_mutex_unlock(&j->mu);
+    while (!both && time(NULL) - t0 < 10) {
+        pthread_mutex_lock(&j->mu);
+        both = j->started == 2;
+        pthread_mutex_unlock(&j->mu);
+    }
+    pthread_mutex_lock(&j->mu);
+    j->met += both;
+    pthread_mutex_unlock(&j->mu);
+}
+
+TEST(threads_pool_runs_tasks_at_once) {
+    attn_threads t = attn_threads_create(2);
+    meet_job j;
+    if (!CHECK(t.parallel_for && t.n_threads == 2, "attn_threads_create(2) gave %d threads", t.n_threads)) return;
+    memset(&j, 0, sizeof j);
+    pthread_mutex_init(&j.mu, NULL);
+    t.parallel_for(t.user, 2, meet_task, &j);
+    CHECK(j.started == 2 && j.met == 2, "2 tasks on 2 threads did not run at the same time (%d started, %d met)",
+          j.started, j.met);
+    pthread_mutex_destroy(&j.mu);
+    attn_threads_destroy(&t);
+}
+
+/* A task that calls parallel_for on the same pool gets its tasks run (on its
+   own thread) instead of a deadlock. */
+typedef struct nest_job {
+    attn_threads *t;
+    int inner[64][16];
+} nest_job;
+
+static void nest_inner(void *data, int task) { ((int *)data)[task]++; }
+static void nest_outer(void *data, int task) {
+    nest_job *j = (nest_job *)data;
+    j->t->parallel_for(j->t->user, 16, nest_inner, j->inner[task]);
+}
+
+TEST(threads_pool_nested_call_runs_inline) {
+    attn_threads t = attn_threads_create(3);
+    static nest_job j;
+    int i, k, bad = 0;
+    if (!CHECK(t.parallel_for != NULL, "attn_threads_create(3) gave no pool")) return;
+    memset(&j, 0, sizeof j);
+    j.t = &t;
+    t.parallel_for(t.user, 64, nest_outer, &j);
+    for (i = 0; i < 64; i++)
+        for (k = 0; k < 16; k++) bad += j.inner[i][k] != 1;
+    CHECK(bad == 0, "%d of 64 x 16 nested tasks not run exactly once", bad);
+    attn_threads_destroy(&t);
+}
+
+/* Two threads of the caller's share one pool: one of them gets the pool,
+   the other runs inline; both calls complete with every task once. */
+typedef struct share_arg {
+    attn_threads *t;
+    int hits[2000];
+} share_arg;
+
+static void *share_main(void *arg) {
+    share_arg *a = (share_arg *)arg;
+    int rep;
+    for (rep = 0; rep < 200; rep++) a->t->parallel_for(a->t->user, 10, count_task, a->hits + (rep % 200) * 10);
+    return NULL;
+}
+
+TEST(threads_pool_shared_by_two_callers) {
+    attn_threads t = attn_threads_create(2);
+    static share_arg a[2];
+    pthread_t th;
+    int i, k, bad = 0;
+    if (!CHECK(t.parallel_for != NULL, "attn_threads_create(2) gave no pool")) return;
+    memset(a, 0, sizeof a);
+    a[0].t = a[1].t = &t;
+    if (!CHECK(pthread_create(&th, NULL, share_main, &a[1]) == 0, "pthread_create failed")) {
+        attn_threads_destroy(&t);
+        return;
+    }
+    share_main(&a[0]);
+    pthread_join(th, NULL);
+    for (k = 0; k < 2; k++)
+        for (i = 0; i < 2000; i++) bad += a[k].hits[i] != 1;
+    CHECK(bad == 0, "%d of 2 x 2000 tasks not run exactly once", bad);
+    attn_threads_destroy(&t);
+}
+
+/* One thread needs no pool; destroy is safe on anything and twice; a pool
+   can be made again after one is destroyed. */
+TEST(threads_pool_create_destroy_edges) {
+    attn_threads t = attn_threads_create(1), other;
+    int i, hits[5] = { 0 }, bad = 0;
+    CHECK(!t.parallel_for && t.n_threads == 1, "attn_threads_create(1): parallel_for %s, n_threads %d",
+          t.parallel_for ? "set" : "NULL", t.n_threads);
+    attn_threads_destroy(&t);
+    attn_threads_destroy(NULL);
+    memset(&other, 0, sizeof other);
+    other.parallel_for = reversed_parallel_for;
+    other.n_threads = 7;
+    attn_threads_destroy(&other); /* not the library's pool: left alone */
+    CHECK(other.parallel_for == reversed_parallel_for && other.n_threads == 7, "destroy touched a caller's hook");
+    for (i = 0; i < 5; i++) {
+        t = attn_threads_create(2 + i % 2);
+        if (!CHECK(t.parallel_for != NULL, "round %d: attn_threads_create gave no pool", i)) return;
+        t.parallel_for(t.user, 5, count_task, hits);
+        attn_threads_destroy(&t);
+        attn_threads_destroy(&t); /* now single-threaded: a no-op */
+    }
+    for (i = 0; i < 5; i++) bad += hits[i] != 5;
+    CHECK(bad == 0, "after 5 pools, %d of 5 tasks did not run 5 times", bad);
+}
+
+/* The pool takes its memory from the allocator hooks (tests/main.c routes
+   them to the test allocator): when they fail it gives one thread and keeps
+   nothing. */
+TEST(threads_pool_allocation_failure) {
+    test_allocator *g = test_allocator_global();
+    long live0 = g->live, after;
+    attn_threads t;
+    for (after = 0; after <= 2; after++) {
+        g->fail = after == 0;
+        g->fail_after = after;
+        t = attn_threads_create(4);
+        g->fail = 0;
+        g->fail_after = 0;
+        if (after < 2) {
+            CHECK(!t.parallel_for && t.n_threads == 1, "malloc %ld failing: parallel_for %s, n_threads %d", after + 1,
+                  t.parallel_for ? "set" : "NULL", t.n_threads);
+            CHECK(g->live == live0, "malloc %ld failing: %ld blocks kept", after + 1, g->live - live0);
+        } else {
+            CHECK(t.parallel_for && t.n_threads == 4, "with memory: n_threads %d", t.n_threads);
+            CHECK(g->live == live0 + 2, "a pool keeps %ld blocks, 2 expected", g->live - live0);
+        }
+        attn_threads_destroy(&t);
+        CHECK(g->live == live0, "after destroy %ld blocks are left", g->live - live0);
+    }
+}
+
 TEST_GROUP(threads) = {
     TEST_ENTRY(threads_pool_runs_every_task_once),
+    TEST_ENTRY(threads_pool_every_task_once_for_any_count),
+    TEST_ENTRY(threads_pool_runs_tasks_at_once),
+    TEST_ENTRY(threads_pool_nested_call_runs_inline),
+    TEST_ENTRY(threads_pool_shared_by_two_callers),
+    TEST_ENTRY(threads_pool_create_destroy_edges),
+    TEST_ENTRY(threads_pool_allocation_failure),
     TEST_ENTRY(threads_sgemm_bit_identical_for_any_thread_count),
     TEST_ENTRY(threads_row_kernels_bit_identical_for_any_thread_count),
     TEST_ENTRY(threads_context_keeps_its_hook),

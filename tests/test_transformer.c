@@ -652,6 +652,7 @@ TEST(transformer_threads_give_the_same_bits) {
     attn_threads th = test_pool_threads(&pool, 3);
     if (!fx_load(&fx, "transformer_full.txt")) {
         fx_free(&fx);
+        test_pool_free(&pool);
         return;
     }
     run_module_case(&fx, "tfpre", NULL, &one, &n1);
@@ -668,6 +669,7 @@ TEST(transformer_threads_give_the_same_bits) {
     }
     free(one);
     free(three);
+    test_pool_free(&pool);
     fx_free(&fx);
 }
 
