@@ -64,19 +64,22 @@
                         GEMM cache blocking. The packed GEMM keeps
                         (MC+NC)*KC floats on the stack (default 328 KiB).
 
-   SECTIONS (each uses only the ones above it)
+   SECTIONS (each uses only the ones above it; make check-all checks it)
    --------
    1. Config and platform    version, linkage, allocator, SIMD detection, threads
    2. Errors                 attn_status, per-context messages
-   3. Memory: arenas         bump allocation over a buffer or growing blocks
-   4. Kernels                sgemm, softmax, log-softmax, layernorm, GELU, exp, vectors
-   5. Tensors                f32, up to 4 dims, strided views, seeded RNG and init
-   6. Autodiff               the tape, ops with backward, parameters
-   7. Layers                 multi-head attention, encoder/decoder layers and
+   3. Memory: arenas         bump allocation over a buffer or growing blocks;
+                             the context and its seeded RNG
+   4. Kernels                all the math on raw floats, each forward beside its
+                             backward: sgemm, softmax, norms, GELU, attention, ...
+   5. Backends               the table of heavy ops, the CPU table, and the
+                             dispatch block: the one place that picks a backend
+   6. Tensors                f32, up to 4 dims, strided views, init, transfers
+   7. Autodiff               the tape, ops with backward, losses, parameters
+   8. Layers                 multi-head attention, encoder/decoder layers and
                              stacks, nn.Transformer, positional encodings, KV cache
-   8. Training               losses, optimizers, clipping, LR schedules
-   9. Files                  safetensors, .npy, checkpoints
-   10. Backends              the table of heavy ops that the CUDA backend fills
+   9. Training               optimizers, clipping, LR schedules
+   10. Files                 safetensors, .npy, checkpoints
 
    CONVENTIONS
    -----------
@@ -116,7 +119,7 @@ extern "C" {
 #endif
 
 typedef struct attn_context attn_context;
-typedef struct attn_backend attn_backend; /* section 10 */
+typedef struct attn_backend attn_backend; /* section 5 */
 
 /* Which SIMD kernel set is in use. */
 typedef enum attn_simd {
@@ -236,7 +239,7 @@ typedef struct attn_context_desc {
     void *alloc_user;      /* passed to ATTN_MALLOC/ATTN_FREE */
     attn_threads threads;  /* parallel-for hook; zero: single-threaded (OpenMP with ATTN_OPENMP) */
     uint64_t seed;         /* seed of the context's RNG */
-    const attn_backend *backend; /* NULL: host memory, CPU kernels; else section 10 */
+    const attn_backend *backend; /* NULL: host memory, CPU kernels; else section 5 */
     size_t backend_memory; /* bytes of backend memory for the context's data (0: 256 MiB) */
 } attn_context_desc;
 
@@ -378,7 +381,136 @@ typedef struct attn_kernels {
 ATTN_API const attn_kernels *attn_kernels_get(attn_simd simd);
 
 /* ============================================================================
-   5. Tensors (declarations)
+   5. Backends (declarations)
+   A context made with desc.backend keeps all its float data (tensors, grads,
+   optimizer state, the ops' saved statistics) in that backend's memory and
+   runs its ops through the table below; tensor structs, the tape and names
+   stay in host memory. attn.h never dereferences a backend address, so the
+   same model code runs on any backend; read and write data with
+   attn_tensor_upload / attn_tensor_download, not through ->data. A context
+   without a backend runs the CPU table's own functions on its threads;
+   attn_backend_cpu() is that table, so a plain context and one on
+   attn_backend_cpu() give the same bits (the tests check it, and use the
+   table to check that model code reaches data through the table only).
+   On a backend: tensors, views, copy, fill, init, every op of section 7 but
+   attn_attention_weights, the layers of section 8 (KV cache too) but
+   attn_rope, the losses but attn_mse, the optimizers, clipping, and section
+   10's params/checkpoint/.npy files. attn_mse, attn_rope, attn_attention_weights
+   fail there with ATTN_ERR_UNSUPPORTED and say so. attn_tensor_elem gives a
+   backend address (for arithmetic, not for reading). attn_cuda.cuh fills the
+   table for NVIDIA GPUs.
+   ========================================================================= */
+/* Elementwise op codes of the table: binary4 takes the first three, unary and
+   unary_backward the other four (no two share a value). */
+enum {
+    ATTN_BE_ADD = 0, ATTN_BE_SUB = 1, ATTN_BE_MUL = 2,                     /* binary4 */
+    ATTN_BE_SCALE = 3, ATTN_BE_RELU = 4, ATTN_BE_GELU = 5, ATTN_BE_TANH = 6 /* unary */
+};
+
+/* One optimizer update (w, g, m, v have n elements), the scalars already
+   folded in double and rounded as torch 1.13 does (see attn_optim_step). */
+typedef struct attn_backend_update {
+    int kind;                    /* an attn_optim_kind: ATTN_OPTIM_SGD, _ADAM, _ADAMW, _ADAGRAD */
+    int nesterov, first;         /* first: SGD's first step copies the grad into m */
+    float lr_neg, wd, mom, damp, b1, one_b1, b2, one_b2, bc2_sqrt, eps, decay;
+} attn_backend_update;
+
+/* Every entry takes user first and returns ATTN_OK or an error whose message
+   is last_error(user). Entries may run asynchronously (in order); download
+   and sync wait for them. Shapes and strides of the *4 entries are 4-D,
+   right-aligned, in elements; a stride of 0 repeats (broadcasts) that dim.
+   "+=" entries accumulate into their output. */
+struct attn_backend {
+    const char *name;                  /* "cpu", "cuda" */
+    void *user;
+    const char *(*last_error)(void *user);
+    /* memory: a context takes one block at creation (desc.backend_memory) */
+    void *(*alloc)(void *user, size_t bytes);
+    void (*free)(void *user, void *ptr);
+    attn_status (*upload)(void *user, void *dst, const void *host_src, size_t bytes);
+    attn_status (*download)(void *user, void *host_dst, const void *src, size_t bytes);
+    attn_status (*sync)(void *user);
+    /* data movement */
+    attn_status (*fill)(void *user, size_t n, float value, float *y);
+    /* y[i] (strides ys) = or += x[i] (strides xs) over shape */
+    attn_status (*copy4)(void *user, const int *shape, const float *x, const int *xs, float *y,
+                         const int *ys, int accumulate);
+    /* y (dense over shape) = a op b */
+    attn_status (*binary4)(void *user, int op, const int *shape, const float *a, const int *as,
+                           const float *b, const int *bs, float *y);
+    /* dst (strides ds; a 0 stride sums over that dim) += sign * g (dense over
+       shape) * other (strides os; other NULL means 1) */
+    attn_status (*reduce4)(void *user, const int *shape, float *dst, const int *ds, const float *g,
+                           const float *other, const int *os, float sign);
+    /* compute */
+    /* C = alpha op(A) op(B) + beta C as attn_sgemm, for batch matrices at
+       element strides sA, sB, sC apart (beta 0 never reads C) */
+    attn_status (*gemm)(void *user, int transA, int transB, int M, int N, int K, float alpha,
+                        const float *A, int lda, ptrdiff_t sA, const float *B, int ldb, ptrdiff_t sB,
+                        float beta, float *C, int ldc, ptrdiff_t sC, int batch);
+    /* y = s x, relu(x), gelu(x) (erf form), tanh(x) */
+    attn_status (*unary)(void *user, int op, size_t n, float s, const float *x, float *y);
+    /* dx += dy f'(x); y = f(x) (tanh uses it) */
+    attn_status (*unary_backward)(void *user, int op, size_t n, float s, const float *x, const float *y,
+                                  const float *dy, float *dx);
+    /* y = or += x * keep / (1 - p), keep from the hash of attn.h's attn_dropout (same mask) */
+    attn_status (*dropout)(void *user, uint64_t seed, float p, size_t n, const float *x, float *y,
+                           int accumulate);
+    /* rows of cols: y = softmax(x) or log_softmax(x) (log != 0) */
+    attn_status (*softmax)(void *user, int log, int rows, int cols, const float *x, float *y);
+    /* dx += softmax backward from y (the forward's output) and dy */
+    attn_status (*softmax_backward)(void *user, int log, int rows, int cols, const float *y, const float *dy,
+                                    float *dx);
+    /* LayerNorm (rms 0) or RMSNorm (rms 1, beta and mean unused) of rows; gamma,
+       beta may be NULL; mean and rstd (rows each) receive the statistics */
+    attn_status (*norm_forward)(void *user, int rms, int rows, int cols, const float *x, const float *gamma,
+                                const float *beta, float eps, float *y, float *mean, float *rstd);
+    /* dx, dgamma, dbeta += (any may be NULL) */
+    attn_status (*norm_backward)(void *user, int rms, int rows, int cols, const float *x, const float *gamma,
+                                 const float *mean, const float *rstd, const float *dy, float *dx,
+                                 float *dgamma, float *dbeta);
+    /* y[i, :] = w[idx[i], :] (idx in backend memory, checked by attn.h) */
+    attn_status (*embedding)(void *user, size_t n, int dim, const int32_t *idx, const float *w, float *y);
+    /* dw[idx[i], :] += dy[i, :] */
+    attn_status (*embedding_backward)(void *user, size_t n, int dim, const int32_t *idx, const float *dy,
+                                      float *dw);
+    /* loss[0] = mean over rows whose target is not ignore of
+       -((1 - ls) logp[t] + ls mean(logp)); logp (rows x C) is kept; NaN when
+       every row is ignored */
+    attn_status (*cross_entropy)(void *user, int rows, int C, const float *logits, const int32_t *targets,
+                                 int ignore, float ls, float *logp, float *loss);
+    /* dlogits += d loss / d logits, dloss a one-float backend address */
+    attn_status (*cross_entropy_backward)(void *user, int rows, int C, const float *logp,
+                                          const int32_t *targets, int ignore, float ls, const float *dloss,
+                                          float *dlogits);
+    /* attn_attention_forward / backward, the desc's mask arrays in backend memory */
+    attn_status (*attention)(void *user, const attn_attention_desc *desc, const float *q, const float *k,
+                             const float *v, float *o, float *lse);
+    attn_status (*attention_backward)(void *user, const attn_attention_desc *desc, const float *q,
+                                      const float *k, const float *v, const float *o, const float *lse,
+                                      const float *dout, float *dq, float *dk, float *dv);
+    /* out[0] = sum of x (squares != 0: of x^2) / divide_by, rounded once, one
+       float in backend memory (a mean is as exact as a sum) */
+    attn_status (*sum)(void *user, size_t n, const float *x, int squares, double divide_by, float *out);
+    /* y += s[0] / divide_by (s one float in backend memory; the quotient rounded once) */
+    attn_status (*add_scalar)(void *user, size_t n, const float *s, float divide_by, float *y);
+    /* one optimizer step over n elements */
+    attn_status (*optim_update)(void *user, size_t n, const attn_backend_update *u, float *w, const float *g,
+                                float *m, float *v);
+};
+
+/* The CPU kernels behind the table, the very functions a context without a
+   backend runs; its "memory" is ATTN_MALLOC'ed host memory. A context copies
+   the table it is given, so this one may be a local variable. */
+ATTN_API attn_backend attn_backend_cpu(void);
+/* The first entry a table lacks ("gemm"), NULL when it has them all.
+   attn_context_create refuses an incomplete table. */
+ATTN_API const char *attn_backend_missing(const attn_backend *be);
+/* The context's copy of its backend table, NULL for a context without one. */
+ATTN_API const attn_backend *attn_context_backend(const attn_context *ctx);
+
+/* ============================================================================
+   6. Tensors (declarations)
    ========================================================================= */
 #define ATTN_MAX_DIMS 4
 
@@ -392,8 +524,8 @@ typedef struct attn_tensor {
     int shape[ATTN_MAX_DIMS];     /* unused dims are 1 */
     int stride[ATTN_MAX_DIMS];    /* in elements; unused dims are 0 */
     attn_dtype dtype;
-    const attn_backend *backend;  /* where data lives (section 10); NULL: host memory */
-    /* autodiff (section 6): */
+    const attn_backend *backend;  /* where data lives (section 5); NULL: host memory */
+    /* autodiff (section 7): */
     float *grad;                  /* d loss / d this, contiguous row-major; NULL until needed */
     int requires_grad;            /* parameters, and results of ops on them while grad is on */
     struct attn_node *node;       /* the op that made it (NULL for leaves) */
@@ -452,8 +584,16 @@ ATTN_API attn_status attn_init_xavier_normal(attn_context *ctx, attn_tensor *t, 
 ATTN_API attn_status attn_init_kaiming_uniform(attn_context *ctx, attn_tensor *t, float a);
 ATTN_API attn_status attn_init_kaiming_normal(attn_context *ctx, attn_tensor *t, float a);
 
+/* ---- data between host memory and a context's (backend) memory ---- */
+/* Copy n = numel floats, row-major, from host memory into t (any strides) or
+   out of it; plain copies without a backend. */
+ATTN_API attn_status attn_tensor_upload(attn_context *ctx, attn_tensor *t, const float *host, size_t n);
+ATTN_API attn_status attn_tensor_download(attn_context *ctx, const attn_tensor *t, float *host, size_t n);
+/* t's grad into host (n = numel); zeros when t has no grad yet. */
+ATTN_API attn_status attn_tensor_download_grad(attn_context *ctx, const attn_tensor *t, float *host, size_t n);
+
 /* ============================================================================
-   6. Autodiff (declarations)
+   7. Autodiff (declarations)
    Define-by-run: every op below computes at once and, when grad is on and an
    input requires grad, records a node on the context's tape (in its arena).
    attn_backward walks the tape in reverse and accumulates into ->grad.
@@ -565,8 +705,19 @@ ATTN_API attn_tensor *attn_attention_weights(attn_context *ctx, attn_tensor *q, 
    seeded from the context's RNG, so it does not depend on the thread count. */
 ATTN_API attn_tensor *attn_dropout(attn_context *ctx, attn_tensor *x, float p, int training);
 
+/* ---- losses: ops like the others, with a scalar result ---- */
+/* Mean cross-entropy of logits (N, C) against class indices targets (N), as
+   torch.nn.functional.cross_entropy: rows whose target is ignore_index count
+   for nothing (the mean is over the others; all ignored gives NaN, as in
+   PyTorch); label_smoothing in [0, 1]. A target outside [0, C) that is not
+   ignore_index is an error. Returns a scalar. */
+ATTN_API attn_tensor *attn_cross_entropy(attn_context *ctx, attn_tensor *logits, const int32_t *targets,
+                                         int ignore_index, float label_smoothing);
+/* mean((a - b)^2), a scalar. Shapes must be equal. */
+ATTN_API attn_tensor *attn_mse(attn_context *ctx, attn_tensor *a, attn_tensor *b);
+
 /* ============================================================================
-   7. Layers (declarations)
+   8. Layers (declarations)
    Modules mirror torch.nn with batch_first=True: inputs are (B, T, d). Their
    parameters are registered under PyTorch's state_dict names, below a prefix
    ("" for none, else e.g. "encoder.layers.0."), and initialised as PyTorch
@@ -728,18 +879,8 @@ ATTN_API attn_tensor *attn_add_positions(attn_context *ctx, attn_tensor *x, attn
 ATTN_API attn_tensor *attn_rope(attn_context *ctx, attn_tensor *x, int heads, int start, float base);
 
 /* ============================================================================
-   8. Training (declarations): losses, optimizers, clipping, schedules
+   9. Training (declarations): optimizers, clipping, schedules
    ========================================================================= */
-/* Mean cross-entropy of logits (N, C) against class indices targets (N), as
-   torch.nn.functional.cross_entropy: rows whose target is ignore_index count
-   for nothing (the mean is over the others; all ignored gives NaN, as in
-   PyTorch); label_smoothing in [0, 1]. A target outside [0, C) that is not
-   ignore_index is an error. Returns a scalar. */
-ATTN_API attn_tensor *attn_cross_entropy(attn_context *ctx, attn_tensor *logits, const int32_t *targets,
-                                         int ignore_index, float label_smoothing);
-/* mean((a - b)^2), a scalar. Shapes must be equal. */
-ATTN_API attn_tensor *attn_mse(attn_context *ctx, attn_tensor *a, attn_tensor *b);
-
 typedef enum attn_optim_kind {
     ATTN_OPTIM_SGD = 0, ATTN_OPTIM_ADAM, ATTN_OPTIM_ADAMW, ATTN_OPTIM_ADAGRAD
 } attn_optim_kind;
@@ -797,7 +938,7 @@ typedef struct attn_lr_desc {
 ATTN_API double attn_lr_at(const attn_lr_desc *desc, int step);
 
 /* ============================================================================
-   9. Files (declarations)
+   10. Files (declarations)
    Parsers and writers work on memory buffers, so they run under ATTN_NO_STDIO;
    the *_file helpers (stdio) vanish there. Every length, offset, shape and
    name that comes from a file is checked: bad input is an error with a
@@ -863,140 +1004,6 @@ ATTN_API attn_status attn_npy_save_file(attn_context *ctx, const attn_tensor *t,
 ATTN_API attn_status attn_checkpoint_save_file(attn_context *ctx, const attn_optim *opt, const char *path);
 ATTN_API attn_status attn_checkpoint_load_file(attn_context *ctx, attn_optim *opt, const char *path);
 #endif
-
-/* ============================================================================
-   10. Backends (declarations)
-   A context made with desc.backend keeps all its float data (tensors, grads,
-   optimizer state, the ops' saved statistics) in that backend's memory and
-   runs its ops through the table below; tensor structs, the tape and names
-   stay in host memory. attn.h never dereferences a backend address, so the
-   same model code runs on any backend; read and write data with
-   attn_tensor_upload / attn_tensor_download, not through ->data. A context
-   without a backend calls the kernels of section 4 directly (the fastest
-   host path); attn_backend_cpu() is the same kernels behind the table, which
-   the tests use to check that model code goes through the table only.
-   On a backend: tensors, views, copy, fill, init, every op of section 6 but
-   attn_attention_weights, the layers of section 7 (KV cache too) but
-   attn_rope, cross-entropy, the optimizers, clipping, and section 9's
-   params/checkpoint/.npy files. attn_mse, attn_rope, attn_attention_weights
-   fail there with ATTN_ERR_UNSUPPORTED and say so. attn_tensor_elem gives a
-   backend address (for arithmetic, not for reading). attn_cuda.cuh fills the
-   table for NVIDIA GPUs.
-   ========================================================================= */
-/* Elementwise op codes of the table: binary4 takes the first three, unary and
-   unary_backward the other four (no two share a value). */
-enum {
-    ATTN_BE_ADD = 0, ATTN_BE_SUB = 1, ATTN_BE_MUL = 2,                     /* binary4 */
-    ATTN_BE_SCALE = 3, ATTN_BE_RELU = 4, ATTN_BE_GELU = 5, ATTN_BE_TANH = 6 /* unary */
-};
-
-/* One optimizer update (w, g, m, v have n elements), the scalars already
-   folded in double and rounded as torch 1.13 does (see attn_optim_step). */
-typedef struct attn_backend_update {
-    int kind;                    /* an attn_optim_kind: ATTN_OPTIM_SGD, _ADAM, _ADAMW, _ADAGRAD */
-    int nesterov, first;         /* first: SGD's first step copies the grad into m */
-    float lr_neg, wd, mom, damp, b1, one_b1, b2, one_b2, bc2_sqrt, eps, decay;
-} attn_backend_update;
-
-/* Every entry takes user first and returns ATTN_OK or an error whose message
-   is last_error(user). Entries may run asynchronously (in order); download
-   and sync wait for them. Shapes and strides of the *4 entries are 4-D,
-   right-aligned, in elements; a stride of 0 repeats (broadcasts) that dim.
-   "+=" entries accumulate into their output. */
-struct attn_backend {
-    const char *name;                  /* "cpu", "cuda" */
-    void *user;
-    const char *(*last_error)(void *user);
-    /* memory: a context takes one block at creation (desc.backend_memory) */
-    void *(*alloc)(void *user, size_t bytes);
-    void (*free)(void *user, void *ptr);
-    attn_status (*upload)(void *user, void *dst, const void *host_src, size_t bytes);
-    attn_status (*download)(void *user, void *host_dst, const void *src, size_t bytes);
-    attn_status (*sync)(void *user);
-    /* data movement */
-    attn_status (*fill)(void *user, size_t n, float value, float *y);
-    /* y[i] (strides ys) = or += x[i] (strides xs) over shape */
-    attn_status (*copy4)(void *user, const int *shape, const float *x, const int *xs, float *y,
-                         const int *ys, int accumulate);
-    /* y (dense over shape) = a op b */
-    attn_status (*binary4)(void *user, int op, const int *shape, const float *a, const int *as,
-                           const float *b, const int *bs, float *y);
-    /* dst (strides ds; a 0 stride sums over that dim) += sign * g (dense over
-       shape) * other (strides os; other NULL means 1) */
-    attn_status (*reduce4)(void *user, const int *shape, float *dst, const int *ds, const float *g,
-                           const float *other, const int *os, float sign);
-    /* compute */
-    /* C = alpha op(A) op(B) + beta C as attn_sgemm, for batch matrices at
-       element strides sA, sB, sC apart (beta 0 never reads C) */
-    attn_status (*gemm)(void *user, int transA, int transB, int M, int N, int K, float alpha,
-                        const float *A, int lda, ptrdiff_t sA, const float *B, int ldb, ptrdiff_t sB,
-                        float beta, float *C, int ldc, ptrdiff_t sC, int batch);
-    /* y = s x, relu(x), gelu(x) (erf form), tanh(x) */
-    attn_status (*unary)(void *user, int op, size_t n, float s, const float *x, float *y);
-    /* dx += dy f'(x); y = f(x) (tanh uses it) */
-    attn_status (*unary_backward)(void *user, int op, size_t n, float s, const float *x, const float *y,
-                                  const float *dy, float *dx);
-    /* y = or += x * keep / (1 - p), keep from the hash of attn.h's attn_dropout (same mask) */
-    attn_status (*dropout)(void *user, uint64_t seed, float p, size_t n, const float *x, float *y,
-                           int accumulate);
-    /* rows of cols: y = softmax(x) or log_softmax(x) (log != 0) */
-    attn_status (*softmax)(void *user, int log, int rows, int cols, const float *x, float *y);
-    /* dx += softmax backward from y (the forward's output) and dy */
-    attn_status (*softmax_backward)(void *user, int log, int rows, int cols, const float *y, const float *dy,
-                                    float *dx);
-    /* LayerNorm (rms 0) or RMSNorm (rms 1, beta and mean unused) of rows; gamma,
-       beta may be NULL; mean and rstd (rows each) receive the statistics */
-    attn_status (*norm_forward)(void *user, int rms, int rows, int cols, const float *x, const float *gamma,
-                                const float *beta, float eps, float *y, float *mean, float *rstd);
-    /* dx, dgamma, dbeta += (any may be NULL) */
-    attn_status (*norm_backward)(void *user, int rms, int rows, int cols, const float *x, const float *gamma,
-                                 const float *mean, const float *rstd, const float *dy, float *dx,
-                                 float *dgamma, float *dbeta);
-    /* y[i, :] = w[idx[i], :] (idx in backend memory, checked by attn.h) */
-    attn_status (*embedding)(void *user, size_t n, int dim, const int32_t *idx, const float *w, float *y);
-    /* dw[idx[i], :] += dy[i, :] */
-    attn_status (*embedding_backward)(void *user, size_t n, int dim, const int32_t *idx, const float *dy,
-                                      float *dw);
-    /* loss[0] = mean over rows whose target is not ignore of
-       -((1 - ls) logp[t] + ls mean(logp)); logp (rows x C) is kept; NaN when
-       every row is ignored */
-    attn_status (*cross_entropy)(void *user, int rows, int C, const float *logits, const int32_t *targets,
-                                 int ignore, float ls, float *logp, float *loss);
-    /* dlogits += d loss / d logits, dloss a one-float backend address */
-    attn_status (*cross_entropy_backward)(void *user, int rows, int C, const float *logp,
-                                          const int32_t *targets, int ignore, float ls, const float *dloss,
-                                          float *dlogits);
-    /* attn_attention_forward / backward, the desc's mask arrays in backend memory */
-    attn_status (*attention)(void *user, const attn_attention_desc *desc, const float *q, const float *k,
-                             const float *v, float *o, float *lse);
-    attn_status (*attention_backward)(void *user, const attn_attention_desc *desc, const float *q,
-                                      const float *k, const float *v, const float *o, const float *lse,
-                                      const float *dout, float *dq, float *dk, float *dv);
-    /* out[0] = sum of x (squares != 0: of x^2) / divide_by, rounded once, one
-       float in backend memory (a mean is as exact as a sum) */
-    attn_status (*sum)(void *user, size_t n, const float *x, int squares, double divide_by, float *out);
-    /* y += s[0] / divide_by (s one float in backend memory; the quotient rounded once) */
-    attn_status (*add_scalar)(void *user, size_t n, const float *s, float divide_by, float *y);
-    /* one optimizer step over n elements */
-    attn_status (*optim_update)(void *user, size_t n, const attn_backend_update *u, float *w, const float *g,
-                                float *m, float *v);
-};
-
-/* The CPU kernels behind the table, the very functions a context without a
-   backend runs; its "memory" is ATTN_MALLOC'ed host memory. A context copies
-   the table it is given, so this one may be a local variable. */
-ATTN_API attn_backend attn_backend_cpu(void);
-/* The first entry a table lacks ("gemm"), NULL when it has them all.
-   attn_context_create refuses an incomplete table. */
-ATTN_API const char *attn_backend_missing(const attn_backend *be);
-/* The context's copy of its backend table, NULL for a context without one. */
-ATTN_API const attn_backend *attn_context_backend(const attn_context *ctx);
-/* Copy n = numel floats, row-major, from host memory into t (any strides) or
-   out of it; plain copies without a backend. */
-ATTN_API attn_status attn_tensor_upload(attn_context *ctx, attn_tensor *t, const float *host, size_t n);
-ATTN_API attn_status attn_tensor_download(attn_context *ctx, const attn_tensor *t, float *host, size_t n);
-/* t's grad into host (n = numel); zeros when t has no grad yet. */
-ATTN_API attn_status attn_tensor_download_grad(attn_context *ctx, const attn_tensor *t, float *host, size_t n);
 
 #ifdef __cplusplus
 }
@@ -1496,7 +1503,7 @@ struct attn_context {
     char message[ATTN__MESSAGE_SIZE];
     int owns_self;    /* 1 when the context itself came from ATTN_MALLOC */
     void *alloc_user;
-    /* autodiff (section 6) */
+    /* autodiff (section 7) */
     int grad_off;                 /* 1 after attn_grad_enable(ctx, 0) */
     struct attn_node *tape;       /* the newest recorded node; ->prev goes back */
     attn_param *params, *params_last;
@@ -1993,7 +2000,7 @@ static float attn__dot_ref(size_t n, const float *a, const float *b) {
    so that trajectories match PyTorch's: its add_(x, alpha) is a fused
    multiply-add, addcmul is self + (value t1) t2 and addcdiv self + (value t1) / t2.
    kind: 0 SGD, 1 Adam, 2 AdamW, 3 Adagrad (as attn_optim_kind). */
-typedef attn_backend_update attn__update; /* declared in section 10: backends run it too */
+typedef attn_backend_update attn__update; /* declared in section 5: backends run it too */
 
 static void attn__update_ref(size_t n, const attn__update *u, float *w, const float *g, float *m, float *v) {
     size_t k;
@@ -3176,7 +3183,7 @@ ATTN_API attn_status attn_attention_backward(const attn_threads *threads, const 
 }
 
 /* ---- 4h. Elementwise, broadcast, loss and position math: what the ops of
-   section 7 compute, on raw floats, each forward beside its backward ---- */
+   section 7 compute on raw floats, each forward beside its backward ---- */
 /* y (strides ys) = or += x (strides xs), over a right-aligned 4-D shape. */
 static void attn__copy4_host(const int *shape, const float *x, const int *xs, float *y, const int *ys, int accumulate) {
     int i0, i1, i2, i3;
@@ -3723,7 +3730,7 @@ static void attn__fill_on(const attn_backend *be, size_t n, float value, float *
 }
 
 /* ============================================================================
-   5. Tensors
+   6. Tensors
    ========================================================================= */
 /* t's shape and data strides right-aligned into 4 dims (unused dims 1 and 0). */
 static void attn__shape4(const attn_tensor *t, int *shape, int *stride) {
@@ -4182,7 +4189,7 @@ ATTN_API attn_status attn_tensor_download_grad(attn_context *ctx, const attn_ten
 
 
 /* ============================================================================
-   6. Autodiff
+   7. Autodiff
    ========================================================================= */
 typedef enum attn__op {
     ATTN__OP_ADD, ATTN__OP_SUB, ATTN__OP_MUL, ATTN__OP_SCALE, ATTN__OP_SUM, ATTN__OP_MEAN,
@@ -4897,7 +4904,7 @@ static attn_status attn__norm_backward(attn_context *ctx, attn_node *n) {
                                  gw, gb, "attn_backward");
 }
 
-/* ---- losses (section 8 declares them; they are ops like the others) ---- */
+/* ---- losses: ops like the others, with a scalar result ---- */
 
 ATTN_API attn_tensor *attn_cross_entropy(attn_context *ctx, attn_tensor *logits, const int32_t *targets,
                                          int ignore_index, float label_smoothing) {
@@ -5288,7 +5295,7 @@ ATTN_API void attn_params_zero_grad(attn_context *ctx) {
 }
 
 /* ============================================================================
-   7. Layers
+   8. Layers
    ========================================================================= */
 /* prefix + name into buf; NULL (and an error) when it does not fit */
 static const char *attn__pname(attn_context *ctx, char *buf, size_t cap, const char *prefix, const char *name) {
@@ -5827,7 +5834,7 @@ ATTN_API attn_tensor *attn_rope(attn_context *ctx, attn_tensor *x, int heads, in
 }
 
 /* ============================================================================
-   8. Training: optimizers, clipping, schedules (the losses are in section 6)
+   9. Training: optimizers, clipping, schedules
    ========================================================================= */
 struct attn_optim {
     attn_context *ctx;
@@ -5991,7 +5998,7 @@ ATTN_API double attn_lr_at(const attn_lr_desc *desc, int step) {
 }
 
 /* ============================================================================
-   9. Files
+   10. Files
    ========================================================================= */
 #ifndef ATTN_NO_STDIO
 #  include <stdio.h>

@@ -1,4 +1,4 @@
-/* attn_cuda.cuh - the CUDA backend of attn.h (section 10's table on a GPU).
+/* attn_cuda.cuh - the CUDA backend of attn.h (section 5's table on a GPU).
 
    Include it after attn.h. In exactly one .cu file:
 

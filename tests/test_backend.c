@@ -1,4 +1,4 @@
-/* tests/test_backend.c - section 10: model code on a backend context.
+/* tests/test_backend.c - section 5 (backends): model code on a backend context.
 
    The backend here is attn_backend_cpu() behind a guard: every address the
    guard hands out is "poisoned" (bit 62 flipped, so on 64-bit hosts it points

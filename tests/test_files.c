@@ -1,4 +1,4 @@
-/* tests/test_files.c - section 9 (files): safetensors, .npy, parameter
+/* tests/test_files.c - section 10 (files): safetensors, .npy, parameter
    load/save, checkpoints.
 
    1. Bad input. Every kind of lie the issue lists, as a crafted buffer parsed

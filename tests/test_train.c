@@ -1,4 +1,4 @@
-/* tests/test_train.c - section 8 (training) against PyTorch: optimizer
+/* tests/test_train.c - section 9 (training) against PyTorch: optimizer
    trajectories, cross-entropy and MSE, clip_grad_norm_, LR schedules,
    gradient accumulation, and the errors.
 

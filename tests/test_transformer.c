@@ -1,4 +1,4 @@
-/* tests/test_transformer.c - section 7 (layers) against PyTorch 1.13:
+/* tests/test_transformer.c - section 8 (layers) against PyTorch 1.13:
    nn.MultiheadAttention, nn.TransformerEncoderLayer / DecoderLayer, the
    stacks and nn.Transformer, forward and every input and parameter gradient;
    the attention op on the float64 scaled-dot-product fixtures; the KV cache
