@@ -1,5 +1,5 @@
 /* attn.h - tensors, autodiff, attention and Transformers in one C file.
-   Version 0.1.0. Public domain or MIT, your choice (see the end of the file).
+   Version 0.2.0. Public domain or MIT, your choice (see the end of the file).
 
    QUICK START
    -----------
@@ -8,39 +8,88 @@
        #define ATTN_IMPLEMENTATION
        #include "attn.h"
 
-   everywhere else just #include "attn.h". Then:
+   everywhere else just #include "attn.h". Then (C99 and C++ alike):
 
-       attn_context *ctx = attn_context_create(NULL);   // growing arena, 1 thread
-       attn_tensor *a = attn_tensor_2d(ctx, 2, 3);
-       attn_tensor *b = attn_tensor_2d(ctx, 3, 4);
-       attn_tensor *c = attn_tensor_2d(ctx, 2, 4);
-       attn_init_normal(ctx, a, 0.0f, 1.0f);             // seeded RNG in the context
-       attn_init_normal(ctx, b, 0.0f, 1.0f);
-       attn_sgemm(0, 0, 2, 4, 3, 1.0f, a->data, 3, b->data, 4, 0.0f, c->data, 4);
-       attn_softmax_rows(NULL, 2, 4, c->data, 4, c->data, 4);
-       if (attn_error_status(ctx)) puts(attn_error_message(ctx));
+       attn_context *ctx = attn_context_create(NULL);     // growing arena, 1 thread
+       attn_tensor *x = attn_tensor_3d(ctx, 1, 4, 8);      // (batch, tokens, features)
+       attn_tensor *w = attn_tensor_2d(ctx, 8, 8);
+       attn_attention_opts o;
+       memset(&o, 0, sizeof o);                            // zero: the usual defaults
+       o.causal = 1;
+       attn_init_normal(ctx, x, 0.0f, 1.0f);               // seeded RNG in the context
+       attn_init_normal(ctx, w, 0.0f, 0.3f);
+       attn_tensor *q = attn_linear(ctx, x, w, NULL);      // ops compute at once
+       attn_tensor *y = attn_softmax(ctx, attn_attention(ctx, q, x, x, 2, &o));
+       float out[32];
+       if (!y || attn_tensor_download(ctx, y, out, 32))    // a failed op returns NULL
+           puts(attn_error_message(ctx));                  // and says why
        attn_context_destroy(ctx);
 
    Training: parameters by name, ops record a tape, backward, an optimizer.
 
-       attn_tensor *w = attn_param_new(ctx, "fc.weight", 2, (int[]){1, 3});   // C99
-       attn_optim_desc od = {0};  od.kind = ATTN_OPTIM_ADAMW;  od.lr = 1e-3;
-       attn_optim *opt = attn_optim_create(ctx, &od);
+       int shape[2] = {1, 3};
+       attn_tensor *fc = attn_param_new(ctx, "fc.weight", 2, shape);
+       attn_optim_desc od;
+       memset(&od, 0, sizeof od);
+       od.kind = ATTN_OPTIM_ADAMW;
+       od.lr = 1e-3;
+       attn_optim *opt = attn_optim_create(ctx, &od);     // after the parameters
        for (...) {
-           attn_mark m = attn_context_mark(ctx);
-           attn_tensor *loss = attn_mse(ctx, attn_linear(ctx, x, w, NULL), y);
+           attn_context_pos m = attn_context_mark(ctx);
+           attn_tensor *loss = attn_mse(ctx, attn_linear(ctx, x, fc, NULL), y);
            attn_params_zero_grad(ctx);
            attn_backward(ctx, loss);
            attn_optim_step(opt);
            attn_context_reset(ctx, m);                     // the step's memory, in O(1)
        }
 
-   Embedded (no malloc, ever): give the context its memory.
+   Embedded (no malloc, ever): give the context its memory (see MEMORY).
 
-       static unsigned char mem[64 * 1024];
-       attn_context_desc d = {0};
-       d.memory = mem; d.memory_size = sizeof mem;
+       static unsigned char mem[256 * 1024];
+       attn_context_desc d;
+       memset(&d, 0, sizeof d);
+       d.memory = mem;
+       d.memory_size = sizeof mem;
        attn_context *ctx = attn_context_create(&d);      // NULL only if mem is too small
+
+   THREADS AND DETERMINISM
+   -----------------------
+   A context runs on one thread unless attn_context_desc.threads has a
+   parallel-for: attn_threads_create(n) is the library's own pool (pthreads or
+   Windows threads; its threads sleep when idle), attn_threads_openmp() one on
+   OpenMP (ATTN_OPENMP; on a shared or loaded machine set
+   OMP_WAIT_POLICY=passive, or OpenMP's spinning threads can make small steps
+   ten times slower), or plug in your own job system. Results never depend on
+   the thread count: work is split so that each output element is computed the
+   same way whoever computes it, and the tests compare 1 and 2 threads bit for
+   bit. The SIMD set is chosen at run time (attn_simd_active), and the
+   reference, AVX2 and NEON kernels agree to a stated tolerance, not bit for
+   bit.
+
+   BACKENDS
+   --------
+   attn_context_desc.backend puts a context's data in a backend's memory and
+   runs its ops through that backend's table (section 5): attn_cuda.cuh fills
+   one for NVIDIA GPUs. Without one a context runs the CPU table's functions
+   directly; attn_backend_cpu() is that same table, so a plain context and a
+   context on attn_backend_cpu() give identical bits. With a backend, read and
+   write data with attn_tensor_upload / attn_tensor_download, never ->data.
+
+   MEMORY
+   ------
+   Everything a context makes lives in its arena: a growing chain of blocks
+   (the default) or the one buffer you give it, which is never exceeded and
+   never leads to a malloc. To size a fixed buffer, run the same work once on a
+   growing context (a dry run) and take attn_arena_peak(attn_context_arena(ctx))
+   plus attn_context_overhead() plus 64 bytes of alignment slack; a training
+   loop's steady state is reached after its first step (marks and resets give
+   the step's memory back). Running out is an error (ATTN_ERR_OUT_OF_MEMORY)
+   naming the request, never a crash.
+
+   REVISIONS
+   ---------
+   What changed between versions, renames included, is listed at the end of
+   this file.
 
    CONFIG MACROS (define before the #include that has ATTN_IMPLEMENTATION)
    -------------
