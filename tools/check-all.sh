@@ -320,6 +320,26 @@ cxx() {
 cfg_cxx_gpp() { cxx g++ gcc; }
 cfg_cxx_clangpp() { cxx clang++ clang; }
 
+# 2b. The header's first example, cut out of attn.h's top comment (so the manual
+# cannot rot), compiled as C99 and as C++11 and run: it prints nothing when every op worked.
+cfg_quickstart() {
+    {
+        printf '#include <stdio.h>\n#include <string.h>\n#define ATTN_IMPLEMENTATION\n#include "attn.h"\nint main(void) {\n'
+        awk '/everywhere else just #include "attn.h". Then/ { on = 1; next } on && /^   Training:/ { exit } on' "$OUT/include/attn.h"
+        printf '    return 0;\n}\n'
+    } >"$W/quickstart.c"
+    grep -q attn_context_destroy "$W/quickstart.c" || { fail "the quick start example was not found in attn.h"; return 1; }
+    # shellcheck disable=SC2086
+    step "compile as C99" gcc $WARN -O1 $INC "$W/quickstart.c" -o "$W/qs-c" -lm -lpthread || return 1
+    # shellcheck disable=SC2086
+    step "compile as C++11" g++ $CXXWARN -O1 -x c++ $INC "$W/quickstart.c" -o "$W/qs-cxx" -lm -lpthread || return 1
+    for f in qs-c qs-cxx; do
+        runprog "$f" "$W/$f.out" "$W/$f" || return 1
+        [ ! -s "$W/$f.out" ] || { fail "$f printed: $(head -c 200 "$W/$f.out")"; return 1; }
+    done
+    note "the manual's first example, C99 and C++11"
+}
+
 # 3-5. The test suite natively.
 cfg_tests_gcc() {
     smoke gcc "$WARN -O2" "-lm" || return 1
@@ -632,6 +652,7 @@ alloc-hooks:req:cfg_alloc_hooks
 openmp-gcc:req:cfg_openmp_gcc
 cxx-g++:req:cfg_cxx_gpp
 cxx-clang++:req:cfg_cxx_clangpp
+quickstart:req:cfg_quickstart
 tests-gcc:req:cfg_tests_gcc
 tests-gcc-mavx2:req:cfg_tests_gcc_mavx2
 tests-clang:req:cfg_tests_clang
