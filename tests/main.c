@@ -48,6 +48,7 @@ extern const test_case test_group_transformer[];
 extern const test_case test_group_infer[];
 extern const test_case test_group_files[];
 extern const test_case test_group_backend[];
+extern const test_case test_group_same_bits[];
 
 /* The group names are the first half of every test's name (GROUP/TEST). */
 static const struct test_group {
@@ -58,7 +59,7 @@ static const struct test_group {
     {"memory", test_group_memory}, {"tensor", test_group_tensor}, {"train", test_group_train},
     {"autodiff", test_group_autodiff}, {"attention", test_group_attention},
     {"transformer", test_group_transformer}, {"infer", test_group_infer}, {"files", test_group_files},
-    {"backend", test_group_backend}
+    {"backend", test_group_backend}, {"same_bits", test_group_same_bits}
 };
 #define N_GROUPS (sizeof groups / sizeof groups[0])
 
