@@ -1557,9 +1557,9 @@ struct attn_context {
     struct attn_node *tape;       /* the newest recorded node; ->prev goes back */
     attn_param *params, *params_last;
     /* backend (section 5): the data lives in backend memory, bump-allocated by `data` */
-    const attn_backend *be;       /* &be_table, or NULL: the CPU table's functions on `threads` */
-    attn_backend be_table;
-    void *be_block;
+    const attn_backend *be;       /* &backend_table, or NULL: the CPU table's functions on `threads` */
+    attn_backend backend_table;
+    void *backend_block;
     attn_arena data;
 };
 
@@ -1824,13 +1824,13 @@ ATTN_API attn_context *attn_context_create(const attn_context_desc *desc) {
     attn_rng_seed(&ctx->rng, d.seed);
     if (d.backend) { /* one block of backend memory, bump-allocated like the arena */
         size_t bytes = d.backend_memory ? d.backend_memory : (size_t)256 << 20;
-        if (attn_backend_missing(d.backend) || !(ctx->be_block = d.backend->alloc(d.backend->user, bytes))) {
+        if (attn_backend_missing(d.backend) || !(ctx->backend_block = d.backend->alloc(d.backend->user, bytes))) {
             attn_context_destroy(ctx);
             return NULL;
         }
-        ctx->be_table = *d.backend;
-        ctx->be = &ctx->be_table;
-        attn_arena_init_buffer(&ctx->data, ctx->be_block, bytes);
+        ctx->backend_table = *d.backend;
+        ctx->be = &ctx->backend_table;
+        attn_arena_init_buffer(&ctx->data, ctx->backend_block, bytes);
         ctx->arena.companion = &ctx->data;
     }
     return ctx;
@@ -1838,7 +1838,7 @@ ATTN_API attn_context *attn_context_create(const attn_context_desc *desc) {
 
 ATTN_API void attn_context_destroy(attn_context *ctx) {
     if (!ctx) return;
-    if (ctx->be_block) ctx->be->free(ctx->be->user, ctx->be_block);
+    if (ctx->backend_block) ctx->backend_table.free(ctx->backend_table.user, ctx->backend_block);
     attn_arena_release(&ctx->arena);
     if (ctx->owns_self) ATTN_FREE(ctx, ctx->alloc_user);
 }
@@ -5085,7 +5085,7 @@ static attn_attention_desc *attn__attention_setup(attn_context *ctx, attn_tensor
     }
     if (opts->mask) {
         attn_tensor *mk = opts->mask;
-        int ok = attn_tensor_is_contiguous(mk) && mk->shape[mk->ndim - 1] == Tk && mk->ndim >= 2 &&
+        int ok = mk->ndim >= 2 && attn_tensor_is_contiguous(mk) && mk->shape[mk->ndim - 1] == Tk &&
                  mk->shape[mk->ndim - 2] == Tq;
         if (ok && mk->ndim == 4) {
             ok = (mk->shape[0] == B || mk->shape[0] == 1) && (mk->shape[1] == heads || mk->shape[1] == 1);

@@ -404,6 +404,12 @@ TEST(attention_op_bad_shapes) {
     o.mask = m;
     CHECK(!attn_attention(ctx, q, k, k, 2, &o) && attn_error_status(ctx) == ATTN_ERR_SHAPE, "mask (4, 7) for Tq 5");
     attn_error_clear(ctx);
+    o.mask = attn_tensor_new(ctx, 0, NULL); /* a scalar mask: refused before its shape is read (UBSan) */
+    CHECK(!attn_attention(ctx, q, k, k, 2, &o) && attn_error_status(ctx) == ATTN_ERR_SHAPE, "0-D mask");
+    attn_error_clear(ctx);
+    o.mask = attn_tensor_1d(ctx, 7);
+    CHECK(!attn_attention(ctx, q, k, k, 2, &o) && attn_error_status(ctx) == ATTN_ERR_SHAPE, "1-D mask");
+    attn_error_clear(ctx);
     o.mask = NULL;
     o.dropout = 1.0f;
     o.training = 1;
