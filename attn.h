@@ -541,7 +541,8 @@ struct attn_backend {
     /* out[0] = sum of x (squares != 0: of x^2) / divide_by, rounded once, one
        float in backend memory (a mean is as exact as a sum) */
     attn_status (*sum)(void *user, size_t n, const float *x, int squares, double divide_by, float *out);
-    /* y += s[0] / divide_by (s one float in backend memory; the quotient rounded once) */
+    /* y += s[0] / divide_by, a float division as PyTorch's by a scalar (s one float in
+       backend memory) */
     attn_status (*add_scalar)(void *user, size_t n, const float *s, float divide_by, float *y);
     /* one optimizer step over n elements */
     attn_status (*optim_update)(void *user, size_t n, const attn_backend_update *u, float *w, const float *g,
