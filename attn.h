@@ -199,12 +199,12 @@ typedef struct attn_arena {
     struct attn_arena *companion; /* marks and resets move this one too (a context's backend memory) */
 } attn_arena;
 
-typedef struct attn_arena_mark {
+typedef struct attn_arena_pos {
     void *block;
     size_t used;
     size_t used_before;
     size_t companion_used;
-} attn_arena_mark;
+} attn_arena_pos;
 
 /* Fixed arena over buf (any alignment); never allocates. */
 ATTN_API void attn_arena_init_buffer(attn_arena *arena, void *buf, size_t size);
@@ -213,9 +213,9 @@ ATTN_API void attn_arena_init_growing(attn_arena *arena, size_t block_size, void
 /* bytes aligned to align (a power of two; 0 means 64). NULL when out of room. */
 ATTN_API void *attn_arena_alloc(attn_arena *arena, size_t bytes, size_t align);
 /* Where the arena is now, to return to later. */
-ATTN_API attn_arena_mark attn_arena_get_mark(const attn_arena *arena);
-/* Drop everything allocated since mark. */
-ATTN_API void attn_arena_reset(attn_arena *arena, attn_arena_mark mark);
+ATTN_API attn_arena_pos attn_arena_mark(const attn_arena *arena);
+/* Drop everything allocated since pos was taken. */
+ATTN_API void attn_arena_reset(attn_arena *arena, attn_arena_pos pos);
 /* Bytes in use now (including alignment padding). */
 ATTN_API size_t attn_arena_used(const attn_arena *arena);
 /* Most bytes that were ever in use at once. */
@@ -611,9 +611,9 @@ ATTN_API int attn_grad_enable(attn_context *ctx, int on);
    every tensor, node and activation grad made since (parameters and optimizers
    made before stay; those registered after are dropped). Use these rather than
    the raw arena calls once ops are recorded. */
-typedef struct attn_mark { attn_arena_mark arena; attn_node *tape; attn_param *params_last; } attn_mark;
-ATTN_API attn_mark attn_context_mark(const attn_context *ctx);
-ATTN_API void attn_context_reset(attn_context *ctx, attn_mark mark);
+typedef struct attn_context_pos { attn_arena_pos arena; attn_node *tape; attn_param *params_last; } attn_context_pos;
+ATTN_API attn_context_pos attn_context_mark(const attn_context *ctx);
+ATTN_API void attn_context_reset(attn_context *ctx, attn_context_pos pos);
 /* Backpropagate from a scalar (one-element) loss: adds d loss / d t into the
    grad of every tensor t that requires grad. Frees the loss's graph (other
    graphs on the tape stay): a second backward through it is an error (use
@@ -1659,8 +1659,8 @@ ATTN_API void *attn_arena_alloc(attn_arena *arena, size_t bytes, size_t align) {
     }
 }
 
-ATTN_API attn_arena_mark attn_arena_get_mark(const attn_arena *arena) {
-    attn_arena_mark m;
+ATTN_API attn_arena_pos attn_arena_mark(const attn_arena *arena) {
+    attn_arena_pos m;
     m.block = arena->block;
     m.used = arena->used;
     m.used_before = arena->used_before;
@@ -1668,17 +1668,17 @@ ATTN_API attn_arena_mark attn_arena_get_mark(const attn_arena *arena) {
     return m;
 }
 
-ATTN_API void attn_arena_reset(attn_arena *arena, attn_arena_mark mark) {
+ATTN_API void attn_arena_reset(attn_arena *arena, attn_arena_pos pos) {
     if (arena->block_size) {
-        attn__block *b = (attn__block *)mark.block;
+        attn__block *b = (attn__block *)pos.block;
         arena->block = b;
         arena->base = b ? attn__block_data(b) : NULL;
         arena->size = b ? b->size : 0;
     }
-    ATTN_ASSERT(mark.used <= arena->size);
-    arena->used = mark.used;
-    arena->used_before = mark.used_before;
-    if (arena->companion) arena->companion->used = mark.companion_used;
+    ATTN_ASSERT(pos.used <= arena->size);
+    arena->used = pos.used;
+    arena->used_before = pos.used_before;
+    if (arena->companion) arena->companion->used = pos.companion_used;
 }
 
 ATTN_API size_t attn_arena_used(const attn_arena *arena) { return arena->used_before + arena->used; }
@@ -3748,7 +3748,7 @@ static int32_t *attn__indices_copy(attn_context *ctx, const int32_t *host, size_
 
 /* Dense row-major host floats into t (any strides), in backend memory or not. */
 static attn_status attn__tensor_from_host(attn_context *ctx, attn_tensor *t, const float *host, const char *who) {
-    attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
+    attn_arena_pos mark = attn_arena_mark(&ctx->arena);
     size_t n = attn_tensor_numel(t);
     int shape[4], ts[4], ds[4], d, g = 1;
     float *dense;
@@ -3842,11 +3842,11 @@ ATTN_API size_t attn_tensor_numel(const attn_tensor *t) {
 }
 
 ATTN_API attn_tensor *attn_tensor_new(attn_context *ctx, int ndim, const int *shape) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     attn_tensor *t;
     size_t bytes;
     if (!ctx) return NULL;
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     t = attn__tensor_header(ctx);
     if (!t) return NULL;
     if (attn__set_shape(ctx, t, ndim, shape, "attn_tensor_new")) goto fail;
@@ -3877,10 +3877,10 @@ ATTN_API attn_tensor *attn_tensor_4d(attn_context *ctx, int n0, int n1, int n2, 
 }
 
 ATTN_API attn_tensor *attn_tensor_wrap(attn_context *ctx, int ndim, const int *shape, float *data) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     attn_tensor *t;
     if (!ctx) return NULL;
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     t = attn__tensor_header(ctx);
     if (!t) return NULL;
     if (attn__set_shape(ctx, t, ndim, shape, "attn_tensor_wrap")) {
@@ -4079,7 +4079,7 @@ static attn_status attn__init_fill(attn_context *ctx, attn_tensor *t, int kind, 
     if (!(a == a) || !(b == b)) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: NaN parameter", who);
     if (attn_tensor_numel(t) == 0) return ATTN_OK;
     if (!attn__data_on_host(ctx)) { /* the same numbers, made on the host and uploaded */
-        attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
+        attn_arena_pos mark = attn_arena_mark(&ctx->arena);
         size_t i, n = attn_tensor_numel(t);
         float *host = (float *)attn_alloc(ctx, n * sizeof(float));
         attn_status st = ATTN_ERR_OUT_OF_MEMORY;
@@ -4166,12 +4166,12 @@ ATTN_API attn_status attn_tensor_upload(attn_context *ctx, attn_tensor *t, const
 }
 
 ATTN_API attn_status attn_tensor_download(attn_context *ctx, const attn_tensor *t, float *host, size_t n) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     const float *h;
     attn_status s = attn__transfer_check(ctx, t, host, n, "attn_tensor_download");
     if (s || !n) return s;
     if (attn_tensor_is_contiguous(t)) return attn__k_download(ctx, host, t->data, n * sizeof(float), "attn_tensor_download");
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     if ((h = attn__tensor_to_host(ctx, t, "attn_tensor_download")) != NULL) memcpy(host, h, n * sizeof(float));
     attn_arena_reset(&ctx->arena, mark);
     return h ? ATTN_OK : ctx->status;
@@ -4225,19 +4225,19 @@ ATTN_API int attn_grad_enable(attn_context *ctx, int on) {
     return was;
 }
 
-ATTN_API attn_mark attn_context_mark(const attn_context *ctx) {
-    attn_mark m;
-    m.arena = attn_arena_get_mark(&ctx->arena);
+ATTN_API attn_context_pos attn_context_mark(const attn_context *ctx) {
+    attn_context_pos m;
+    m.arena = attn_arena_mark(&ctx->arena);
     m.tape = ctx->tape;
     m.params_last = ctx->params_last;
     return m;
 }
 
-ATTN_API void attn_context_reset(attn_context *ctx, attn_mark mark) {
-    attn_arena_reset(&ctx->arena, mark.arena);
-    ctx->tape = mark.tape;
-    ctx->params_last = mark.params_last;
-    if (mark.params_last) mark.params_last->next = NULL;
+ATTN_API void attn_context_reset(attn_context *ctx, attn_context_pos pos) {
+    attn_arena_reset(&ctx->arena, pos.arena);
+    ctx->tape = pos.tape;
+    ctx->params_last = pos.params_last;
+    if (pos.params_last) pos.params_last->next = NULL;
     else ctx->params = NULL;
 }
 
@@ -4262,7 +4262,7 @@ static const char *attn__shape_text(const attn_tensor *t, char *buf, size_t cap)
 
 /* A contiguous result; its data is not cleared (the op writes every element). */
 static attn_tensor *attn__result(attn_context *ctx, int ndim, const int *shape, const char *who) {
-    attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
+    attn_arena_pos mark = attn_arena_mark(&ctx->arena);
     attn_tensor *t = attn__tensor_header(ctx);
     if (!t) return NULL;
     if (attn__set_shape(ctx, t, ndim, shape, who)) goto fail;
@@ -4398,7 +4398,7 @@ ATTN_API attn_tensor *attn_mul(attn_context *ctx, attn_tensor *a, attn_tensor *b
    scratch. With grad on the node keeps it; with grad off attn__finish drops it,
    so an unrecorded op leaves only its result behind. */
 static attn_tensor *attn__finish(attn_context *ctx, attn__op op, attn_tensor *out, attn_tensor *a, attn_tensor *b,
-                                 attn_tensor *c, attn_arena_mark scratch, attn_node **node) {
+                                 attn_tensor *c, attn_arena_pos scratch, attn_node **node) {
     attn_node *n;
     if (!attn__needs_grad(ctx, a, b, c)) {
         attn_arena_reset(&ctx->arena, scratch);
@@ -4411,17 +4411,17 @@ static attn_tensor *attn__finish(attn_context *ctx, attn__op op, attn_tensor *ou
 
 /* ---- unary elementwise ops: scale, relu, tanh, gelu, dropout ---- */
 /* A result of x's shape, then x made dense (after *scratch). */
-static attn_tensor *attn__unary_begin(attn_context *ctx, attn_tensor **x, attn_arena_mark *scratch, const char *who) {
+static attn_tensor *attn__unary_begin(attn_context *ctx, attn_tensor **x, attn_arena_pos *scratch, const char *who) {
     attn_tensor *out;
     if (!ctx || attn__null_input(ctx, *x, who)) return NULL;
     if (!(out = attn__result(ctx, (*x)->ndim, (*x)->shape, who))) return NULL;
-    *scratch = attn_arena_get_mark(&ctx->arena);
+    *scratch = attn_arena_mark(&ctx->arena);
     return (*x = attn__dense(ctx, *x)) ? out : NULL;
 }
 
 /* scale, relu, tanh, gelu: the node keeps the kernel's code (i) and s (f). */
 static attn_tensor *attn__unary_op(attn_context *ctx, attn_tensor *x, attn__op op, int kernel, float s, const char *who) {
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_node *n = NULL;
     attn_tensor *out = attn__unary_begin(ctx, &x, &scratch, who);
     if (!out || attn__k_unary(ctx, kernel, attn_tensor_numel(x), s, x->data, NULL, NULL, out->data, who)) return NULL;
@@ -4446,7 +4446,7 @@ ATTN_API attn_tensor *attn_gelu(attn_context *ctx, attn_tensor *x) {
 }
 
 ATTN_API attn_tensor *attn_dropout(attn_context *ctx, attn_tensor *x, float p, int training) {
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_tensor *out;
     attn_node *n = NULL;
     uint64_t seed;
@@ -4470,11 +4470,11 @@ ATTN_API attn_tensor *attn_dropout(attn_context *ctx, attn_tensor *x, float p, i
 
 /* ---- reductions ---- */
 static attn_tensor *attn__reduce(attn_context *ctx, attn__op op, attn_tensor *x, const char *who) {
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_tensor *out;
     size_t n;
     if (!ctx || attn__null_input(ctx, x, who) || !(out = attn__result(ctx, 0, NULL, who))) return NULL;
-    scratch = attn_arena_get_mark(&ctx->arena);
+    scratch = attn_arena_mark(&ctx->arena);
     if (!(x = attn__dense(ctx, x))) return NULL;
     n = attn_tensor_numel(x);
     /* divided in double and rounded once, as PyTorch's mean; the mean of nothing is NaN */
@@ -4488,7 +4488,7 @@ ATTN_API attn_tensor *attn_mean(attn_context *ctx, attn_tensor *x) { return attn
 ATTN_API attn_tensor *attn_matmul(attn_context *ctx, attn_tensor *a, attn_tensor *b) {
     const char *who = "attn_matmul";
     int shape[ATTN_MAX_DIMS], d, M, K, N, batch = 1;
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_tensor *out;
     char t1[64], t2[64];
     if (!ctx || attn__null_input(ctx, a, who) || attn__null_input(ctx, b, who)) return NULL;
@@ -4503,7 +4503,7 @@ ATTN_API attn_tensor *attn_matmul(attn_context *ctx, attn_tensor *a, attn_tensor
     shape[a->ndim - 2] = M;
     shape[a->ndim - 1] = N;
     if (!(out = attn__result(ctx, a->ndim, shape, who))) return NULL;
-    scratch = attn_arena_get_mark(&ctx->arena);
+    scratch = attn_arena_mark(&ctx->arena);
     if (!(a = attn__dense(ctx, a)) || !(b = attn__dense(ctx, b))) return NULL;
     if (b->ndim == 2 ? /* one B for every batch: a single (batch*M) x K GEMM */
         attn__k_gemm(ctx, 0, 0, batch * M, N, K, 1.0f, a->data, K, 0, b->data, N, 0, 0.0f, out->data, N, 0, 1, who) :
@@ -4542,7 +4542,7 @@ static attn_status attn__matmul_backward(attn_context *ctx, attn_node *n) {
 ATTN_API attn_tensor *attn_linear(attn_context *ctx, attn_tensor *x, attn_tensor *w, attn_tensor *bias) {
     const char *who = "attn_linear";
     int shape[ATTN_MAX_DIMS], rows, in, outf;
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_tensor *out;
     char t1[64], t2[64];
     if (!ctx || attn__null_input(ctx, x, who) || attn__null_input(ctx, w, who)) return NULL;
@@ -4558,7 +4558,7 @@ ATTN_API attn_tensor *attn_linear(attn_context *ctx, attn_tensor *x, attn_tensor
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = outf;
     if (!(out = attn__result(ctx, x->ndim, shape, who))) return NULL;
-    scratch = attn_arena_get_mark(&ctx->arena);
+    scratch = attn_arena_mark(&ctx->arena);
     if (!(x = attn__dense(ctx, x)) || !(w = attn__dense(ctx, w)) || (bias && !(bias = attn__dense(ctx, bias))))
         return NULL;
     rows = (int)(attn_tensor_numel(x) / (size_t)ATTN__MAX(in, 1));
@@ -4757,7 +4757,7 @@ ATTN_API attn_tensor *attn_embedding(attn_context *ctx, attn_tensor *weight, con
     const char *who = "attn_embedding";
     int out_shape[ATTN_MAX_DIMS], d, V, D;
     size_t i, count = 1;
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_tensor *out;
     attn_node *n = NULL;
     if (!ctx || attn__null_input(ctx, weight, who)) return NULL;
@@ -4787,7 +4787,7 @@ ATTN_API attn_tensor *attn_embedding(attn_context *ctx, attn_tensor *weight, con
             return NULL;
         }
     if (!(out = attn__result(ctx, ndim + 1, out_shape, who))) return NULL;
-    scratch = attn_arena_get_mark(&ctx->arena);
+    scratch = attn_arena_mark(&ctx->arena);
     if (!(weight = attn__dense(ctx, weight))) return NULL;
     if (count) { /* the indices go to the context's data memory (kept for the backward pass) */
         int32_t *idx = attn__indices_copy(ctx, indices, count, who);
@@ -4812,7 +4812,7 @@ static attn_status attn__embedding_backward(attn_context *ctx, attn_node *n) {
 static int attn__last_dim(const attn_tensor *t) { return t->ndim ? t->shape[t->ndim - 1] : 1; }
 
 static attn_tensor *attn__softmax_op(attn_context *ctx, attn_tensor *x, attn__op op, const char *who) {
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_tensor *out = attn__unary_begin(ctx, &x, &scratch, who);
     int cols, rows;
     if (!out) return NULL;
@@ -4848,7 +4848,7 @@ static int attn__norm_param(attn_context *ctx, attn_tensor **p, int cols, const 
 ATTN_API attn_tensor *attn_layernorm(attn_context *ctx, attn_tensor *x, attn_tensor *weight, attn_tensor *bias,
                                      float eps) {
     const char *who = "attn_layernorm";
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_tensor *out;
     attn_node *n = NULL;
     float *stats;
@@ -4870,7 +4870,7 @@ ATTN_API attn_tensor *attn_layernorm(attn_context *ctx, attn_tensor *x, attn_ten
 
 ATTN_API attn_tensor *attn_rmsnorm(attn_context *ctx, attn_tensor *x, attn_tensor *weight, float eps) {
     const char *who = "attn_rmsnorm";
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_tensor *out;
     attn_node *n = NULL;
     float *rstd;
@@ -4909,7 +4909,7 @@ static attn_status attn__norm_backward(attn_context *ctx, attn_node *n) {
 ATTN_API attn_tensor *attn_cross_entropy(attn_context *ctx, attn_tensor *logits, const int32_t *targets,
                                          int ignore_index, float label_smoothing) {
     const char *who = "attn_cross_entropy";
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_tensor *out;
     attn_node *n = NULL;
     float *logp;
@@ -4937,7 +4937,7 @@ ATTN_API attn_tensor *attn_cross_entropy(attn_context *ctx, attn_tensor *logits,
             return NULL;
         }
     if (!(out = attn__result(ctx, 0, NULL, who))) return NULL;
-    scratch = attn_arena_get_mark(&ctx->arena);
+    scratch = attn_arena_mark(&ctx->arena);
     if (!(logits = attn__dense(ctx, logits))) return NULL;
     if (!(logp = attn__alloc_floats(ctx, (size_t)N * C))) return NULL;
     { /* the targets go to the context's data memory (kept for the backward pass) */
@@ -4966,7 +4966,7 @@ static attn_status attn__cross_entropy_backward(attn_context *ctx, attn_node *n)
 
 ATTN_API attn_tensor *attn_mse(attn_context *ctx, attn_tensor *a, attn_tensor *b) {
     const char *who = "attn_mse";
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_tensor *out;
     int d;
     if (!ctx || attn__null_input(ctx, a, who) || attn__null_input(ctx, b, who) || attn__host_only(ctx, who)) return NULL;
@@ -4978,7 +4978,7 @@ ATTN_API attn_tensor *attn_mse(attn_context *ctx, attn_tensor *a, attn_tensor *b
             return NULL;
         }
     if (!(out = attn__result(ctx, 0, NULL, who))) return NULL;
-    scratch = attn_arena_get_mark(&ctx->arena);
+    scratch = attn_arena_mark(&ctx->arena);
     if (!(a = attn__dense(ctx, a)) || !(b = attn__dense(ctx, b))) return NULL;
     out->data[0] = attn__mse(attn_tensor_numel(a), a->data, b->data);
     return attn__finish(ctx, ATTN__OP_MSE, out, a, b, NULL, scratch, NULL);
@@ -5058,7 +5058,7 @@ static attn_attention_desc *attn__attention_setup(attn_context *ctx, attn_tensor
 ATTN_API attn_tensor *attn_attention(attn_context *ctx, attn_tensor *q, attn_tensor *k, attn_tensor *v, int heads,
                                      const attn_attention_opts *opts) {
     const char *who = "attn_attention";
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_attention_desc *d;
     attn_tensor *out;
     attn_node *n = NULL;
@@ -5072,7 +5072,7 @@ ATTN_API attn_tensor *attn_attention(attn_context *ctx, attn_tensor *q, attn_ten
     }
     shape[0] = q->shape[0]; shape[1] = q->shape[1]; shape[2] = v->shape[2];
     if (!(out = attn__result(ctx, 3, shape, who))) return NULL;
-    scratch = attn_arena_get_mark(&ctx->arena);
+    scratch = attn_arena_mark(&ctx->arena);
     if (!(q = attn__dense(ctx, q)) || !(k = attn__dense(ctx, k)) || !(v = attn__dense(ctx, v))) return NULL;
     if (!(d = attn__attention_setup(ctx, q, k, v, heads, opts, attn__needs_grad(ctx, q, k, v), who))) return NULL;
     if (!(lse = attn__alloc_floats(ctx, (size_t)d->batch * heads * d->q_len))) return NULL;
@@ -5098,7 +5098,7 @@ static attn_status attn__attention_op_backward(attn_context *ctx, attn_node *n) 
 ATTN_API attn_tensor *attn_attention_weights(attn_context *ctx, attn_tensor *q, attn_tensor *k, int heads,
                                              const attn_attention_opts *opts) {
     const char *who = "attn_attention_weights";
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_attention_desc *d;
     attn_tensor *w;
     int shape[4], b, h, i, j;
@@ -5109,7 +5109,7 @@ ATTN_API attn_tensor *attn_attention_weights(attn_context *ctx, attn_tensor *q, 
     }
     shape[0] = q->shape[0]; shape[1] = heads; shape[2] = q->shape[1]; shape[3] = k->shape[1];
     if (!(w = attn__result(ctx, 4, shape, who))) return NULL;
-    scratch = attn_arena_get_mark(&ctx->arena);
+    scratch = attn_arena_mark(&ctx->arena);
     if (!(q = attn_tensor_contiguous(ctx, q)) || !(k = attn_tensor_contiguous(ctx, k)) ||
         !(d = attn__attention_setup(ctx, q, k, NULL, heads, opts, 0, who)))
         return NULL;
@@ -5194,7 +5194,7 @@ ATTN_API attn_status attn_backward_ex(attn_context *ctx, attn_tensor *out, const
                           "gradient to attn_backward_ex", count);
     if (!(g = attn__grad(ctx, out))) return ctx->status;
     { /* g += seed (or 1), staged in data memory: a leaf's grad may hold an earlier backward's */
-        attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
+        attn_arena_pos mark = attn_arena_mark(&ctx->arena);
         int shape[4] = {1, 1, 1, 0}, dense[4] = {0, 0, 0, 1};
         float *s = attn__alloc_floats(ctx, count);
         attn_status st = s ? ATTN_OK : ctx->status;
@@ -5236,7 +5236,7 @@ ATTN_API attn_status attn_backward(attn_context *ctx, attn_tensor *loss) {
 /* ---- parameters ---- */
 ATTN_API attn_status attn_param_add(attn_context *ctx, const char *name, attn_tensor *t) {
     attn_param *p;
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     size_t len;
     char *copy;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
@@ -5248,7 +5248,7 @@ ATTN_API attn_status attn_param_add(attn_context *ctx, const char *name, attn_te
         if (!strcmp(p->name, name)) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_param_add: %s is already a parameter", name);
         if (p->tensor == t) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_param_add: %s: the tensor is already the parameter %s", name, p->name);
     }
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     len = strlen(name);
     p = (attn_param *)attn_alloc(ctx, sizeof(attn_param));
     copy = p ? (char *)attn_alloc(ctx, len + 1) : NULL;
@@ -5267,10 +5267,10 @@ ATTN_API attn_status attn_param_add(attn_context *ctx, const char *name, attn_te
 }
 
 ATTN_API attn_tensor *attn_param_new(attn_context *ctx, const char *name, int ndim, const int *shape) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     attn_tensor *t;
     if (!ctx) return NULL;
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     t = attn_tensor_new(ctx, ndim, shape);
     if (t && attn_param_add(ctx, name, t) != ATTN_OK) {
         attn_arena_reset(&ctx->arena, mark);
@@ -5779,13 +5779,13 @@ ATTN_API attn_tensor *attn_lm_forward(attn_context *ctx, const attn_lm *lm, cons
 
 /* ---- positional encodings ---- */
 ATTN_API attn_tensor *attn_sinusoidal_table(attn_context *ctx, int T, int d) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     attn_tensor *pe;
     float *host;
     int p, i;
     if (!ctx) return NULL;
     if (!(pe = attn_tensor_2d(ctx, T, d))) return NULL;
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     host = attn__data_on_host(ctx) ? pe->data : (float *)attn_alloc(ctx, (size_t)T * d * sizeof(float));
     if (!host) return NULL; /* made on the host, then uploaded */
     for (p = 0; p < T; p++)
@@ -5813,7 +5813,7 @@ ATTN_API attn_tensor *attn_add_positions(attn_context *ctx, attn_tensor *x, attn
 }
 
 ATTN_API attn_tensor *attn_rope(attn_context *ctx, attn_tensor *x, int heads, int start, float base) {
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_tensor *out;
     attn_node *n = NULL;
     if (!ctx || attn__null_input(ctx, x, "attn_rope") || attn__host_only(ctx, "attn_rope")) return NULL;
@@ -5848,7 +5848,7 @@ struct attn_optim {
 
 ATTN_API attn_optim *attn_optim_create(attn_context *ctx, const attn_optim_desc *desc) {
     const char *who = "attn_optim_create";
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     attn_optim *o;
     attn_param *p;
     int i, n = 0, adam;
@@ -5871,7 +5871,7 @@ ATTN_API attn_optim *attn_optim_create(attn_context *ctx, const attn_optim_desc 
                    "betas outside [0, 1), nesterov without momentum or with dampening...)", who);
         return NULL;
     }
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     if (!(o = (attn_optim *)attn_alloc(ctx, sizeof(attn_optim)))) return NULL;
     memset(o, 0, sizeof *o);
     o->ctx = ctx;
@@ -5952,13 +5952,13 @@ ATTN_API attn_status attn_optim_step(attn_optim *opt) {
    its grad lives, the norms on the host. */
 ATTN_API float attn_clip_grad_norm(attn_context *ctx, float max_norm) {
     const char *who = "attn_clip_grad_norm";
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     attn_param *p;
     size_t n = 0, i;
     double total = 0.0;
     float *sums, *host, norm = NAN, coef;
     if (!ctx) return NAN;
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     for (p = ctx->params; p; p = p->next) n++;
     if (!(sums = attn__alloc_floats(ctx, n)) || !(host = (float *)attn_alloc(ctx, (n ? n : 1) * sizeof(float))))
         goto done;
@@ -6296,7 +6296,7 @@ static int attn__st_entry(attn__json *j, attn_st_entry *e, const unsigned char *
 
 ATTN_API attn_status attn_safetensors_parse(attn_context *ctx, const void *buf, size_t size, attn_safetensors *out) {
     const unsigned char *b = (const unsigned char *)buf, *data;
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     attn__json j;
     uint64_t hlen;
     size_t data_size;
@@ -6311,7 +6311,7 @@ ATTN_API attn_status attn_safetensors_parse(attn_context *ctx, const void *buf, 
                           "the length (or more than the 100 MB limit)", (size_t)(hlen > (uint64_t)(size_t)-1 ? (size_t)-1 : hlen), size - 8);
     data = b + 8 + hlen;
     data_size = size - 8 - (size_t)hlen;
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     /* pass 0 counts (and checks the syntax), pass 1 fills the entries */
     for (pass = 0; pass < 2; pass++) {
         int n = 0, m = 0;
@@ -6489,7 +6489,7 @@ ATTN_API attn_status attn_safetensors_read(attn_context *ctx, const attn_st_entr
                           attn__st_shape_text(e, t1, sizeof t1), attn__shape_text(t, t2, sizeof t2));
     n = attn_tensor_numel(t);
     if (!attn__data_on_host(ctx)) { /* converted here, then uploaded */
-        attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
+        attn_arena_pos mark = attn_arena_mark(&ctx->arena);
         float *host = (float *)attn_alloc(ctx, (n ? n : 1) * sizeof(float));
         attn_status st = host ? ATTN_OK : ctx->status;
         for (i = 0; host && i < n; i++) host[i] = attn__st_value(e, i);
@@ -6528,12 +6528,12 @@ static attn_status attn__params_check(attn_context *ctx, const attn_safetensors 
 }
 
 ATTN_API attn_status attn_params_load(attn_context *ctx, const void *buf, size_t size, int strict) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     attn_safetensors st;
     attn_param *p;
     attn_status s;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     if ((s = attn_safetensors_parse(ctx, buf, size, &st)) == ATTN_OK && (s = attn__params_check(ctx, &st, strict, NULL)) == ATTN_OK)
         for (p = ctx->params; p; p = p->next) attn_safetensors_read(ctx, attn_safetensors_find(&st, p->name), p->tensor);
     attn_arena_reset(&ctx->arena, mark); /* the index was only needed here */
@@ -6596,7 +6596,7 @@ static void attn__w_entry(attn__writer *w, const char *prefix, const char *name,
 /* t's elements, little-endian f32 (only counted when there is no buffer);
    0 when a backend download fails. */
 static int attn__w_floats(attn_context *ctx, attn__writer *w, const attn_tensor *t) {
-    attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
+    attn_arena_pos mark = attn_arena_mark(&ctx->arena);
     size_t i, n = attn_tensor_numel(t);
     const float *h;
     if (!w->p) {
@@ -6714,7 +6714,7 @@ static const char *attn__parse_u64(const char *s, uint64_t *v, char stop) {
 }
 
 ATTN_API attn_status attn_checkpoint_load(attn_context *ctx, attn_optim *opt, const void *buf, size_t size) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     attn_safetensors st;
     attn_status s;
     const char *step_text = NULL, *rng_text = NULL;
@@ -6722,7 +6722,7 @@ ATTN_API attn_status attn_checkpoint_load(attn_context *ctx, attn_optim *opt, co
     int i, k;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
     if (!opt) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_checkpoint_load: optimizer is NULL");
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     if ((s = attn_safetensors_parse(ctx, buf, size, &st)) != ATTN_OK) goto done;
     if ((s = attn__params_check(ctx, &st, 1, "optim.")) != ATTN_OK) goto done;
     for (i = 0; i < st.meta_count; i++) {
@@ -6896,7 +6896,7 @@ ATTN_API attn_tensor *attn_npy_parse(attn_context *ctx, const void *buf, size_t 
     }
     if (!(t = attn__result(ctx, ndim, dims, "attn_npy_parse"))) return NULL;
     if (!attn__data_on_host(ctx)) { /* converted here, then uploaded */
-        attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
+        attn_arena_pos mark = attn_arena_mark(&ctx->arena);
         float *host = (float *)attn_alloc(ctx, (numel ? numel : 1) * sizeof(float));
         int ok = host != NULL;
         for (i = 0; ok && i < numel; i++) host[i] = attn__get_f32le(b + start + hlen + 4 * i);
@@ -6945,7 +6945,7 @@ ATTN_API attn_status attn_npy_write(attn_context *ctx, const attn_tensor *t, voi
     attn__npy_header(t, (char *)b + 10, hlen);
     n = attn_tensor_numel(t);
     if (!attn__data_on_host(ctx)) { /* downloaded first */
-        attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
+        attn_arena_pos mark = attn_arena_mark(&ctx->arena);
         const float *h = attn__tensor_to_host(ctx, t, "attn_npy_write");
         for (i = 0; h && i < n; i++) attn__put_f32le(b + 10 + hlen + 4 * i, h[i]);
         attn_arena_reset(&ctx->arena, mark);
@@ -6992,24 +6992,24 @@ static attn_status attn__write_file(attn_context *ctx, const char *path, const v
 }
 
 ATTN_API attn_status attn_params_load_file(attn_context *ctx, const char *path, int strict) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     unsigned char *buf;
     size_t size;
     attn_status s;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     s = (buf = attn__read_file(ctx, path, &size)) ? attn_params_load(ctx, buf, size, strict) : ctx->status;
     attn_arena_reset(&ctx->arena, mark);
     return s;
 }
 
 ATTN_API attn_status attn_params_save_file(attn_context *ctx, const char *path) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     size_t size;
     unsigned char *buf;
     attn_status s;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     size = attn_params_save_size(ctx);
     s = (buf = (unsigned char *)attn_alloc(ctx, size)) ? attn_params_save(ctx, buf, size) : ctx->status;
     if (s == ATTN_OK) s = attn__write_file(ctx, path, buf, size);
@@ -7018,12 +7018,12 @@ ATTN_API attn_status attn_params_save_file(attn_context *ctx, const char *path) 
 }
 
 ATTN_API attn_tensor *attn_npy_load_file(attn_context *ctx, const char *path) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     unsigned char *buf;
     size_t size;
     attn_tensor *t, old, *nt;
     if (!ctx) return NULL;
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     if (!(buf = attn__read_file(ctx, path, &size)) || !(t = attn_npy_parse(ctx, buf, size))) {
         attn_arena_reset(&ctx->arena, mark);
         return NULL;
@@ -7040,12 +7040,12 @@ ATTN_API attn_tensor *attn_npy_load_file(attn_context *ctx, const char *path) {
 }
 
 ATTN_API attn_status attn_npy_save_file(attn_context *ctx, const attn_tensor *t, const char *path) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     size_t size;
     unsigned char *buf;
     attn_status s;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     size = attn_npy_size(t);
     s = (buf = (unsigned char *)attn_alloc(ctx, size)) ? attn_npy_write(ctx, t, buf, size) : ctx->status;
     if (s == ATTN_OK) s = attn__write_file(ctx, path, buf, size);
@@ -7054,12 +7054,12 @@ ATTN_API attn_status attn_npy_save_file(attn_context *ctx, const attn_tensor *t,
 }
 
 ATTN_API attn_status attn_checkpoint_save_file(attn_context *ctx, const attn_optim *opt, const char *path) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     size_t size;
     unsigned char *buf;
     attn_status s;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     size = attn_checkpoint_size(ctx, opt);
     s = (buf = (unsigned char *)attn_alloc(ctx, size)) ? attn_checkpoint_save(ctx, opt, buf, size) : ctx->status;
     if (s == ATTN_OK) s = attn__write_file(ctx, path, buf, size);
@@ -7068,12 +7068,12 @@ ATTN_API attn_status attn_checkpoint_save_file(attn_context *ctx, const attn_opt
 }
 
 ATTN_API attn_status attn_checkpoint_load_file(attn_context *ctx, attn_optim *opt, const char *path) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     unsigned char *buf;
     size_t size;
     attn_status s;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     s = (buf = attn__read_file(ctx, path, &size)) ? attn_checkpoint_load(ctx, opt, buf, size) : ctx->status;
     attn_arena_reset(&ctx->arena, mark);
     return s;

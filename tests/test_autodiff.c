@@ -1029,7 +1029,7 @@ TEST(training_step_lives_between_mark_and_reset) {
         if (!CHECK(w1 && b1 && w2, "params")) goto next;
         for (k = 0; k < 3; k++) grad_ptr[k] = ps[k]->grad;
         for (step = 0; step < STEPS; step++) {
-            attn_mark mark;
+            attn_context_pos mark;
             size_t at_mark;
             attn_params_zero_grad(ctx);
             mark = attn_context_mark(ctx);

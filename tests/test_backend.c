@@ -392,7 +392,7 @@ TEST(backend_lm_trains_like_host) {
             goto done;
         if (!CHECK((opt[k] = attn_optim_create(ctx[k], &od)) != NULL, "optim: %s", attn_error_message(ctx[k]))) goto done;
         for (s = 0; s < STEPS; s++) {
-            attn_mark m = attn_context_mark(ctx[k]);
+            attn_context_pos m = attn_context_mark(ctx[k]);
             attn_tensor *logits = attn_lm_forward(ctx[k], &lm[k], tok, B, T, 1);
             attn_tensor *loss = logits ? attn_cross_entropy(ctx[k], attn_reshape(ctx[k], logits, 2, (int[]){B * T, V}), tgt,
                                                             -100, 0.0f) : NULL;
@@ -577,7 +577,7 @@ TEST(backend_memory) {
     guard g;
     attn_context *ctx;
     attn_tensor *t, *v;
-    attn_mark m;
+    attn_context_pos m;
     float host[12], back[12];
     int i;
     guard_init(&g);
@@ -592,7 +592,7 @@ TEST(backend_memory) {
           strstr(attn_error_message(ctx), "backend_memory"), "too big: %s", attn_error_message(ctx));
     attn_error_clear(ctx);
     for (i = 0; i < 100; i++) { /* marks give backend memory back: this loop would run out otherwise */
-        attn_mark m2 = attn_context_mark(ctx);
+        attn_context_pos m2 = attn_context_mark(ctx);
         if (!attn_tensor_2d(ctx, 16, 16)) break;
         attn_context_reset(ctx, m2);
     }

@@ -88,7 +88,7 @@ static int failed_as(attn_context *ctx, attn_status st, unsigned allow, const ch
         ok &= CHECK(strstr(msg, needle) != NULL, "%s: the message \"%s\" does not name \"%s\"", what, msg, needle);
     attn_error_clear(ctx);
     {
-        attn_mark m = attn_context_mark(ctx);
+        attn_context_pos m = attn_context_mark(ctx);
         attn_tensor *t = attn_tensor_2d(ctx, 16, 16);
         ok &= CHECK(t != NULL && attn_alloc(ctx, 4096) != NULL, "%s: the arena is unusable after the error: %s", what,
                     attn_error_message(ctx));
@@ -256,7 +256,7 @@ TEST(safetensors_parse_accepts_valid_variants) {
     if (!CHECK(ctx != NULL, "no context")) return;
     for (c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         attn_safetensors st;
-        attn_mark m = attn_context_mark(ctx);
+        attn_context_pos m = attn_context_mark(ctx);
         size_t n = st_image(img, sizeof img, cases[c].json, cases[c].data);
         attn_status s;
         memset(&st, 0, sizeof st);
@@ -489,7 +489,7 @@ TEST(safetensors_rejects_bad_headers) {
         size_t used = attn_arena_used(attn_context_arena(ctx));
         size_t n = st_image(img, cap, b->json, b->data);
         char what[160];
-        attn_mark m = attn_context_mark(ctx);
+        attn_context_pos m = attn_context_mark(ctx);
         if (!CHECK(n > 0, "case %d does not fit", (int)c)) continue;
         sprintf(what, "%.60s (%.80s)", b->what, b->json);
         failed_as(ctx, attn_safetensors_parse(ctx, img, n, &st), b->allow, b->needle, what);
@@ -582,7 +582,7 @@ TEST(safetensors_converts_f16_and_bf16) {
     if (!CHECK(ctx != NULL, "no context")) return;
     /* pad 0 and 1: the data starts at an even and at an odd address */
     for (pad = 0; pad < 2; pad++) {
-        attn_mark m = attn_context_mark(ctx);
+        attn_context_pos m = attn_context_mark(ctx);
         const attn_st_entry *eh, *eb;
         attn_tensor *th, *tb;
         sprintf(json, "{'h':{'dtype':'F16','shape':[%d],'data_offsets':[0,%d]},'b':{'dtype':'BF16','shape':[2,%d],"
@@ -653,7 +653,7 @@ TEST(safetensors_reads_unaligned_f32) {
         attn_safetensors st;
         attn_tensor *t;
         size_t n, i;
-        attn_mark m = attn_context_mark(ctx);
+        attn_context_pos m = attn_context_mark(ctx);
         sprintf(json, "{'t.a':{'dtype':'F32','shape':[2,3],'data_offsets':[0,24]}}%.*s", pad, "   ");
         n = st_image(img, sizeof img, json, 24);
         if (!CHECK(attn_safetensors_parse(ctx, img + 0, n, &st) == ATTN_OK, "pad %d: %s", pad, attn_error_message(ctx)))
@@ -1000,7 +1000,7 @@ TEST(npy_parse_versions_1_2_3) {
     if (!CHECK(ctx != NULL, "no context")) return;
     for (major = 1; major <= 3; major++)
         for (d = 0; d < 4; d++) {
-            attn_mark m = attn_context_mark(ctx);
+            attn_context_pos m = attn_context_mark(ctx);
             size_t n = npy_image(img, sizeof img, major, dicts[d], 24), i;
             attn_tensor *t = attn_npy_parse(ctx, img, n);
             if (!CHECK(t != NULL, "version %d.0, %s: %s", major, dicts[d], attn_error_message(ctx))) {
@@ -1021,7 +1021,7 @@ TEST(npy_parse_versions_1_2_3) {
         static const int numels[] = {1, 5, 5, 6, 8, 0};
         for (d = 0; d < 6; d++) {
             char dict[128];
-            attn_mark m = attn_context_mark(ctx);
+            attn_context_pos m = attn_context_mark(ctx);
             attn_tensor *t;
             size_t n, i;
             sprintf(dict, "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }", shapes[d]);
@@ -1069,7 +1069,7 @@ TEST(empty_tensors_with_huge_dims) {
         attn_tensor *t;
         attn_safetensors st;
         attn_status s;
-        attn_mark m = attn_context_mark(ctx);
+        attn_context_pos m = attn_context_mark(ctx);
         size_t n;
         sprintf(text, "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }", shapes[c]);
         n = npy_image(img, sizeof img, 1, text, 0);
@@ -1366,7 +1366,7 @@ static int ck_make(ck_model *m, uint64_t seed, attn_optim_kind kind, float dropo
 static int ck_steps(ck_model *m, int n, float *losses) {
     int i;
     for (i = 0; i < n; i++) {
-        attn_mark mk = attn_context_mark(m->ctx);
+        attn_context_pos mk = attn_context_mark(m->ctx);
         attn_tensor *out = attn_encoder_layer_forward(m->ctx, &m->el, m->x, NULL, 1);
         attn_tensor *loss = attn_mse(m->ctx, out, m->y);
         attn_status s;
@@ -1426,7 +1426,7 @@ static void ck_resume(attn_optim_kind kind, float dropout, const char *what) {
         /* the checkpoint is a safetensors image with the optimizer's state */
         {
             attn_safetensors st;
-            attn_mark mk = attn_context_mark(a.ctx);
+            attn_context_pos mk = attn_context_mark(a.ctx);
             if (CHECK(attn_safetensors_parse(a.ctx, buf, size, &st) == ATTN_OK, "%s: the checkpoint does not parse: %s",
                       what, attn_error_message(a.ctx))) {
                 CHECK(attn_safetensors_find(&st, "linear1.weight") != NULL, "%s: no linear1.weight in the checkpoint",

@@ -497,7 +497,7 @@ static void run_module_case(const fx_file *fx, const char *cs, const attn_thread
 
     /* 1. grad off, training 0, the masks in their other form */
     {
-        attn_mark mk = attn_context_mark(ctx);
+        attn_context_pos mk = attn_context_mark(ctx);
         int was = attn_grad_enable(ctx, 0);
         out = module_forward(ctx, m, in, alt, !any_mask, 0);
         attn_grad_enable(ctx, was);
@@ -792,7 +792,7 @@ static void run_sdpa_case(const fx_file *fx, const char *cs, double *worst) {
     }
     /* forward with key_lengths in place of the padding mask (grad off) */
     {
-        attn_mark mk = attn_context_mark(ctx);
+        attn_context_pos mk = attn_context_mark(ctx);
         int was = attn_grad_enable(ctx, 0);
         out = attn_attention(ctx, tq, tk, tv, H, &alt);
         attn_grad_enable(ctx, was);
@@ -814,7 +814,7 @@ static void run_sdpa_case(const fx_file *fx, const char *cs, double *worst) {
     /* the weights, where the fixture has them (rows that see no key are NaN in torch: not compared) */
     pr = c[8] != 0.0f ? fx_case(fx, cs, "probs") : NULL;
     if (pr && CHECK(pr->n == B * H * Tq * Tk, "%s: probs", cs)) {
-        attn_mark mk = attn_context_mark(ctx);
+        attn_context_pos mk = attn_context_mark(ctx);
         attn_tensor *w = attn_attention_weights(ctx, tq, tk, H, &opts);
         if (CHECK(w != NULL && attn_tensor_numel(w) == (size_t)pr->n, "%s: weights: %s", cs, attn_error_message(ctx))) {
             float *mask = (float *)calloc((size_t)pr->n, sizeof(float));

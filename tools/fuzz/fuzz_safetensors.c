@@ -136,7 +136,7 @@ static void check_entries(attn_context *ctx, const attn_safetensors *st, const u
         }
         /* read into a tensor of its shape */
         if (numel <= (1u << 18)) {
-            attn_mark m = attn_context_mark(ctx);
+            attn_context_pos m = attn_context_mark(ctx);
             attn_tensor *t = attn_tensor_new(ctx, e->ndim, e->shape);
             size_t k;
             FUZZ_CHECK(t != NULL, "no tensor for a parsed shape", ctx);
