@@ -977,7 +977,7 @@ ATTN_API attn_status attn_safetensors_read(attn_context *ctx, const attn_st_entr
    not parameters are errors that name the tensor; nothing is changed then. */
 ATTN_API attn_status attn_params_load(attn_context *ctx, const void *buf, size_t size, int strict);
 /* Bytes of the safetensors image attn_params_save writes (F32, every parameter). */
-ATTN_API size_t attn_params_save_size(attn_context *ctx);
+ATTN_API size_t attn_params_save_bytes(attn_context *ctx);
 /* Write every parameter (PyTorch's state_dict names) as safetensors into buf. */
 ATTN_API attn_status attn_params_save(attn_context *ctx, void *buf, size_t size);
 
@@ -985,13 +985,13 @@ ATTN_API attn_status attn_params_save(attn_context *ctx, void *buf, size_t size)
    data are copied into the arena. */
 ATTN_API attn_tensor *attn_npy_parse(attn_context *ctx, const void *buf, size_t size);
 /* Bytes of t as .npy (version 1.0), and writing them. */
-ATTN_API size_t attn_npy_size(const attn_tensor *t);
+ATTN_API size_t attn_npy_bytes(const attn_tensor *t);
 ATTN_API attn_status attn_npy_write(attn_context *ctx, const attn_tensor *t, void *buf, size_t size);
 
 /* Checkpoints: parameters, the optimizer's state, its step and the context's
    RNG, as one safetensors image ("optim.m.<name>", "optim.v.<name>", and the
    step and RNG in __metadata__). Resuming gives bit-identical training. */
-ATTN_API size_t attn_checkpoint_size(attn_context *ctx, const attn_optim *opt);
+ATTN_API size_t attn_checkpoint_bytes(attn_context *ctx, const attn_optim *opt);
 ATTN_API attn_status attn_checkpoint_save(attn_context *ctx, const attn_optim *opt, void *buf, size_t size);
 ATTN_API attn_status attn_checkpoint_load(attn_context *ctx, attn_optim *opt, const void *buf, size_t size);
 
@@ -6671,19 +6671,19 @@ static size_t attn__st_write(attn_context *ctx, const attn_optim *opt, unsigned 
     return w.n;
 }
 
-ATTN_API size_t attn_params_save_size(attn_context *ctx) { return ctx ? attn__st_write(ctx, NULL, NULL, 0) : 0; }
+ATTN_API size_t attn_params_save_bytes(attn_context *ctx) { return ctx ? attn__st_write(ctx, NULL, NULL, 0) : 0; }
 
 ATTN_API attn_status attn_params_save(attn_context *ctx, void *buf, size_t size) {
     size_t need;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
-    need = attn_params_save_size(ctx);
+    need = attn_params_save_bytes(ctx);
     if (!buf || size < need)
         return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_params_save: the buffer has %zu bytes, %zu are needed", size, need);
     attn__st_write(ctx, NULL, (unsigned char *)buf, size);
     return ATTN_OK;
 }
 
-ATTN_API size_t attn_checkpoint_size(attn_context *ctx, const attn_optim *opt) {
+ATTN_API size_t attn_checkpoint_bytes(attn_context *ctx, const attn_optim *opt) {
     return ctx && opt ? attn__st_write(ctx, opt, NULL, 0) : 0;
 }
 
@@ -6691,7 +6691,7 @@ ATTN_API attn_status attn_checkpoint_save(attn_context *ctx, const attn_optim *o
     size_t need;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
     if (!opt) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_checkpoint_save: optimizer is NULL");
-    need = attn_checkpoint_size(ctx, opt);
+    need = attn_checkpoint_bytes(ctx, opt);
     if (!buf || size < need)
         return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_checkpoint_save: the buffer has %zu bytes, %zu are needed", size, need);
     attn__st_write(ctx, opt, (unsigned char *)buf, size);
@@ -6925,7 +6925,7 @@ static size_t attn__npy_header(const attn_tensor *t, char *out, size_t cap) {
     return w.n;
 }
 
-ATTN_API size_t attn_npy_size(const attn_tensor *t) {
+ATTN_API size_t attn_npy_bytes(const attn_tensor *t) {
     return t ? 10 + attn__npy_header(t, NULL, 0) + attn_tensor_numel(t) * 4 : 0;
 }
 
@@ -6935,8 +6935,8 @@ ATTN_API attn_status attn_npy_write(attn_context *ctx, const attn_tensor *t, voi
     size_t hlen, i, n;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
     if (!t) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_npy_write: tensor is NULL");
-    if (!buf || size < attn_npy_size(t))
-        return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_npy_write: the buffer has %zu bytes, %zu are needed", size, attn_npy_size(t));
+    if (!buf || size < attn_npy_bytes(t))
+        return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_npy_write: the buffer has %zu bytes, %zu are needed", size, attn_npy_bytes(t));
     hlen = attn__npy_header(t, NULL, 0);
     if (hlen > 65535) return attn__fail(ctx, ATTN_ERR_UNSUPPORTED, "attn_npy_write: header too long");
     memcpy(b, "\x93NUMPY\x01\x00", 8);
@@ -7010,7 +7010,7 @@ ATTN_API attn_status attn_params_save_file(attn_context *ctx, const char *path) 
     attn_status s;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
     mark = attn_arena_mark(&ctx->arena);
-    size = attn_params_save_size(ctx);
+    size = attn_params_save_bytes(ctx);
     s = (buf = (unsigned char *)attn_alloc(ctx, size)) ? attn_params_save(ctx, buf, size) : ctx->status;
     if (s == ATTN_OK) s = attn__write_file(ctx, path, buf, size);
     attn_arena_reset(&ctx->arena, mark);
@@ -7046,7 +7046,7 @@ ATTN_API attn_status attn_npy_save_file(attn_context *ctx, const attn_tensor *t,
     attn_status s;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
     mark = attn_arena_mark(&ctx->arena);
-    size = attn_npy_size(t);
+    size = attn_npy_bytes(t);
     s = (buf = (unsigned char *)attn_alloc(ctx, size)) ? attn_npy_write(ctx, t, buf, size) : ctx->status;
     if (s == ATTN_OK) s = attn__write_file(ctx, path, buf, size);
     attn_arena_reset(&ctx->arena, mark);
@@ -7060,7 +7060,7 @@ ATTN_API attn_status attn_checkpoint_save_file(attn_context *ctx, const attn_opt
     attn_status s;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
     mark = attn_arena_mark(&ctx->arena);
-    size = attn_checkpoint_size(ctx, opt);
+    size = attn_checkpoint_bytes(ctx, opt);
     s = (buf = (unsigned char *)attn_alloc(ctx, size)) ? attn_checkpoint_save(ctx, opt, buf, size) : ctx->status;
     if (s == ATTN_OK) s = attn__write_file(ctx, path, buf, size);
     attn_arena_reset(&ctx->arena, mark);

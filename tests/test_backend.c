@@ -425,7 +425,7 @@ TEST(backend_lm_trains_like_host) {
     }
     /* files from the backend: save there, load on the host, compare */
     {
-        size_t n = attn_params_save_size(ctx[1]);
+        size_t n = attn_params_save_bytes(ctx[1]);
         unsigned char *buf = (unsigned char *)malloc(n);
         attn_context *h2 = host_ctx(42);
         attn_lm lm2;
@@ -454,7 +454,7 @@ TEST(backend_lm_trains_like_host) {
     }
     /* a checkpoint (weights, AdamW's moments, step, RNG) through backend memory: save, spoil, load, save again */
     {
-        size_t n = attn_checkpoint_size(ctx[1], opt[1]);
+        size_t n = attn_checkpoint_bytes(ctx[1], opt[1]);
         unsigned char *a = (unsigned char *)malloc(n), *b = (unsigned char *)malloc(n);
         attn_param *p;
         CHECK(attn_checkpoint_save(ctx[1], opt[1], a, n) == ATTN_OK, "checkpoint save: %s", attn_error_message(ctx[1]));

@@ -726,10 +726,10 @@ static float *pm_snapshot(attn_context *ctx, size_t *count) {
 }
 
 static unsigned char *pm_save(attn_context *ctx, size_t *size) {
-    size_t n = attn_params_save_size(ctx);
+    size_t n = attn_params_save_bytes(ctx);
     unsigned char *buf;
     *size = 0;
-    if (!CHECK(n > 8, "attn_params_save_size = %d: %s", (int)n, attn_error_message(ctx))) return NULL;
+    if (!CHECK(n > 8, "attn_params_save_bytes = %d: %s", (int)n, attn_error_message(ctx))) return NULL;
     buf = (unsigned char *)malloc(n);
     if (!buf) return NULL;
     if (!CHECK(attn_params_save(ctx, buf, n) == ATTN_OK, "attn_params_save: %s", attn_error_message(ctx))) {
@@ -1260,8 +1260,8 @@ TEST(npy_write_and_parse_round_trip) {
         numel = attn_tensor_numel(t);
         test_fill(&r, t->data, numel, -10.0f, 10.0f);
         if (numel > 1) memcpy(&t->data[1], &(uint32_t){0x7FC0DEADu}, 4); /* a NaN payload */
-        n = attn_npy_size(t);
-        if (!CHECK(n >= 64 + numel * 4, "attn_npy_size %d for %d floats", (int)n, (int)numel)) continue;
+        n = attn_npy_bytes(t);
+        if (!CHECK(n >= 64 + numel * 4, "attn_npy_bytes %d for %d floats", (int)n, (int)numel)) continue;
         buf = (unsigned char *)malloc(n);
         if (!buf) continue;
         if (CHECK(attn_npy_write(ctx, t, buf, n) == ATTN_OK, "write %d: %s", c, attn_error_message(ctx))) {
@@ -1301,7 +1301,7 @@ TEST(npy_write_and_parse_round_trip) {
         size_t n, i;
         for (i = 0; t && i < 6; i++) t->data[i] = (float)i;
         v = t ? attn_tensor_transpose(ctx, t, 0, 1) : NULL;
-        n = v ? attn_npy_size(v) : 0;
+        n = v ? attn_npy_bytes(v) : 0;
         buf = n ? (unsigned char *)malloc(n) : NULL;
         if (CHECK(buf != NULL, "transpose: size %d: %s", (int)n, attn_error_message(ctx))) {
             attn_status s = attn_npy_write(ctx, v, buf, n);
@@ -1382,10 +1382,10 @@ static int ck_steps(ck_model *m, int n, float *losses) {
 }
 
 static unsigned char *ck_save(ck_model *m, size_t *size) {
-    size_t n = attn_checkpoint_size(m->ctx, m->opt);
+    size_t n = attn_checkpoint_bytes(m->ctx, m->opt);
     unsigned char *buf;
     *size = 0;
-    if (!CHECK(n > 8, "attn_checkpoint_size = %d: %s", (int)n, attn_error_message(m->ctx))) return NULL;
+    if (!CHECK(n > 8, "attn_checkpoint_bytes = %d: %s", (int)n, attn_error_message(m->ctx))) return NULL;
     buf = (unsigned char *)malloc(n);
     if (!buf) return NULL;
     if (!CHECK(attn_checkpoint_save(m->ctx, m->opt, buf, n) == ATTN_OK, "attn_checkpoint_save: %s",
