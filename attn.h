@@ -549,14 +549,7 @@ ATTN_API size_t attn_tensor_numel(const attn_tensor *t);
 ATTN_API int attn_tensor_is_contiguous(const attn_tensor *t);
 /* Pointer to one element; index has t->ndim entries. NULL when out of range. */
 ATTN_API float *attn_tensor_elem(const attn_tensor *t, const int *index);
-/* A view with a new shape (same data; t must be contiguous). One dim may be -1. */
-ATTN_API attn_tensor *attn_tensor_reshape(attn_context *ctx, const attn_tensor *t, int ndim,
-                                          const int *shape);
-/* A view with dims d0 and d1 swapped. */
-ATTN_API attn_tensor *attn_tensor_transpose(attn_context *ctx, const attn_tensor *t, int d0, int d1);
-/* A view of [start, end) along dim. */
-ATTN_API attn_tensor *attn_tensor_slice(attn_context *ctx, const attn_tensor *t, int dim,
-                                        int start, int end);
+/* The views (attn_reshape, attn_transpose, attn_slice, attn_detach) are in section 7. */
 /* t itself when contiguous, else a contiguous copy. */
 ATTN_API attn_tensor *attn_tensor_contiguous(attn_context *ctx, const attn_tensor *t);
 /* Copy src into dst (same shape, any strides). */
@@ -658,9 +651,15 @@ ATTN_API attn_tensor *attn_mean(attn_context *ctx, attn_tensor *x);
 ATTN_API attn_tensor *attn_matmul(attn_context *ctx, attn_tensor *a, attn_tensor *b);
 /* x (..., in) @ w^T + bias: w is (out, in) as in nn.Linear; bias (out) or NULL. */
 ATTN_API attn_tensor *attn_linear(attn_context *ctx, attn_tensor *x, attn_tensor *w, attn_tensor *bias);
-/* Views, recorded (the attn_tensor_* versions are the same views, unrecorded). */
+/* Views: same data, no copy. Each records a node only when a grad flows
+   (recording on and x requires grad); the view of attn_detach(ctx, x) never
+   records. */
+/* x with a new shape; one dim may be -1. A non-contiguous x is first made
+   contiguous (a recorded copy, as attn_contiguous), and the result views that copy. */
 ATTN_API attn_tensor *attn_reshape(attn_context *ctx, attn_tensor *x, int ndim, const int *shape);
+/* x with dims d0 and d1 swapped. */
 ATTN_API attn_tensor *attn_transpose(attn_context *ctx, attn_tensor *x, int d0, int d1);
+/* [start, end) of x along dim. */
 ATTN_API attn_tensor *attn_slice(attn_context *ctx, attn_tensor *x, int dim, int start, int end);
 /* A contiguous copy (recorded). */
 ATTN_API attn_tensor *attn_contiguous(attn_context *ctx, attn_tensor *x);
@@ -3948,25 +3947,25 @@ static attn_tensor *attn__view(attn_context *ctx, const attn_tensor *t, const ch
     return v;
 }
 
-ATTN_API attn_tensor *attn_tensor_reshape(attn_context *ctx, const attn_tensor *t, int ndim, const int *shape) {
+/* The views, unrecorded (section 7's attn_reshape, attn_transpose and attn_slice
+   record them); who names the public function in errors. t must be contiguous. */
+static attn_tensor *attn__view_reshape(attn_context *ctx, const attn_tensor *t, int ndim, const int *shape,
+                                       const char *who) {
     int d, infer = -1, s[ATTN_MAX_DIMS];
     size_t known = 1, numel;
     attn_tensor *v;
     if (!ctx) return NULL;
     if (!t || ndim < 0 || ndim > ATTN_MAX_DIMS || (ndim > 0 && !shape)) {
-        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_tensor_reshape: bad tensor, ndim or shape");
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: bad tensor, ndim or shape", who);
         return NULL;
     }
-    if (!attn_tensor_is_contiguous(t)) {
-        attn__fail(ctx, ATTN_ERR_SHAPE, "attn_tensor_reshape: the tensor is not contiguous (use attn_tensor_contiguous)");
-        return NULL;
-    }
+    ATTN_ASSERT(attn_tensor_is_contiguous(t));
     numel = attn_tensor_numel(t);
     for (d = 0; d < ndim; d++) {
         s[d] = shape[d];
         if (shape[d] == -1 && infer < 0) { infer = d; continue; }
         if (shape[d] < 0) {
-            attn__fail(ctx, ATTN_ERR_SHAPE, "attn_tensor_reshape: dim %d is %d", d, shape[d]);
+            attn__fail(ctx, ATTN_ERR_SHAPE, "%s: dim %d is %d", who, d, shape[d]);
             return NULL;
         }
         known *= (size_t)shape[d];
@@ -3974,44 +3973,45 @@ ATTN_API attn_tensor *attn_tensor_reshape(attn_context *ctx, const attn_tensor *
     }
     if (infer >= 0) {
         if (known == 0 || numel % known) {
-            attn__fail(ctx, ATTN_ERR_SHAPE, "attn_tensor_reshape: %zu elements do not divide into the shape", numel);
+            attn__fail(ctx, ATTN_ERR_SHAPE, "%s: %zu elements do not divide into the shape", who, numel);
             return NULL;
         }
         s[infer] = (int)(numel / known);
         known *= (size_t)s[infer];
     }
     if (known != numel) {
-        attn__fail(ctx, ATTN_ERR_SHAPE, "attn_tensor_reshape: %zu elements cannot take a shape of %zu", numel, known);
+        attn__fail(ctx, ATTN_ERR_SHAPE, "%s: %zu elements cannot take a shape of %zu", who, numel, known);
         return NULL;
     }
-    v = attn__view(ctx, t, "attn_tensor_reshape");
-    if (v && attn__set_shape(ctx, v, ndim, s, "attn_tensor_reshape")) return NULL;
+    v = attn__view(ctx, t, who);
+    if (v && attn__set_shape(ctx, v, ndim, s, who)) return NULL;
     return v;
 }
 
-ATTN_API attn_tensor *attn_tensor_transpose(attn_context *ctx, const attn_tensor *t, int d0, int d1) {
+static attn_tensor *attn__view_transpose(attn_context *ctx, const attn_tensor *t, int d0, int d1, const char *who) {
     attn_tensor *v;
     int tmp;
     if (!ctx) return NULL;
     if (t && (d0 < 0 || d1 < 0 || d0 >= t->ndim || d1 >= t->ndim)) {
-        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_tensor_transpose: dims %d, %d of a %d-dim tensor", d0, d1, t->ndim);
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: dims %d, %d of a %d-dim tensor", who, d0, d1, t->ndim);
         return NULL;
     }
-    v = attn__view(ctx, t, "attn_tensor_transpose");
+    v = attn__view(ctx, t, who);
     if (!v) return NULL;
     tmp = v->shape[d0]; v->shape[d0] = v->shape[d1]; v->shape[d1] = tmp;
     tmp = v->stride[d0]; v->stride[d0] = v->stride[d1]; v->stride[d1] = tmp;
     return v;
 }
 
-ATTN_API attn_tensor *attn_tensor_slice(attn_context *ctx, const attn_tensor *t, int dim, int start, int end) {
+static attn_tensor *attn__view_slice(attn_context *ctx, const attn_tensor *t, int dim, int start, int end,
+                                     const char *who) {
     attn_tensor *v;
     if (!ctx) return NULL;
     if (t && (dim < 0 || dim >= t->ndim || start < 0 || end < start || end > t->shape[dim])) {
-        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_tensor_slice: [%d, %d) of dim %d does not fit", start, end, dim);
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: [%d, %d) of dim %d does not fit", who, start, end, dim);
         return NULL;
     }
-    v = attn__view(ctx, t, "attn_tensor_slice");
+    v = attn__view(ctx, t, who);
     if (!v) return NULL;
     if (end > start) v->data += (ptrdiff_t)start * v->stride[dim];
     v->shape[dim] = end - start;
@@ -4626,7 +4626,7 @@ ATTN_API attn_tensor *attn_reshape(attn_context *ctx, attn_tensor *x, int ndim, 
     attn_tensor *v;
     int s[ATTN_MAX_DIMS];
     if (!ctx || attn__null_input(ctx, x, "attn_reshape")) return NULL;
-    if (!(x = attn__dense(ctx, x)) || !(v = attn_tensor_reshape(ctx, x, ndim, shape))) return NULL;
+    if (!(x = attn__dense(ctx, x)) || !(v = attn__view_reshape(ctx, x, ndim, shape, "attn_reshape"))) return NULL;
     attn__grad_strides(v, s); /* same row-major order: v's index i is x's grad element i */
     return attn__record_view(ctx, v, x, s, 0);
 }
@@ -4635,7 +4635,7 @@ ATTN_API attn_tensor *attn_transpose(attn_context *ctx, attn_tensor *x, int d0, 
     attn_tensor *v;
     int s[ATTN_MAX_DIMS], tmp;
     if (!ctx || attn__null_input(ctx, x, "attn_transpose")) return NULL;
-    if (!(v = attn_tensor_transpose(ctx, x, d0, d1))) return NULL;
+    if (!(v = attn__view_transpose(ctx, x, d0, d1, "attn_transpose"))) return NULL;
     attn__grad_strides(x, s);
     tmp = s[d0]; s[d0] = s[d1]; s[d1] = tmp;
     return attn__record_view(ctx, v, x, s, 0);
@@ -4645,7 +4645,7 @@ ATTN_API attn_tensor *attn_slice(attn_context *ctx, attn_tensor *x, int dim, int
     attn_tensor *v;
     int s[ATTN_MAX_DIMS];
     if (!ctx || attn__null_input(ctx, x, "attn_slice")) return NULL;
-    if (!(v = attn_tensor_slice(ctx, x, dim, start, end))) return NULL;
+    if (!(v = attn__view_slice(ctx, x, dim, start, end, "attn_slice"))) return NULL;
     attn__grad_strides(x, s);
     return attn__record_view(ctx, v, x, s, (ptrdiff_t)start * s[dim]);
 }
@@ -5467,7 +5467,9 @@ ATTN_API attn_tensor *attn_mha_forward_cached(attn_context *ctx, const attn_mha 
     slot.data += (size_t)cache->length * slot.stride[1];
     slot.shape[1] = T;
     attn_tensor_copy(ctx, &slot, v);
-    if (!(ck = attn_tensor_slice(ctx, cache->k, 1, 0, L)) || !(cv = attn_tensor_slice(ctx, cache->v, 1, 0, L))) goto done;
+    if (!(ck = attn__view_slice(ctx, cache->k, 1, 0, L, "attn_mha_forward_cached")) ||
+        !(cv = attn__view_slice(ctx, cache->v, 1, 0, L, "attn_mha_forward_cached")))
+        goto done;
     memset(&o, 0, sizeof o);
     o.causal = 1; /* bottom-right: new position i sees everything up to itself */
     if ((att = attn_attention(ctx, q, ck, cv, m->heads, &o)) != NULL &&

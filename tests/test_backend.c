@@ -601,10 +601,10 @@ TEST(backend_memory) {
     for (i = 0; i < 12; i++) host[i] = (float)i;
     CHECK(attn_tensor_upload(ctx, t, host, 12) == ATTN_OK, "upload");
     CHECK(attn_tensor_upload(ctx, t, host, 11) == ATTN_ERR_SHAPE, "upload with the wrong count must fail");
-    v = attn_tensor_transpose(ctx, t, 0, 1); /* (4, 3), strided */
+    v = attn_transpose(ctx, t, 0, 1); /* (4, 3), strided */
     CHECK(attn_tensor_download(ctx, v, back, 12) == ATTN_OK && back[1] == 4.0f && back[3] == 1.0f,
           "strided download: %g %g", back[1], back[3]);
-    attn_tensor_fill(attn_tensor_slice(ctx, v, 1, 1, 2), -1.0f); /* column 1 of v = row 1 of t */
+    attn_tensor_fill(attn_slice(ctx, v, 1, 1, 2), -1.0f); /* column 1 of v = row 1 of t */
     attn_tensor_download(ctx, t, back, 12);
     CHECK(back[4] == -1.0f && back[7] == -1.0f && back[3] == 3.0f && back[8] == 8.0f, "fill of a strided view");
     CHECK(attn_tensor_download_grad(ctx, t, back, 12) == ATTN_OK && back[0] == 0.0f, "no grad reads as zeros");

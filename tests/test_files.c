@@ -1300,7 +1300,7 @@ TEST(npy_write_and_parse_round_trip) {
         unsigned char *buf;
         size_t n, i;
         for (i = 0; t && i < 6; i++) t->data[i] = (float)i;
-        v = t ? attn_tensor_transpose(ctx, t, 0, 1) : NULL;
+        v = t ? attn_transpose(ctx, t, 0, 1) : NULL;
         n = v ? attn_npy_bytes(v) : 0;
         buf = n ? (unsigned char *)malloc(n) : NULL;
         if (CHECK(buf != NULL, "transpose: size %d: %s", (int)n, attn_error_message(ctx))) {

@@ -289,9 +289,9 @@ TEST(nomalloc_caller_memory_never_calls_the_allocator) {
         attn_tensor *e = attn_tensor_3d(ctx, 2, 3, 4), *r, *t, *s, *cc;
         attn_arena_pos mark = attn_arena_mark(attn_context_arena(ctx));
         CHECK(a && b && c && d4 && w && e, "tensor creation failed: %s", attn_error_message(ctx));
-        r = attn_tensor_reshape(ctx, a, 2, reshape);
-        t = attn_tensor_transpose(ctx, c, 0, 1);
-        s = attn_tensor_slice(ctx, c, 1, 3, 50);
+        r = attn_reshape(ctx, a, 2, reshape);
+        t = attn_transpose(ctx, c, 0, 1);
+        s = attn_slice(ctx, c, 1, 3, 50);
         cc = attn_tensor_contiguous(ctx, t);
         CHECK(r && t && s && cc, "views failed: %s", attn_error_message(ctx));
         if (a && b && c && t && s && cc && w) {

@@ -540,11 +540,11 @@ static void run_module_case(const fx_file *fx, const char *cs, const attn_thread
         attn_tensor *wq, *wk, *bq = NULL, *bk = NULL, *qp, *kp, *w;
         const float *want;
         int avg = c[C_AVERAGE] != 0.0f, b, h, q, k;
-        wq = ipw ? attn_tensor_slice(ctx, ipw->tensor, 0, 0, E) : qw ? qw->tensor : NULL;
-        wk = ipw ? attn_tensor_slice(ctx, ipw->tensor, 0, E, 2 * E) : kw ? kw->tensor : NULL;
+        wq = ipw ? attn_slice(ctx, ipw->tensor, 0, 0, E) : qw ? qw->tensor : NULL;
+        wk = ipw ? attn_slice(ctx, ipw->tensor, 0, E, 2 * E) : kw ? kw->tensor : NULL;
         if (ipb) {
-            bq = attn_tensor_slice(ctx, ipb->tensor, 0, 0, E);
-            bk = attn_tensor_slice(ctx, ipb->tensor, 0, E, 2 * E);
+            bq = attn_slice(ctx, ipb->tensor, 0, 0, E);
+            bk = attn_slice(ctx, ipb->tensor, 0, E, 2 * E);
         }
         qp = wq ? attn_linear(ctx, in[0], wq, bq) : NULL;
         kp = wk ? attn_linear(ctx, in[1], wk, bk) : NULL;
@@ -934,7 +934,7 @@ static void kv_cache_run(attn_context *ctx, const attn_mha *m, attn_tensor *x, c
         goto done;
     CHECK(cache.length == 0, "%s: a new cache has length %d", what, cache.length);
     for (s = 0; s < n_steps; s++) {
-        attn_tensor *xs = attn_tensor_contiguous(ctx, attn_tensor_slice(ctx, x, 1, t0, t0 + steps[s])), *y;
+        attn_tensor *xs = attn_tensor_contiguous(ctx, attn_slice(ctx, x, 1, t0, t0 + steps[s])), *y;
         y = xs ? attn_mha_forward_cached(ctx, m, xs, &cache) : NULL;
         if (!CHECK(y != NULL, "%s: step %d: %s", what, s, attn_error_message(ctx))) goto done;
         if (!CHECK(y->ndim == 3 && y->shape[0] == B && y->shape[1] == steps[s] && y->shape[2] == E,
@@ -955,7 +955,7 @@ static void kv_cache_run(attn_context *ctx, const attn_mha *m, attn_tensor *x, c
     }
     /* past the capacity: an error, not a write out of bounds */
     {
-        attn_tensor *xs = attn_tensor_contiguous(ctx, attn_tensor_slice(ctx, x, 1, 0, capacity - t0 + 1));
+        attn_tensor *xs = attn_tensor_contiguous(ctx, attn_slice(ctx, x, 1, 0, capacity - t0 + 1));
         attn_error_clear(ctx);
         CHECK(xs && !attn_mha_forward_cached(ctx, m, xs, &cache) && failed_with_message(ctx),
               "%s: %d positions past a cache with %d of %d filled did not fail", what, capacity - t0 + 1, t0,
