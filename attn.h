@@ -1,5 +1,5 @@
 /* attn.h - tensors, autodiff, attention and Transformers in one C file.
-   Version 0.1.0. Public domain or MIT, your choice (see the end of the file).
+   Version 0.2.0. Public domain or MIT, your choice (see the end of the file).
 
    QUICK START
    -----------
@@ -95,9 +95,9 @@
    1. Config and platform (declarations)
    ========================================================================= */
 #define ATTN_VERSION_MAJOR 0
-#define ATTN_VERSION_MINOR 1
+#define ATTN_VERSION_MINOR 2
 #define ATTN_VERSION_PATCH 0
-#define ATTN_VERSION_STRING "0.1.0"
+#define ATTN_VERSION_STRING "0.2.0"
 
 #include <stddef.h>
 #include <stdint.h>
