@@ -7086,6 +7086,46 @@ ATTN_API attn_status attn_checkpoint_load_file(attn_context *ctx, attn_optim *op
 #endif /* ATTN_IMPLEMENTATION */
 
 /*
+   REVISIONS
+
+   0.2.0 (2026-12-03)
+     Renamed (one name per concept before 1.0; the old names are gone):
+       attn_tensor_reshape    -> attn_reshape
+       attn_tensor_transpose  -> attn_transpose
+       attn_tensor_slice      -> attn_slice
+       attn_arena_get_mark    -> attn_arena_mark
+       attn_arena_mark (type) -> attn_arena_pos
+       attn_mark (type)       -> attn_context_pos
+       attn_params_save_size  -> attn_params_save_bytes
+       attn_npy_size          -> attn_npy_bytes
+       attn_checkpoint_size   -> attn_checkpoint_bytes
+       Each view has one public name; it records a node only when a grad flows,
+       and attn_detach gives a view that never records. attn_reshape of a
+       non-contiguous tensor reshapes a (recorded) copy, where
+       attn_tensor_reshape refused it. Marks share a verb (attn_arena_mark,
+       attn_context_mark), return a *_pos that attn_arena_reset /
+       attn_context_reset take; size queries end in _bytes, like
+       attn_tensor_bytes.
+     Changed:
+       attn_backend_cpu() returns the table by value, and a context copies the
+         table it is given:  attn_backend cpu = attn_backend_cpu();
+                             desc.backend = &cpu;
+       The backend table's sum takes a double divide_by, and add_scalar's float
+         is a divide_by (it was a multiplier).
+       ATTN_BE_SCALE, _RELU, _GELU, _TANH are 3..6 (they shared 0..3 with
+         ATTN_BE_ADD, _SUB, _MUL).
+       attn_backend_update.kind is an attn_optim_kind (ATTN_OPTIM_SGD, ...).
+       Sections renumbered: Backends is section 5, Tensors 6, Autodiff 7,
+         Layers 8, Training 9, Files 10.
+     New:
+       attn_backend_missing(be): the first entry a backend table lacks.
+       attn_threads_create / attn_threads_destroy: the library's thread pool.
+
+   0.1.0
+     First release.
+*/
+
+/*
    LICENSE: choose either.
    MIT: Copyright (c) 2026 the attn.h authors. Permission is hereby granted, free
    of charge, to any person obtaining a copy of this software, to deal in it
