@@ -144,9 +144,9 @@
    1. Config and platform (declarations)
    ========================================================================= */
 #define ATTN_VERSION_MAJOR 0
-#define ATTN_VERSION_MINOR 1
+#define ATTN_VERSION_MINOR 2
 #define ATTN_VERSION_PATCH 0
-#define ATTN_VERSION_STRING "0.1.0"
+#define ATTN_VERSION_STRING "0.2.0"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -248,12 +248,12 @@ typedef struct attn_arena {
     struct attn_arena *companion; /* marks and resets move this one too (a context's backend memory) */
 } attn_arena;
 
-typedef struct attn_arena_mark {
+typedef struct attn_arena_pos {
     void *block;
     size_t used;
     size_t used_before;
     size_t companion_used;
-} attn_arena_mark;
+} attn_arena_pos;
 
 /* Fixed arena over buf (any alignment); never allocates. */
 ATTN_API void attn_arena_init_buffer(attn_arena *arena, void *buf, size_t size);
@@ -262,9 +262,9 @@ ATTN_API void attn_arena_init_growing(attn_arena *arena, size_t block_size, void
 /* bytes aligned to align (a power of two; 0 means 64). NULL when out of room. */
 ATTN_API void *attn_arena_alloc(attn_arena *arena, size_t bytes, size_t align);
 /* Where the arena is now, to return to later. */
-ATTN_API attn_arena_mark attn_arena_get_mark(const attn_arena *arena);
-/* Drop everything allocated since mark. */
-ATTN_API void attn_arena_reset(attn_arena *arena, attn_arena_mark mark);
+ATTN_API attn_arena_pos attn_arena_mark(const attn_arena *arena);
+/* Drop everything allocated since pos was taken. */
+ATTN_API void attn_arena_reset(attn_arena *arena, attn_arena_pos pos);
 /* Bytes in use now (including alignment padding). */
 ATTN_API size_t attn_arena_used(const attn_arena *arena);
 /* Most bytes that were ever in use at once. */
@@ -599,14 +599,7 @@ ATTN_API size_t attn_tensor_numel(const attn_tensor *t);
 ATTN_API int attn_tensor_is_contiguous(const attn_tensor *t);
 /* Pointer to one element; index has t->ndim entries. NULL when out of range. */
 ATTN_API float *attn_tensor_elem(const attn_tensor *t, const int *index);
-/* A view with a new shape (same data; t must be contiguous). One dim may be -1. */
-ATTN_API attn_tensor *attn_tensor_reshape(attn_context *ctx, const attn_tensor *t, int ndim,
-                                          const int *shape);
-/* A view with dims d0 and d1 swapped. */
-ATTN_API attn_tensor *attn_tensor_transpose(attn_context *ctx, const attn_tensor *t, int d0, int d1);
-/* A view of [start, end) along dim. */
-ATTN_API attn_tensor *attn_tensor_slice(attn_context *ctx, const attn_tensor *t, int dim,
-                                        int start, int end);
+/* The views (attn_reshape, attn_transpose, attn_slice, attn_detach) are in section 7. */
 /* t itself when contiguous, else a contiguous copy. */
 ATTN_API attn_tensor *attn_tensor_contiguous(attn_context *ctx, const attn_tensor *t);
 /* Copy src into dst (same shape, any strides). */
@@ -661,9 +654,9 @@ ATTN_API int attn_grad_enable(attn_context *ctx, int on);
    every tensor, node and activation grad made since (parameters and optimizers
    made before stay; those registered after are dropped). Use these rather than
    the raw arena calls once ops are recorded. */
-typedef struct attn_mark { attn_arena_mark arena; attn_node *tape; attn_param *params_last; } attn_mark;
-ATTN_API attn_mark attn_context_mark(const attn_context *ctx);
-ATTN_API void attn_context_reset(attn_context *ctx, attn_mark mark);
+typedef struct attn_context_pos { attn_arena_pos arena; attn_node *tape; attn_param *params_last; } attn_context_pos;
+ATTN_API attn_context_pos attn_context_mark(const attn_context *ctx);
+ATTN_API void attn_context_reset(attn_context *ctx, attn_context_pos pos);
 /* Backpropagate from a scalar (one-element) loss: adds d loss / d t into the
    grad of every tensor t that requires grad. Frees the loss's graph (other
    graphs on the tape stay): a second backward through it is an error (use
@@ -708,9 +701,15 @@ ATTN_API attn_tensor *attn_mean(attn_context *ctx, attn_tensor *x);
 ATTN_API attn_tensor *attn_matmul(attn_context *ctx, attn_tensor *a, attn_tensor *b);
 /* x (..., in) @ w^T + bias: w is (out, in) as in nn.Linear; bias (out) or NULL. */
 ATTN_API attn_tensor *attn_linear(attn_context *ctx, attn_tensor *x, attn_tensor *w, attn_tensor *bias);
-/* Views, recorded (the attn_tensor_* versions are the same views, unrecorded). */
+/* Views: same data, no copy. Each records a node only when a grad flows
+   (recording on and x requires grad); the view of attn_detach(ctx, x) never
+   records. */
+/* x with a new shape; one dim may be -1. A non-contiguous x is first made
+   contiguous (a recorded copy, as attn_contiguous), and the result views that copy. */
 ATTN_API attn_tensor *attn_reshape(attn_context *ctx, attn_tensor *x, int ndim, const int *shape);
+/* x with dims d0 and d1 swapped. */
 ATTN_API attn_tensor *attn_transpose(attn_context *ctx, attn_tensor *x, int d0, int d1);
+/* [start, end) of x along dim. */
 ATTN_API attn_tensor *attn_slice(attn_context *ctx, attn_tensor *x, int dim, int start, int end);
 /* A contiguous copy (recorded). */
 ATTN_API attn_tensor *attn_contiguous(attn_context *ctx, attn_tensor *x);
@@ -1027,7 +1026,7 @@ ATTN_API attn_status attn_safetensors_read(attn_context *ctx, const attn_st_entr
    not parameters are errors that name the tensor; nothing is changed then. */
 ATTN_API attn_status attn_params_load(attn_context *ctx, const void *buf, size_t size, int strict);
 /* Bytes of the safetensors image attn_params_save writes (F32, every parameter). */
-ATTN_API size_t attn_params_save_size(attn_context *ctx);
+ATTN_API size_t attn_params_save_bytes(attn_context *ctx);
 /* Write every parameter (PyTorch's state_dict names) as safetensors into buf. */
 ATTN_API attn_status attn_params_save(attn_context *ctx, void *buf, size_t size);
 
@@ -1035,13 +1034,13 @@ ATTN_API attn_status attn_params_save(attn_context *ctx, void *buf, size_t size)
    data are copied into the arena. */
 ATTN_API attn_tensor *attn_npy_parse(attn_context *ctx, const void *buf, size_t size);
 /* Bytes of t as .npy (version 1.0), and writing them. */
-ATTN_API size_t attn_npy_size(const attn_tensor *t);
+ATTN_API size_t attn_npy_bytes(const attn_tensor *t);
 ATTN_API attn_status attn_npy_write(attn_context *ctx, const attn_tensor *t, void *buf, size_t size);
 
 /* Checkpoints: parameters, the optimizer's state, its step and the context's
    RNG, as one safetensors image ("optim.m.<name>", "optim.v.<name>", and the
    step and RNG in __metadata__). Resuming gives bit-identical training. */
-ATTN_API size_t attn_checkpoint_size(attn_context *ctx, const attn_optim *opt);
+ATTN_API size_t attn_checkpoint_bytes(attn_context *ctx, const attn_optim *opt);
 ATTN_API attn_status attn_checkpoint_save(attn_context *ctx, const attn_optim *opt, void *buf, size_t size);
 ATTN_API attn_status attn_checkpoint_load(attn_context *ctx, attn_optim *opt, const void *buf, size_t size);
 
@@ -1709,8 +1708,8 @@ ATTN_API void *attn_arena_alloc(attn_arena *arena, size_t bytes, size_t align) {
     }
 }
 
-ATTN_API attn_arena_mark attn_arena_get_mark(const attn_arena *arena) {
-    attn_arena_mark m;
+ATTN_API attn_arena_pos attn_arena_mark(const attn_arena *arena) {
+    attn_arena_pos m;
     m.block = arena->block;
     m.used = arena->used;
     m.used_before = arena->used_before;
@@ -1718,17 +1717,17 @@ ATTN_API attn_arena_mark attn_arena_get_mark(const attn_arena *arena) {
     return m;
 }
 
-ATTN_API void attn_arena_reset(attn_arena *arena, attn_arena_mark mark) {
+ATTN_API void attn_arena_reset(attn_arena *arena, attn_arena_pos pos) {
     if (arena->block_size) {
-        attn__block *b = (attn__block *)mark.block;
+        attn__block *b = (attn__block *)pos.block;
         arena->block = b;
         arena->base = b ? attn__block_data(b) : NULL;
         arena->size = b ? b->size : 0;
     }
-    ATTN_ASSERT(mark.used <= arena->size);
-    arena->used = mark.used;
-    arena->used_before = mark.used_before;
-    if (arena->companion) arena->companion->used = mark.companion_used;
+    ATTN_ASSERT(pos.used <= arena->size);
+    arena->used = pos.used;
+    arena->used_before = pos.used_before;
+    if (arena->companion) arena->companion->used = pos.companion_used;
 }
 
 ATTN_API size_t attn_arena_used(const attn_arena *arena) { return arena->used_before + arena->used; }
@@ -3798,7 +3797,7 @@ static int32_t *attn__indices_copy(attn_context *ctx, const int32_t *host, size_
 
 /* Dense row-major host floats into t (any strides), in backend memory or not. */
 static attn_status attn__tensor_from_host(attn_context *ctx, attn_tensor *t, const float *host, const char *who) {
-    attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
+    attn_arena_pos mark = attn_arena_mark(&ctx->arena);
     size_t n = attn_tensor_numel(t);
     int shape[4], ts[4], ds[4], d, g = 1;
     float *dense;
@@ -3892,11 +3891,11 @@ ATTN_API size_t attn_tensor_numel(const attn_tensor *t) {
 }
 
 ATTN_API attn_tensor *attn_tensor_new(attn_context *ctx, int ndim, const int *shape) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     attn_tensor *t;
     size_t bytes;
     if (!ctx) return NULL;
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     t = attn__tensor_header(ctx);
     if (!t) return NULL;
     if (attn__set_shape(ctx, t, ndim, shape, "attn_tensor_new")) goto fail;
@@ -3927,10 +3926,10 @@ ATTN_API attn_tensor *attn_tensor_4d(attn_context *ctx, int n0, int n1, int n2, 
 }
 
 ATTN_API attn_tensor *attn_tensor_wrap(attn_context *ctx, int ndim, const int *shape, float *data) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     attn_tensor *t;
     if (!ctx) return NULL;
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     t = attn__tensor_header(ctx);
     if (!t) return NULL;
     if (attn__set_shape(ctx, t, ndim, shape, "attn_tensor_wrap")) {
@@ -3998,25 +3997,25 @@ static attn_tensor *attn__view(attn_context *ctx, const attn_tensor *t, const ch
     return v;
 }
 
-ATTN_API attn_tensor *attn_tensor_reshape(attn_context *ctx, const attn_tensor *t, int ndim, const int *shape) {
+/* The views, unrecorded (section 7's attn_reshape, attn_transpose and attn_slice
+   record them); who names the public function in errors. t must be contiguous. */
+static attn_tensor *attn__view_reshape(attn_context *ctx, const attn_tensor *t, int ndim, const int *shape,
+                                       const char *who) {
     int d, infer = -1, s[ATTN_MAX_DIMS];
     size_t known = 1, numel;
     attn_tensor *v;
     if (!ctx) return NULL;
     if (!t || ndim < 0 || ndim > ATTN_MAX_DIMS || (ndim > 0 && !shape)) {
-        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_tensor_reshape: bad tensor, ndim or shape");
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: bad tensor, ndim or shape", who);
         return NULL;
     }
-    if (!attn_tensor_is_contiguous(t)) {
-        attn__fail(ctx, ATTN_ERR_SHAPE, "attn_tensor_reshape: the tensor is not contiguous (use attn_tensor_contiguous)");
-        return NULL;
-    }
+    ATTN_ASSERT(attn_tensor_is_contiguous(t));
     numel = attn_tensor_numel(t);
     for (d = 0; d < ndim; d++) {
         s[d] = shape[d];
         if (shape[d] == -1 && infer < 0) { infer = d; continue; }
         if (shape[d] < 0) {
-            attn__fail(ctx, ATTN_ERR_SHAPE, "attn_tensor_reshape: dim %d is %d", d, shape[d]);
+            attn__fail(ctx, ATTN_ERR_SHAPE, "%s: dim %d is %d", who, d, shape[d]);
             return NULL;
         }
         known *= (size_t)shape[d];
@@ -4024,44 +4023,45 @@ ATTN_API attn_tensor *attn_tensor_reshape(attn_context *ctx, const attn_tensor *
     }
     if (infer >= 0) {
         if (known == 0 || numel % known) {
-            attn__fail(ctx, ATTN_ERR_SHAPE, "attn_tensor_reshape: %zu elements do not divide into the shape", numel);
+            attn__fail(ctx, ATTN_ERR_SHAPE, "%s: %zu elements do not divide into the shape", who, numel);
             return NULL;
         }
         s[infer] = (int)(numel / known);
         known *= (size_t)s[infer];
     }
     if (known != numel) {
-        attn__fail(ctx, ATTN_ERR_SHAPE, "attn_tensor_reshape: %zu elements cannot take a shape of %zu", numel, known);
+        attn__fail(ctx, ATTN_ERR_SHAPE, "%s: %zu elements cannot take a shape of %zu", who, numel, known);
         return NULL;
     }
-    v = attn__view(ctx, t, "attn_tensor_reshape");
-    if (v && attn__set_shape(ctx, v, ndim, s, "attn_tensor_reshape")) return NULL;
+    v = attn__view(ctx, t, who);
+    if (v && attn__set_shape(ctx, v, ndim, s, who)) return NULL;
     return v;
 }
 
-ATTN_API attn_tensor *attn_tensor_transpose(attn_context *ctx, const attn_tensor *t, int d0, int d1) {
+static attn_tensor *attn__view_transpose(attn_context *ctx, const attn_tensor *t, int d0, int d1, const char *who) {
     attn_tensor *v;
     int tmp;
     if (!ctx) return NULL;
     if (t && (d0 < 0 || d1 < 0 || d0 >= t->ndim || d1 >= t->ndim)) {
-        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_tensor_transpose: dims %d, %d of a %d-dim tensor", d0, d1, t->ndim);
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: dims %d, %d of a %d-dim tensor", who, d0, d1, t->ndim);
         return NULL;
     }
-    v = attn__view(ctx, t, "attn_tensor_transpose");
+    v = attn__view(ctx, t, who);
     if (!v) return NULL;
     tmp = v->shape[d0]; v->shape[d0] = v->shape[d1]; v->shape[d1] = tmp;
     tmp = v->stride[d0]; v->stride[d0] = v->stride[d1]; v->stride[d1] = tmp;
     return v;
 }
 
-ATTN_API attn_tensor *attn_tensor_slice(attn_context *ctx, const attn_tensor *t, int dim, int start, int end) {
+static attn_tensor *attn__view_slice(attn_context *ctx, const attn_tensor *t, int dim, int start, int end,
+                                     const char *who) {
     attn_tensor *v;
     if (!ctx) return NULL;
     if (t && (dim < 0 || dim >= t->ndim || start < 0 || end < start || end > t->shape[dim])) {
-        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_tensor_slice: [%d, %d) of dim %d does not fit", start, end, dim);
+        attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: [%d, %d) of dim %d does not fit", who, start, end, dim);
         return NULL;
     }
-    v = attn__view(ctx, t, "attn_tensor_slice");
+    v = attn__view(ctx, t, who);
     if (!v) return NULL;
     if (end > start) v->data += (ptrdiff_t)start * v->stride[dim];
     v->shape[dim] = end - start;
@@ -4129,7 +4129,7 @@ static attn_status attn__init_fill(attn_context *ctx, attn_tensor *t, int kind, 
     if (!(a == a) || !(b == b)) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "%s: NaN parameter", who);
     if (attn_tensor_numel(t) == 0) return ATTN_OK;
     if (!attn__data_on_host(ctx)) { /* the same numbers, made on the host and uploaded */
-        attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
+        attn_arena_pos mark = attn_arena_mark(&ctx->arena);
         size_t i, n = attn_tensor_numel(t);
         float *host = (float *)attn_alloc(ctx, n * sizeof(float));
         attn_status st = ATTN_ERR_OUT_OF_MEMORY;
@@ -4216,12 +4216,12 @@ ATTN_API attn_status attn_tensor_upload(attn_context *ctx, attn_tensor *t, const
 }
 
 ATTN_API attn_status attn_tensor_download(attn_context *ctx, const attn_tensor *t, float *host, size_t n) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     const float *h;
     attn_status s = attn__transfer_check(ctx, t, host, n, "attn_tensor_download");
     if (s || !n) return s;
     if (attn_tensor_is_contiguous(t)) return attn__k_download(ctx, host, t->data, n * sizeof(float), "attn_tensor_download");
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     if ((h = attn__tensor_to_host(ctx, t, "attn_tensor_download")) != NULL) memcpy(host, h, n * sizeof(float));
     attn_arena_reset(&ctx->arena, mark);
     return h ? ATTN_OK : ctx->status;
@@ -4275,19 +4275,19 @@ ATTN_API int attn_grad_enable(attn_context *ctx, int on) {
     return was;
 }
 
-ATTN_API attn_mark attn_context_mark(const attn_context *ctx) {
-    attn_mark m;
-    m.arena = attn_arena_get_mark(&ctx->arena);
+ATTN_API attn_context_pos attn_context_mark(const attn_context *ctx) {
+    attn_context_pos m;
+    m.arena = attn_arena_mark(&ctx->arena);
     m.tape = ctx->tape;
     m.params_last = ctx->params_last;
     return m;
 }
 
-ATTN_API void attn_context_reset(attn_context *ctx, attn_mark mark) {
-    attn_arena_reset(&ctx->arena, mark.arena);
-    ctx->tape = mark.tape;
-    ctx->params_last = mark.params_last;
-    if (mark.params_last) mark.params_last->next = NULL;
+ATTN_API void attn_context_reset(attn_context *ctx, attn_context_pos pos) {
+    attn_arena_reset(&ctx->arena, pos.arena);
+    ctx->tape = pos.tape;
+    ctx->params_last = pos.params_last;
+    if (pos.params_last) pos.params_last->next = NULL;
     else ctx->params = NULL;
 }
 
@@ -4312,7 +4312,7 @@ static const char *attn__shape_text(const attn_tensor *t, char *buf, size_t cap)
 
 /* A contiguous result; its data is not cleared (the op writes every element). */
 static attn_tensor *attn__result(attn_context *ctx, int ndim, const int *shape, const char *who) {
-    attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
+    attn_arena_pos mark = attn_arena_mark(&ctx->arena);
     attn_tensor *t = attn__tensor_header(ctx);
     if (!t) return NULL;
     if (attn__set_shape(ctx, t, ndim, shape, who)) goto fail;
@@ -4448,7 +4448,7 @@ ATTN_API attn_tensor *attn_mul(attn_context *ctx, attn_tensor *a, attn_tensor *b
    scratch. With grad on the node keeps it; with grad off attn__finish drops it,
    so an unrecorded op leaves only its result behind. */
 static attn_tensor *attn__finish(attn_context *ctx, attn__op op, attn_tensor *out, attn_tensor *a, attn_tensor *b,
-                                 attn_tensor *c, attn_arena_mark scratch, attn_node **node) {
+                                 attn_tensor *c, attn_arena_pos scratch, attn_node **node) {
     attn_node *n;
     if (!attn__needs_grad(ctx, a, b, c)) {
         attn_arena_reset(&ctx->arena, scratch);
@@ -4461,17 +4461,17 @@ static attn_tensor *attn__finish(attn_context *ctx, attn__op op, attn_tensor *ou
 
 /* ---- unary elementwise ops: scale, relu, tanh, gelu, dropout ---- */
 /* A result of x's shape, then x made dense (after *scratch). */
-static attn_tensor *attn__unary_begin(attn_context *ctx, attn_tensor **x, attn_arena_mark *scratch, const char *who) {
+static attn_tensor *attn__unary_begin(attn_context *ctx, attn_tensor **x, attn_arena_pos *scratch, const char *who) {
     attn_tensor *out;
     if (!ctx || attn__null_input(ctx, *x, who)) return NULL;
     if (!(out = attn__result(ctx, (*x)->ndim, (*x)->shape, who))) return NULL;
-    *scratch = attn_arena_get_mark(&ctx->arena);
+    *scratch = attn_arena_mark(&ctx->arena);
     return (*x = attn__dense(ctx, *x)) ? out : NULL;
 }
 
 /* scale, relu, tanh, gelu: the node keeps the kernel's code (i) and s (f). */
 static attn_tensor *attn__unary_op(attn_context *ctx, attn_tensor *x, attn__op op, int kernel, float s, const char *who) {
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_node *n = NULL;
     attn_tensor *out = attn__unary_begin(ctx, &x, &scratch, who);
     if (!out || attn__k_unary(ctx, kernel, attn_tensor_numel(x), s, x->data, NULL, NULL, out->data, who)) return NULL;
@@ -4496,7 +4496,7 @@ ATTN_API attn_tensor *attn_gelu(attn_context *ctx, attn_tensor *x) {
 }
 
 ATTN_API attn_tensor *attn_dropout(attn_context *ctx, attn_tensor *x, float p, int training) {
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_tensor *out;
     attn_node *n = NULL;
     uint64_t seed;
@@ -4520,11 +4520,11 @@ ATTN_API attn_tensor *attn_dropout(attn_context *ctx, attn_tensor *x, float p, i
 
 /* ---- reductions ---- */
 static attn_tensor *attn__reduce(attn_context *ctx, attn__op op, attn_tensor *x, const char *who) {
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_tensor *out;
     size_t n;
     if (!ctx || attn__null_input(ctx, x, who) || !(out = attn__result(ctx, 0, NULL, who))) return NULL;
-    scratch = attn_arena_get_mark(&ctx->arena);
+    scratch = attn_arena_mark(&ctx->arena);
     if (!(x = attn__dense(ctx, x))) return NULL;
     n = attn_tensor_numel(x);
     /* divided in double and rounded once, as PyTorch's mean; the mean of nothing is NaN */
@@ -4538,7 +4538,7 @@ ATTN_API attn_tensor *attn_mean(attn_context *ctx, attn_tensor *x) { return attn
 ATTN_API attn_tensor *attn_matmul(attn_context *ctx, attn_tensor *a, attn_tensor *b) {
     const char *who = "attn_matmul";
     int shape[ATTN_MAX_DIMS], d, M, K, N, batch = 1;
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_tensor *out;
     char t1[64], t2[64];
     if (!ctx || attn__null_input(ctx, a, who) || attn__null_input(ctx, b, who)) return NULL;
@@ -4553,7 +4553,7 @@ ATTN_API attn_tensor *attn_matmul(attn_context *ctx, attn_tensor *a, attn_tensor
     shape[a->ndim - 2] = M;
     shape[a->ndim - 1] = N;
     if (!(out = attn__result(ctx, a->ndim, shape, who))) return NULL;
-    scratch = attn_arena_get_mark(&ctx->arena);
+    scratch = attn_arena_mark(&ctx->arena);
     if (!(a = attn__dense(ctx, a)) || !(b = attn__dense(ctx, b))) return NULL;
     if (b->ndim == 2 ? /* one B for every batch: a single (batch*M) x K GEMM */
         attn__k_gemm(ctx, 0, 0, batch * M, N, K, 1.0f, a->data, K, 0, b->data, N, 0, 0.0f, out->data, N, 0, 1, who) :
@@ -4592,7 +4592,7 @@ static attn_status attn__matmul_backward(attn_context *ctx, attn_node *n) {
 ATTN_API attn_tensor *attn_linear(attn_context *ctx, attn_tensor *x, attn_tensor *w, attn_tensor *bias) {
     const char *who = "attn_linear";
     int shape[ATTN_MAX_DIMS], rows, in, outf;
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_tensor *out;
     char t1[64], t2[64];
     if (!ctx || attn__null_input(ctx, x, who) || attn__null_input(ctx, w, who)) return NULL;
@@ -4608,7 +4608,7 @@ ATTN_API attn_tensor *attn_linear(attn_context *ctx, attn_tensor *x, attn_tensor
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = outf;
     if (!(out = attn__result(ctx, x->ndim, shape, who))) return NULL;
-    scratch = attn_arena_get_mark(&ctx->arena);
+    scratch = attn_arena_mark(&ctx->arena);
     if (!(x = attn__dense(ctx, x)) || !(w = attn__dense(ctx, w)) || (bias && !(bias = attn__dense(ctx, bias))))
         return NULL;
     rows = (int)(attn_tensor_numel(x) / (size_t)ATTN__MAX(in, 1));
@@ -4676,7 +4676,7 @@ ATTN_API attn_tensor *attn_reshape(attn_context *ctx, attn_tensor *x, int ndim, 
     attn_tensor *v;
     int s[ATTN_MAX_DIMS];
     if (!ctx || attn__null_input(ctx, x, "attn_reshape")) return NULL;
-    if (!(x = attn__dense(ctx, x)) || !(v = attn_tensor_reshape(ctx, x, ndim, shape))) return NULL;
+    if (!(x = attn__dense(ctx, x)) || !(v = attn__view_reshape(ctx, x, ndim, shape, "attn_reshape"))) return NULL;
     attn__grad_strides(v, s); /* same row-major order: v's index i is x's grad element i */
     return attn__record_view(ctx, v, x, s, 0);
 }
@@ -4685,7 +4685,7 @@ ATTN_API attn_tensor *attn_transpose(attn_context *ctx, attn_tensor *x, int d0, 
     attn_tensor *v;
     int s[ATTN_MAX_DIMS], tmp;
     if (!ctx || attn__null_input(ctx, x, "attn_transpose")) return NULL;
-    if (!(v = attn_tensor_transpose(ctx, x, d0, d1))) return NULL;
+    if (!(v = attn__view_transpose(ctx, x, d0, d1, "attn_transpose"))) return NULL;
     attn__grad_strides(x, s);
     tmp = s[d0]; s[d0] = s[d1]; s[d1] = tmp;
     return attn__record_view(ctx, v, x, s, 0);
@@ -4695,7 +4695,7 @@ ATTN_API attn_tensor *attn_slice(attn_context *ctx, attn_tensor *x, int dim, int
     attn_tensor *v;
     int s[ATTN_MAX_DIMS];
     if (!ctx || attn__null_input(ctx, x, "attn_slice")) return NULL;
-    if (!(v = attn_tensor_slice(ctx, x, dim, start, end))) return NULL;
+    if (!(v = attn__view_slice(ctx, x, dim, start, end, "attn_slice"))) return NULL;
     attn__grad_strides(x, s);
     return attn__record_view(ctx, v, x, s, (ptrdiff_t)start * s[dim]);
 }
@@ -4807,7 +4807,7 @@ ATTN_API attn_tensor *attn_embedding(attn_context *ctx, attn_tensor *weight, con
     const char *who = "attn_embedding";
     int out_shape[ATTN_MAX_DIMS], d, V, D;
     size_t i, count = 1;
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_tensor *out;
     attn_node *n = NULL;
     if (!ctx || attn__null_input(ctx, weight, who)) return NULL;
@@ -4837,7 +4837,7 @@ ATTN_API attn_tensor *attn_embedding(attn_context *ctx, attn_tensor *weight, con
             return NULL;
         }
     if (!(out = attn__result(ctx, ndim + 1, out_shape, who))) return NULL;
-    scratch = attn_arena_get_mark(&ctx->arena);
+    scratch = attn_arena_mark(&ctx->arena);
     if (!(weight = attn__dense(ctx, weight))) return NULL;
     if (count) { /* the indices go to the context's data memory (kept for the backward pass) */
         int32_t *idx = attn__indices_copy(ctx, indices, count, who);
@@ -4862,7 +4862,7 @@ static attn_status attn__embedding_backward(attn_context *ctx, attn_node *n) {
 static int attn__last_dim(const attn_tensor *t) { return t->ndim ? t->shape[t->ndim - 1] : 1; }
 
 static attn_tensor *attn__softmax_op(attn_context *ctx, attn_tensor *x, attn__op op, const char *who) {
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_tensor *out = attn__unary_begin(ctx, &x, &scratch, who);
     int cols, rows;
     if (!out) return NULL;
@@ -4898,7 +4898,7 @@ static int attn__norm_param(attn_context *ctx, attn_tensor **p, int cols, const 
 ATTN_API attn_tensor *attn_layernorm(attn_context *ctx, attn_tensor *x, attn_tensor *weight, attn_tensor *bias,
                                      float eps) {
     const char *who = "attn_layernorm";
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_tensor *out;
     attn_node *n = NULL;
     float *stats;
@@ -4920,7 +4920,7 @@ ATTN_API attn_tensor *attn_layernorm(attn_context *ctx, attn_tensor *x, attn_ten
 
 ATTN_API attn_tensor *attn_rmsnorm(attn_context *ctx, attn_tensor *x, attn_tensor *weight, float eps) {
     const char *who = "attn_rmsnorm";
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_tensor *out;
     attn_node *n = NULL;
     float *rstd;
@@ -4959,7 +4959,7 @@ static attn_status attn__norm_backward(attn_context *ctx, attn_node *n) {
 ATTN_API attn_tensor *attn_cross_entropy(attn_context *ctx, attn_tensor *logits, const int32_t *targets,
                                          int ignore_index, float label_smoothing) {
     const char *who = "attn_cross_entropy";
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_tensor *out;
     attn_node *n = NULL;
     float *logp;
@@ -4987,7 +4987,7 @@ ATTN_API attn_tensor *attn_cross_entropy(attn_context *ctx, attn_tensor *logits,
             return NULL;
         }
     if (!(out = attn__result(ctx, 0, NULL, who))) return NULL;
-    scratch = attn_arena_get_mark(&ctx->arena);
+    scratch = attn_arena_mark(&ctx->arena);
     if (!(logits = attn__dense(ctx, logits))) return NULL;
     if (!(logp = attn__alloc_floats(ctx, (size_t)N * C))) return NULL;
     { /* the targets go to the context's data memory (kept for the backward pass) */
@@ -5016,7 +5016,7 @@ static attn_status attn__cross_entropy_backward(attn_context *ctx, attn_node *n)
 
 ATTN_API attn_tensor *attn_mse(attn_context *ctx, attn_tensor *a, attn_tensor *b) {
     const char *who = "attn_mse";
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_tensor *out;
     int d;
     if (!ctx || attn__null_input(ctx, a, who) || attn__null_input(ctx, b, who) || attn__host_only(ctx, who)) return NULL;
@@ -5028,7 +5028,7 @@ ATTN_API attn_tensor *attn_mse(attn_context *ctx, attn_tensor *a, attn_tensor *b
             return NULL;
         }
     if (!(out = attn__result(ctx, 0, NULL, who))) return NULL;
-    scratch = attn_arena_get_mark(&ctx->arena);
+    scratch = attn_arena_mark(&ctx->arena);
     if (!(a = attn__dense(ctx, a)) || !(b = attn__dense(ctx, b))) return NULL;
     out->data[0] = attn__mse(attn_tensor_numel(a), a->data, b->data);
     return attn__finish(ctx, ATTN__OP_MSE, out, a, b, NULL, scratch, NULL);
@@ -5108,7 +5108,7 @@ static attn_attention_desc *attn__attention_setup(attn_context *ctx, attn_tensor
 ATTN_API attn_tensor *attn_attention(attn_context *ctx, attn_tensor *q, attn_tensor *k, attn_tensor *v, int heads,
                                      const attn_attention_opts *opts) {
     const char *who = "attn_attention";
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_attention_desc *d;
     attn_tensor *out;
     attn_node *n = NULL;
@@ -5122,7 +5122,7 @@ ATTN_API attn_tensor *attn_attention(attn_context *ctx, attn_tensor *q, attn_ten
     }
     shape[0] = q->shape[0]; shape[1] = q->shape[1]; shape[2] = v->shape[2];
     if (!(out = attn__result(ctx, 3, shape, who))) return NULL;
-    scratch = attn_arena_get_mark(&ctx->arena);
+    scratch = attn_arena_mark(&ctx->arena);
     if (!(q = attn__dense(ctx, q)) || !(k = attn__dense(ctx, k)) || !(v = attn__dense(ctx, v))) return NULL;
     if (!(d = attn__attention_setup(ctx, q, k, v, heads, opts, attn__needs_grad(ctx, q, k, v), who))) return NULL;
     if (!(lse = attn__alloc_floats(ctx, (size_t)d->batch * heads * d->q_len))) return NULL;
@@ -5148,7 +5148,7 @@ static attn_status attn__attention_op_backward(attn_context *ctx, attn_node *n) 
 ATTN_API attn_tensor *attn_attention_weights(attn_context *ctx, attn_tensor *q, attn_tensor *k, int heads,
                                              const attn_attention_opts *opts) {
     const char *who = "attn_attention_weights";
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_attention_desc *d;
     attn_tensor *w;
     int shape[4], b, h, i, j;
@@ -5159,7 +5159,7 @@ ATTN_API attn_tensor *attn_attention_weights(attn_context *ctx, attn_tensor *q, 
     }
     shape[0] = q->shape[0]; shape[1] = heads; shape[2] = q->shape[1]; shape[3] = k->shape[1];
     if (!(w = attn__result(ctx, 4, shape, who))) return NULL;
-    scratch = attn_arena_get_mark(&ctx->arena);
+    scratch = attn_arena_mark(&ctx->arena);
     if (!(q = attn_tensor_contiguous(ctx, q)) || !(k = attn_tensor_contiguous(ctx, k)) ||
         !(d = attn__attention_setup(ctx, q, k, NULL, heads, opts, 0, who)))
         return NULL;
@@ -5244,7 +5244,7 @@ ATTN_API attn_status attn_backward_ex(attn_context *ctx, attn_tensor *out, const
                           "gradient to attn_backward_ex", count);
     if (!(g = attn__grad(ctx, out))) return ctx->status;
     { /* g += seed (or 1), staged in data memory: a leaf's grad may hold an earlier backward's */
-        attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
+        attn_arena_pos mark = attn_arena_mark(&ctx->arena);
         int shape[4] = {1, 1, 1, 0}, dense[4] = {0, 0, 0, 1};
         float *s = attn__alloc_floats(ctx, count);
         attn_status st = s ? ATTN_OK : ctx->status;
@@ -5286,7 +5286,7 @@ ATTN_API attn_status attn_backward(attn_context *ctx, attn_tensor *loss) {
 /* ---- parameters ---- */
 ATTN_API attn_status attn_param_add(attn_context *ctx, const char *name, attn_tensor *t) {
     attn_param *p;
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     size_t len;
     char *copy;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
@@ -5298,7 +5298,7 @@ ATTN_API attn_status attn_param_add(attn_context *ctx, const char *name, attn_te
         if (!strcmp(p->name, name)) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_param_add: %s is already a parameter", name);
         if (p->tensor == t) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_param_add: %s: the tensor is already the parameter %s", name, p->name);
     }
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     len = strlen(name);
     p = (attn_param *)attn_alloc(ctx, sizeof(attn_param));
     copy = p ? (char *)attn_alloc(ctx, len + 1) : NULL;
@@ -5317,10 +5317,10 @@ ATTN_API attn_status attn_param_add(attn_context *ctx, const char *name, attn_te
 }
 
 ATTN_API attn_tensor *attn_param_new(attn_context *ctx, const char *name, int ndim, const int *shape) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     attn_tensor *t;
     if (!ctx) return NULL;
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     t = attn_tensor_new(ctx, ndim, shape);
     if (t && attn_param_add(ctx, name, t) != ATTN_OK) {
         attn_arena_reset(&ctx->arena, mark);
@@ -5517,7 +5517,9 @@ ATTN_API attn_tensor *attn_mha_forward_cached(attn_context *ctx, const attn_mha 
     slot.data += (size_t)cache->length * slot.stride[1];
     slot.shape[1] = T;
     attn_tensor_copy(ctx, &slot, v);
-    if (!(ck = attn_tensor_slice(ctx, cache->k, 1, 0, L)) || !(cv = attn_tensor_slice(ctx, cache->v, 1, 0, L))) goto done;
+    if (!(ck = attn__view_slice(ctx, cache->k, 1, 0, L, "attn_mha_forward_cached")) ||
+        !(cv = attn__view_slice(ctx, cache->v, 1, 0, L, "attn_mha_forward_cached")))
+        goto done;
     memset(&o, 0, sizeof o);
     o.causal = 1; /* bottom-right: new position i sees everything up to itself */
     if ((att = attn_attention(ctx, q, ck, cv, m->heads, &o)) != NULL &&
@@ -5829,13 +5831,13 @@ ATTN_API attn_tensor *attn_lm_forward(attn_context *ctx, const attn_lm *lm, cons
 
 /* ---- positional encodings ---- */
 ATTN_API attn_tensor *attn_sinusoidal_table(attn_context *ctx, int T, int d) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     attn_tensor *pe;
     float *host;
     int p, i;
     if (!ctx) return NULL;
     if (!(pe = attn_tensor_2d(ctx, T, d))) return NULL;
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     host = attn__data_on_host(ctx) ? pe->data : (float *)attn_alloc(ctx, (size_t)T * d * sizeof(float));
     if (!host) return NULL; /* made on the host, then uploaded */
     for (p = 0; p < T; p++)
@@ -5863,7 +5865,7 @@ ATTN_API attn_tensor *attn_add_positions(attn_context *ctx, attn_tensor *x, attn
 }
 
 ATTN_API attn_tensor *attn_rope(attn_context *ctx, attn_tensor *x, int heads, int start, float base) {
-    attn_arena_mark scratch;
+    attn_arena_pos scratch;
     attn_tensor *out;
     attn_node *n = NULL;
     if (!ctx || attn__null_input(ctx, x, "attn_rope") || attn__host_only(ctx, "attn_rope")) return NULL;
@@ -5898,7 +5900,7 @@ struct attn_optim {
 
 ATTN_API attn_optim *attn_optim_create(attn_context *ctx, const attn_optim_desc *desc) {
     const char *who = "attn_optim_create";
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     attn_optim *o;
     attn_param *p;
     int i, n = 0, adam;
@@ -5921,7 +5923,7 @@ ATTN_API attn_optim *attn_optim_create(attn_context *ctx, const attn_optim_desc 
                    "betas outside [0, 1), nesterov without momentum or with dampening...)", who);
         return NULL;
     }
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     if (!(o = (attn_optim *)attn_alloc(ctx, sizeof(attn_optim)))) return NULL;
     memset(o, 0, sizeof *o);
     o->ctx = ctx;
@@ -6002,13 +6004,13 @@ ATTN_API attn_status attn_optim_step(attn_optim *opt) {
    its grad lives, the norms on the host. */
 ATTN_API float attn_clip_grad_norm(attn_context *ctx, float max_norm) {
     const char *who = "attn_clip_grad_norm";
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     attn_param *p;
     size_t n = 0, i;
     double total = 0.0;
     float *sums, *host, norm = NAN, coef;
     if (!ctx) return NAN;
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     for (p = ctx->params; p; p = p->next) n++;
     if (!(sums = attn__alloc_floats(ctx, n)) || !(host = (float *)attn_alloc(ctx, (n ? n : 1) * sizeof(float))))
         goto done;
@@ -6346,7 +6348,7 @@ static int attn__st_entry(attn__json *j, attn_st_entry *e, const unsigned char *
 
 ATTN_API attn_status attn_safetensors_parse(attn_context *ctx, const void *buf, size_t size, attn_safetensors *out) {
     const unsigned char *b = (const unsigned char *)buf, *data;
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     attn__json j;
     uint64_t hlen;
     size_t data_size;
@@ -6361,7 +6363,7 @@ ATTN_API attn_status attn_safetensors_parse(attn_context *ctx, const void *buf, 
                           "the length (or more than the 100 MB limit)", (size_t)(hlen > (uint64_t)(size_t)-1 ? (size_t)-1 : hlen), size - 8);
     data = b + 8 + hlen;
     data_size = size - 8 - (size_t)hlen;
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     /* pass 0 counts (and checks the syntax), pass 1 fills the entries */
     for (pass = 0; pass < 2; pass++) {
         int n = 0, m = 0;
@@ -6539,7 +6541,7 @@ ATTN_API attn_status attn_safetensors_read(attn_context *ctx, const attn_st_entr
                           attn__st_shape_text(e, t1, sizeof t1), attn__shape_text(t, t2, sizeof t2));
     n = attn_tensor_numel(t);
     if (!attn__data_on_host(ctx)) { /* converted here, then uploaded */
-        attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
+        attn_arena_pos mark = attn_arena_mark(&ctx->arena);
         float *host = (float *)attn_alloc(ctx, (n ? n : 1) * sizeof(float));
         attn_status st = host ? ATTN_OK : ctx->status;
         for (i = 0; host && i < n; i++) host[i] = attn__st_value(e, i);
@@ -6578,12 +6580,12 @@ static attn_status attn__params_check(attn_context *ctx, const attn_safetensors 
 }
 
 ATTN_API attn_status attn_params_load(attn_context *ctx, const void *buf, size_t size, int strict) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     attn_safetensors st;
     attn_param *p;
     attn_status s;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     if ((s = attn_safetensors_parse(ctx, buf, size, &st)) == ATTN_OK && (s = attn__params_check(ctx, &st, strict, NULL)) == ATTN_OK)
         for (p = ctx->params; p; p = p->next) attn_safetensors_read(ctx, attn_safetensors_find(&st, p->name), p->tensor);
     attn_arena_reset(&ctx->arena, mark); /* the index was only needed here */
@@ -6646,7 +6648,7 @@ static void attn__w_entry(attn__writer *w, const char *prefix, const char *name,
 /* t's elements, little-endian f32 (only counted when there is no buffer);
    0 when a backend download fails. */
 static int attn__w_floats(attn_context *ctx, attn__writer *w, const attn_tensor *t) {
-    attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
+    attn_arena_pos mark = attn_arena_mark(&ctx->arena);
     size_t i, n = attn_tensor_numel(t);
     const float *h;
     if (!w->p) {
@@ -6721,19 +6723,19 @@ static size_t attn__st_write(attn_context *ctx, const attn_optim *opt, unsigned 
     return w.n;
 }
 
-ATTN_API size_t attn_params_save_size(attn_context *ctx) { return ctx ? attn__st_write(ctx, NULL, NULL, 0) : 0; }
+ATTN_API size_t attn_params_save_bytes(attn_context *ctx) { return ctx ? attn__st_write(ctx, NULL, NULL, 0) : 0; }
 
 ATTN_API attn_status attn_params_save(attn_context *ctx, void *buf, size_t size) {
     size_t need;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
-    need = attn_params_save_size(ctx);
+    need = attn_params_save_bytes(ctx);
     if (!buf || size < need)
         return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_params_save: the buffer has %zu bytes, %zu are needed", size, need);
     attn__st_write(ctx, NULL, (unsigned char *)buf, size);
     return ATTN_OK;
 }
 
-ATTN_API size_t attn_checkpoint_size(attn_context *ctx, const attn_optim *opt) {
+ATTN_API size_t attn_checkpoint_bytes(attn_context *ctx, const attn_optim *opt) {
     return ctx && opt ? attn__st_write(ctx, opt, NULL, 0) : 0;
 }
 
@@ -6741,7 +6743,7 @@ ATTN_API attn_status attn_checkpoint_save(attn_context *ctx, const attn_optim *o
     size_t need;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
     if (!opt) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_checkpoint_save: optimizer is NULL");
-    need = attn_checkpoint_size(ctx, opt);
+    need = attn_checkpoint_bytes(ctx, opt);
     if (!buf || size < need)
         return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_checkpoint_save: the buffer has %zu bytes, %zu are needed", size, need);
     attn__st_write(ctx, opt, (unsigned char *)buf, size);
@@ -6764,7 +6766,7 @@ static const char *attn__parse_u64(const char *s, uint64_t *v, char stop) {
 }
 
 ATTN_API attn_status attn_checkpoint_load(attn_context *ctx, attn_optim *opt, const void *buf, size_t size) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     attn_safetensors st;
     attn_status s;
     const char *step_text = NULL, *rng_text = NULL;
@@ -6772,7 +6774,7 @@ ATTN_API attn_status attn_checkpoint_load(attn_context *ctx, attn_optim *opt, co
     int i, k;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
     if (!opt) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_checkpoint_load: optimizer is NULL");
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     if ((s = attn_safetensors_parse(ctx, buf, size, &st)) != ATTN_OK) goto done;
     if ((s = attn__params_check(ctx, &st, 1, "optim.")) != ATTN_OK) goto done;
     for (i = 0; i < st.meta_count; i++) {
@@ -6946,7 +6948,7 @@ ATTN_API attn_tensor *attn_npy_parse(attn_context *ctx, const void *buf, size_t 
     }
     if (!(t = attn__result(ctx, ndim, dims, "attn_npy_parse"))) return NULL;
     if (!attn__data_on_host(ctx)) { /* converted here, then uploaded */
-        attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
+        attn_arena_pos mark = attn_arena_mark(&ctx->arena);
         float *host = (float *)attn_alloc(ctx, (numel ? numel : 1) * sizeof(float));
         int ok = host != NULL;
         for (i = 0; ok && i < numel; i++) host[i] = attn__get_f32le(b + start + hlen + 4 * i);
@@ -6975,7 +6977,7 @@ static size_t attn__npy_header(const attn_tensor *t, char *out, size_t cap) {
     return w.n;
 }
 
-ATTN_API size_t attn_npy_size(const attn_tensor *t) {
+ATTN_API size_t attn_npy_bytes(const attn_tensor *t) {
     return t ? 10 + attn__npy_header(t, NULL, 0) + attn_tensor_numel(t) * 4 : 0;
 }
 
@@ -6985,8 +6987,8 @@ ATTN_API attn_status attn_npy_write(attn_context *ctx, const attn_tensor *t, voi
     size_t hlen, i, n;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
     if (!t) return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_npy_write: tensor is NULL");
-    if (!buf || size < attn_npy_size(t))
-        return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_npy_write: the buffer has %zu bytes, %zu are needed", size, attn_npy_size(t));
+    if (!buf || size < attn_npy_bytes(t))
+        return attn__fail(ctx, ATTN_ERR_INVALID_ARGUMENT, "attn_npy_write: the buffer has %zu bytes, %zu are needed", size, attn_npy_bytes(t));
     hlen = attn__npy_header(t, NULL, 0);
     if (hlen > 65535) return attn__fail(ctx, ATTN_ERR_UNSUPPORTED, "attn_npy_write: header too long");
     memcpy(b, "\x93NUMPY\x01\x00", 8);
@@ -6995,7 +6997,7 @@ ATTN_API attn_status attn_npy_write(attn_context *ctx, const attn_tensor *t, voi
     attn__npy_header(t, (char *)b + 10, hlen);
     n = attn_tensor_numel(t);
     if (!attn__data_on_host(ctx)) { /* downloaded first */
-        attn_arena_mark mark = attn_arena_get_mark(&ctx->arena);
+        attn_arena_pos mark = attn_arena_mark(&ctx->arena);
         const float *h = attn__tensor_to_host(ctx, t, "attn_npy_write");
         for (i = 0; h && i < n; i++) attn__put_f32le(b + 10 + hlen + 4 * i, h[i]);
         attn_arena_reset(&ctx->arena, mark);
@@ -7042,25 +7044,25 @@ static attn_status attn__write_file(attn_context *ctx, const char *path, const v
 }
 
 ATTN_API attn_status attn_params_load_file(attn_context *ctx, const char *path, int strict) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     unsigned char *buf;
     size_t size;
     attn_status s;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     s = (buf = attn__read_file(ctx, path, &size)) ? attn_params_load(ctx, buf, size, strict) : ctx->status;
     attn_arena_reset(&ctx->arena, mark);
     return s;
 }
 
 ATTN_API attn_status attn_params_save_file(attn_context *ctx, const char *path) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     size_t size;
     unsigned char *buf;
     attn_status s;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
-    mark = attn_arena_get_mark(&ctx->arena);
-    size = attn_params_save_size(ctx);
+    mark = attn_arena_mark(&ctx->arena);
+    size = attn_params_save_bytes(ctx);
     s = (buf = (unsigned char *)attn_alloc(ctx, size)) ? attn_params_save(ctx, buf, size) : ctx->status;
     if (s == ATTN_OK) s = attn__write_file(ctx, path, buf, size);
     attn_arena_reset(&ctx->arena, mark);
@@ -7068,12 +7070,12 @@ ATTN_API attn_status attn_params_save_file(attn_context *ctx, const char *path) 
 }
 
 ATTN_API attn_tensor *attn_npy_load_file(attn_context *ctx, const char *path) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     unsigned char *buf;
     size_t size;
     attn_tensor *t, old, *nt;
     if (!ctx) return NULL;
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     if (!(buf = attn__read_file(ctx, path, &size)) || !(t = attn_npy_parse(ctx, buf, size))) {
         attn_arena_reset(&ctx->arena, mark);
         return NULL;
@@ -7090,13 +7092,13 @@ ATTN_API attn_tensor *attn_npy_load_file(attn_context *ctx, const char *path) {
 }
 
 ATTN_API attn_status attn_npy_save_file(attn_context *ctx, const attn_tensor *t, const char *path) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     size_t size;
     unsigned char *buf;
     attn_status s;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
-    mark = attn_arena_get_mark(&ctx->arena);
-    size = attn_npy_size(t);
+    mark = attn_arena_mark(&ctx->arena);
+    size = attn_npy_bytes(t);
     s = (buf = (unsigned char *)attn_alloc(ctx, size)) ? attn_npy_write(ctx, t, buf, size) : ctx->status;
     if (s == ATTN_OK) s = attn__write_file(ctx, path, buf, size);
     attn_arena_reset(&ctx->arena, mark);
@@ -7104,13 +7106,13 @@ ATTN_API attn_status attn_npy_save_file(attn_context *ctx, const attn_tensor *t,
 }
 
 ATTN_API attn_status attn_checkpoint_save_file(attn_context *ctx, const attn_optim *opt, const char *path) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     size_t size;
     unsigned char *buf;
     attn_status s;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
-    mark = attn_arena_get_mark(&ctx->arena);
-    size = attn_checkpoint_size(ctx, opt);
+    mark = attn_arena_mark(&ctx->arena);
+    size = attn_checkpoint_bytes(ctx, opt);
     s = (buf = (unsigned char *)attn_alloc(ctx, size)) ? attn_checkpoint_save(ctx, opt, buf, size) : ctx->status;
     if (s == ATTN_OK) s = attn__write_file(ctx, path, buf, size);
     attn_arena_reset(&ctx->arena, mark);
@@ -7118,12 +7120,12 @@ ATTN_API attn_status attn_checkpoint_save_file(attn_context *ctx, const attn_opt
 }
 
 ATTN_API attn_status attn_checkpoint_load_file(attn_context *ctx, attn_optim *opt, const char *path) {
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     unsigned char *buf;
     size_t size;
     attn_status s;
     if (!ctx) return ATTN_ERR_INVALID_ARGUMENT;
-    mark = attn_arena_get_mark(&ctx->arena);
+    mark = attn_arena_mark(&ctx->arena);
     s = (buf = attn__read_file(ctx, path, &size)) ? attn_checkpoint_load(ctx, opt, buf, size) : ctx->status;
     attn_arena_reset(&ctx->arena, mark);
     return s;
@@ -7132,6 +7134,46 @@ ATTN_API attn_status attn_checkpoint_load_file(attn_context *ctx, attn_optim *op
 
 #endif /* ATTN_IMPLEMENTATION_DONE */
 #endif /* ATTN_IMPLEMENTATION */
+
+/*
+   REVISIONS
+
+   0.2.0 (2026-12-03)
+     Renamed (one name per concept before 1.0; the old names are gone):
+       attn_tensor_reshape    -> attn_reshape
+       attn_tensor_transpose  -> attn_transpose
+       attn_tensor_slice      -> attn_slice
+       attn_arena_get_mark    -> attn_arena_mark
+       attn_arena_mark (type) -> attn_arena_pos
+       attn_mark (type)       -> attn_context_pos
+       attn_params_save_size  -> attn_params_save_bytes
+       attn_npy_size          -> attn_npy_bytes
+       attn_checkpoint_size   -> attn_checkpoint_bytes
+       Each view has one public name; it records a node only when a grad flows,
+       and attn_detach gives a view that never records. attn_reshape of a
+       non-contiguous tensor reshapes a (recorded) copy, where
+       attn_tensor_reshape refused it. Marks share a verb (attn_arena_mark,
+       attn_context_mark), return a *_pos that attn_arena_reset /
+       attn_context_reset take; size queries end in _bytes, like
+       attn_tensor_bytes.
+     Changed:
+       attn_backend_cpu() returns the table by value, and a context copies the
+         table it is given:  attn_backend cpu = attn_backend_cpu();
+                             desc.backend = &cpu;
+       The backend table's sum takes a double divide_by, and add_scalar's float
+         is a divide_by (it was a multiplier).
+       ATTN_BE_SCALE, _RELU, _GELU, _TANH are 3..6 (they shared 0..3 with
+         ATTN_BE_ADD, _SUB, _MUL).
+       attn_backend_update.kind is an attn_optim_kind (ATTN_OPTIM_SGD, ...).
+       Sections renumbered: Backends is section 5, Tensors 6, Autodiff 7,
+         Layers 8, Training 9, Files 10.
+     New:
+       attn_backend_missing(be): the first entry a backend table lacks.
+       attn_threads_create / attn_threads_destroy: the library's thread pool.
+
+   0.1.0
+     First release.
+*/
 
 /*
    LICENSE: choose either.

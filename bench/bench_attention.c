@@ -155,7 +155,7 @@ static int g_failed;
 
 static void mha_step(void *arg) {
     mha_bench *mb = (mha_bench *)arg;
-    attn_mark mark = attn_context_mark(mb->ctx);
+    attn_context_pos mark = attn_context_mark(mb->ctx);
     if (!mha_fwd_bwd(mb)) g_failed = 1;
     attn_context_reset(mb->ctx, mark);
 }
@@ -342,7 +342,7 @@ static float gpt_train_step(gpt *g) {
     attn_tensor *x, *logits, *loss;
     int s_bt[2] = {G_B, G_T}, s_nv[2] = {G_N, G_V};
     float l = NAN;
-    attn_mark mark;
+    attn_context_pos mark;
     memset(&causal, 0, sizeof causal);
     causal.causal = 1;
     masks.self_attn = &causal;
@@ -839,7 +839,7 @@ int main(int argc, char **argv) {
     printf("Checks:");
     for (s = 0; s < N_MHA; s++) { /* MHA: against PyTorch on the same numbers, 2 threads == 1 thread */
         mha_bench *m1 = &g_mha[s][0], *m2 = &g_mha[s][1];
-        attn_mark k1 = attn_context_mark(m1->ctx), k2 = attn_context_mark(m2->ctx);
+        attn_context_pos k1 = attn_context_mark(m1->ctx), k2 = attn_context_mark(m2->ctx);
         attn_tensor *o1 = mha_fwd_bwd(m1), *o2 = mha_fwd_bwd(m2);
         const attn_tensor *mine[4];
         size_t n_out = (size_t)m1->s.B * m1->s.T * m1->s.d, sizes[5], total = 0;

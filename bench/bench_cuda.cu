@@ -63,7 +63,7 @@ static void bench_cuda_train(attn_backend *be) {
         return;
     }
     for (s = 0; s < STEPS; s++) {
-        attn_mark m = attn_context_mark(ctx);
+        attn_context_pos m = attn_context_mark(ctx);
         int shape[2] = {B * T, V};
         double t0;
         float loss_value = 0.0f;

@@ -107,7 +107,7 @@ static void mlp_init(mlp *m, const attn_threads *threads) {
 /* One training step; returns the loss (NaN when a call failed: the error is on ctx). */
 static float mlp_step(mlp *m) {
     attn_context *ctx = m->ctx;
-    attn_mark mark;
+    attn_context_pos mark;
     attn_tensor *h, *a, *y, *loss;
     float l = NAN;
     attn_params_zero_grad(ctx);

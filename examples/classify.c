@@ -363,7 +363,7 @@ static void train(attn_context *ctx, const model *m, const config *c, const data
 
     pos = n_batches; /* start with a fresh epoch */
     for (step = 0; step < c->steps; step++) {
-        attn_mark mark = attn_context_mark(ctx);
+        attn_context_pos mark = attn_context_mark(ctx);
         attn_tensor *logits, *loss;
         int32_t targets[1024];
         int b, T;
@@ -417,7 +417,7 @@ static void predict(attn_context *ctx, const model *m, const word *const *ws, in
     int32_t tokens[EVAL_BATCH * MAX_T];
     int lengths[EVAL_BATCH], i, prev = attn_grad_enable(ctx, 0);
     for (i = 0; i < n; i += EVAL_BATCH) {
-        attn_mark mark = attn_context_mark(ctx);
+        attn_context_pos mark = attn_context_mark(ctx);
         int B = n - i < EVAL_BATCH ? n - i : EVAL_BATCH;
         int T = make_batch(ws + i, B, tokens, lengths);
         attn_tensor *p = attn_softmax(ctx, model_forward(ctx, m, tokens, lengths, B, T, 0));

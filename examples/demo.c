@@ -262,7 +262,7 @@ static float evaluate(model *m, const corpus *c, int32_t *x, int32_t *y) {
     double total = 0.0;
     int was = attn_grad_enable(m->ctx, 0);
     for (i = 0; i < cfg->eval_batches; i++) {
-        attn_mark mark = attn_context_mark(m->ctx);
+        attn_context_pos mark = attn_context_mark(m->ctx);
         attn_tensor *logits, *loss;
         int shape[2];
         for (b = 0; b < B; b++) {
@@ -311,7 +311,7 @@ static float train_step(model *m, const corpus *c, const attn_lr_desc *sched, in
     /* Everything a step makes - activations, the tape, their grads - lives
        after this mark and is given back by the reset below, in O(1). The
        parameters and optimizer state were made before it and stay. */
-    attn_mark mark = attn_context_mark(m->ctx);
+    attn_context_pos mark = attn_context_mark(m->ctx);
     attn_tensor *logits, *loss;
 
     corpus_batch(m->ctx, c, cfg->batch, cfg->context, x, y);
@@ -469,7 +469,7 @@ static void generate(model *m, const char *prompt, int n_chars) {
     attn_context *ctx = m->ctx;
     int T = m->cfg.context, L = m->cfg.layers, keep = T / 2, len = 0, fed = 0, i;
     int32_t *text = (int32_t *)malloc((strlen(prompt) + (size_t)n_chars + 1) * sizeof(int32_t));
-    attn_mark outer = attn_context_mark(ctx);
+    attn_context_pos outer = attn_context_mark(ctx);
     attn_kv_cache *caches = (attn_kv_cache *)attn_alloc(ctx, (size_t)L * sizeof(attn_kv_cache));
     int was = attn_grad_enable(ctx, 0); /* inference: record nothing */
     if (!text) {
@@ -487,7 +487,7 @@ static void generate(model *m, const char *prompt, int n_chars) {
     }
     printf("%s", prompt);
     for (i = 0; i < n_chars; i++) {
-        attn_mark mark = attn_context_mark(ctx);
+        attn_context_pos mark = attn_context_mark(ctx);
         attn_tensor *logits;
         int32_t next;
         if (caches[0].length + (len - fed) > T) { /* full: slide the window */

@@ -347,7 +347,7 @@ static int train(attn_context *ctx, model *m, attn_optim *opt, attn_rng *data_rn
     sched.total_steps = c->steps;
     sched.min_lr = c->lr * 0.05;
     for (step = 0; ok && step < c->steps; step++) {
-        attn_mark mark = attn_context_mark(ctx);
+        attn_context_pos mark = attn_context_mark(ctx);
         attn_tensor *memory, *logits, *loss;
         int S, shape[2];
         for (b = 0; b < c->batch; b++) random_pair(data_rng, &batch[b], 0);
@@ -470,7 +470,7 @@ static int decode_greedy(attn_context *ctx, const model *m, const pair *ps, int 
     attn_kv_cache cache[MAX_LAYERS];
     attn_attention_opts cross;
     attn_tensor *memory;
-    attn_mark mark = attn_context_mark(ctx);
+    attn_context_pos mark = attn_context_mark(ctx);
     int32_t *src = (int32_t *)malloc(sizeof(int32_t) * (size_t)n * SRC_MAX);
     int32_t *tok = (int32_t *)malloc(sizeof(int32_t) * (size_t)n);
     float *w = xattn ? (float *)malloc(sizeof(float) * (size_t)n * SRC_MAX) : NULL;
@@ -489,7 +489,7 @@ static int decode_greedy(attn_context *ctx, const model *m, const pair *ps, int 
         out[b][0] = 0;
     }
     for (t = 0; t < DEC_LEN; t++) {
-        attn_mark step_mark = attn_context_mark(ctx); /* the caches stay, the step's tensors go */
+        attn_context_pos step_mark = attn_context_mark(ctx); /* the caches stay, the step's tensors go */
         attn_tensor *x = embed(ctx, m->tgt_emb, m->pe, tok, n, 1, t), *logits;
         if (tokens)
             for (b = 0; b < n; b++) tokens[b * DEC_LEN + t] = tok[b];
@@ -540,7 +540,7 @@ static double decode_check(attn_context *ctx, const model *m, const pair *ps, in
     int32_t *src = (int32_t *)malloc(sizeof(int32_t) * (size_t)n * SRC_MAX);
     int *len = (int *)malloc(sizeof(int) * (size_t)n);
     double worst = -1.0;
-    attn_mark mark = attn_context_mark(ctx);
+    attn_context_pos mark = attn_context_mark(ctx);
     int was = attn_grad_enable(ctx, 0);
     if (out && cached && tokens && src && len && decode_greedy(ctx, m, ps, n, out, NULL, cached, tokens)) {
         int S = encode_sources(ps, n, src, len);

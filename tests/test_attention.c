@@ -452,7 +452,7 @@ TEST(lm_names_tying_and_learning) {
         od.kind = ATTN_OPTIM_ADAMW; od.lr = 3e-3;
         if (!CHECK((opt = attn_optim_create(ctx, &od)) != NULL, "optim")) goto next;
         for (step = 0; step < 80; step++) {
-            attn_mark m = attn_context_mark(ctx);
+            attn_context_pos m = attn_context_mark(ctx);
             attn_tensor *logits = attn_lm_forward(ctx, &lm, tok, 2, 16, 1), *loss;
             if (!CHECK(logits && logits->ndim == 3 && logits->shape[2] == 16, "forward: %s", attn_error_message(ctx)))
                 goto next;

@@ -1,6 +1,6 @@
 /* tests/test_autodiff.c - gradient checks of every differentiable op, and how
    the tape behaves (grad off, mark/reset, retain, seeds, accumulation, detach,
-   unrecorded views, parameters, bad shapes, strided inputs, thread count).
+   when views record, parameters, bad shapes, strided inputs, thread count).
 
    The gradient check. For each case the inputs are parameters filled from our
    own generator; out = op(inputs) comes from attn, and the scalar L = sum_i
@@ -1029,7 +1029,7 @@ TEST(training_step_lives_between_mark_and_reset) {
         if (!CHECK(w1 && b1 && w2, "params")) goto next;
         for (k = 0; k < 3; k++) grad_ptr[k] = ps[k]->grad;
         for (step = 0; step < STEPS; step++) {
-            attn_mark mark;
+            attn_context_pos mark;
             size_t at_mark;
             attn_params_zero_grad(ctx);
             mark = attn_context_mark(ctx);
@@ -1287,34 +1287,48 @@ out:
     attn_context_destroy(ctx);
 }
 
-/* The attn_tensor_* views are unrecorded: cut from the graph like detach. A
-   view that kept the parameter's requires_grad and grad pointer would get
+/* A view records a node only when a grad flows: views of a parameter do,
+   views of its detach and views made with recording off do not. A view that
+   kept the parameter's requires_grad and grad pointer without a node would get
    grads in its own layout written over the parameter's (a transpose's or a
    slice's would land in the wrong places), so none may flow at all. */
-TEST(unrecorded_views_are_cut_from_the_graph) {
-    int s[2] = { 3, 4 }, k, i;
+TEST(views_record_only_when_a_grad_flows) {
+    int s[2] = { 3, 4 }, k, i, pass;
     attn_context *ctx = new_ctx(1);
     test_rng r;
-    attn_tensor *x;
+    attn_tensor *x, *d;
     test_rng_seed(&r, 12);
     x = param(ctx, "x", 2, s, &r, -1, 1);
-    if (!CHECK(x != NULL, "param")) goto out;
-    for (k = 0; k < 4; k++) {
-        int shp[1] = { 12 };
-        attn_tensor *v = k == 0 ? attn_tensor_transpose(ctx, x, 0, 1)
-                       : k == 1 ? attn_tensor_slice(ctx, x, 1, 1, 3)
-                       : k == 2 ? attn_tensor_reshape(ctx, x, 1, shp)
-                                : attn_tensor_contiguous(ctx, attn_tensor_transpose(ctx, x, 0, 1));
-        attn_tensor *y;
-        int nz = 0;
-        if (!CHECK(v != NULL, "view %d: %s", k, attn_error_message(ctx))) continue;
-        CHECK(v->requires_grad == 0 && v->node == NULL && v->grad == NULL,
-              "unrecorded view %d: requires_grad %d, node %p, grad %p (want 0, NULL, NULL)", k, v->requires_grad,
-              (void *)v->node, (void *)v->grad);
-        y = attn_tanh(ctx, v);
-        CHECK(y && y->requires_grad == 0 && y->node == NULL, "an op on unrecorded view %d recorded a node", k);
-        for (i = 0; i < 12; i++) nz += x->grad[i] != 0;
-        CHECK(nz == 0, "unrecorded view %d: the parameter's grad changed", k);
+    d = x ? attn_detach(ctx, x) : NULL;
+    if (!CHECK(x && d, "param: %s", attn_error_message(ctx))) goto out;
+    for (pass = 0; pass < 3; pass++) { /* 0: of x, recorded; 1: of detach(x); 2: of x, recording off */
+        attn_tensor *base = pass == 1 ? d : x;
+        int was = attn_grad_enable(ctx, pass != 2);
+        for (k = 0; k < 4; k++) {
+            int shp[1] = { 12 };
+            attn_tensor *v = k == 0 ? attn_transpose(ctx, base, 0, 1)
+                           : k == 1 ? attn_slice(ctx, base, 1, 1, 3)
+                           : k == 2 ? attn_reshape(ctx, base, 1, shp)
+                                    : attn_tensor_contiguous(ctx, attn_transpose(ctx, base, 0, 1));
+            attn_tensor *y;
+            int nz = 0;
+            if (!CHECK(v != NULL, "pass %d, view %d: %s", pass, k, attn_error_message(ctx))) continue;
+            if (pass == 0 && k < 3) {
+                CHECK(v->requires_grad == 1 && v->node != NULL && v->grad == NULL,
+                      "view %d of a parameter: requires_grad %d, node %p, grad %p (want 1, a node, NULL)", k,
+                      v->requires_grad, (void *)v->node, (void *)v->grad);
+                continue;
+            }
+            CHECK(v->requires_grad == 0 && v->node == NULL && v->grad == NULL,
+                  "pass %d, unrecorded view %d: requires_grad %d, node %p, grad %p (want 0, NULL, NULL)", pass, k,
+                  v->requires_grad, (void *)v->node, (void *)v->grad);
+            y = attn_tanh(ctx, v);
+            CHECK(y && y->requires_grad == 0 && y->node == NULL, "pass %d: an op on unrecorded view %d recorded a node",
+                  pass, k);
+            for (i = 0; i < 12; i++) nz += x->grad[i] != 0;
+            CHECK(nz == 0, "pass %d, unrecorded view %d: the parameter's grad changed", pass, k);
+        }
+        attn_grad_enable(ctx, was);
     }
 out:
     attn_context_destroy(ctx);
@@ -1676,7 +1690,7 @@ TEST_GROUP(autodiff) = {
     TEST_ENTRY(backward_non_scalar_needs_seed),
     TEST_ENTRY(grads_accumulate_and_zero_grad_clears),
     TEST_ENTRY(detach_cuts_the_graph),
-    TEST_ENTRY(unrecorded_views_are_cut_from_the_graph),
+    TEST_ENTRY(views_record_only_when_a_grad_flows),
     TEST_ENTRY(parameter_registry),
     TEST_ENTRY(bad_shapes_and_nulls_fail_cleanly),
     TEST_ENTRY(strided_inputs_match_contiguous_copies),

@@ -392,7 +392,7 @@ TEST(backend_lm_trains_like_host) {
             goto done;
         if (!CHECK((opt[k] = attn_optim_create(ctx[k], &od)) != NULL, "optim: %s", attn_error_message(ctx[k]))) goto done;
         for (s = 0; s < STEPS; s++) {
-            attn_mark m = attn_context_mark(ctx[k]);
+            attn_context_pos m = attn_context_mark(ctx[k]);
             attn_tensor *logits = attn_lm_forward(ctx[k], &lm[k], tok, B, T, 1);
             attn_tensor *loss = logits ? attn_cross_entropy(ctx[k], attn_reshape(ctx[k], logits, 2, (int[]){B * T, V}), tgt,
                                                             -100, 0.0f) : NULL;
@@ -425,7 +425,7 @@ TEST(backend_lm_trains_like_host) {
     }
     /* files from the backend: save there, load on the host, compare */
     {
-        size_t n = attn_params_save_size(ctx[1]);
+        size_t n = attn_params_save_bytes(ctx[1]);
         unsigned char *buf = (unsigned char *)malloc(n);
         attn_context *h2 = host_ctx(42);
         attn_lm lm2;
@@ -454,7 +454,7 @@ TEST(backend_lm_trains_like_host) {
     }
     /* a checkpoint (weights, AdamW's moments, step, RNG) through backend memory: save, spoil, load, save again */
     {
-        size_t n = attn_checkpoint_size(ctx[1], opt[1]);
+        size_t n = attn_checkpoint_bytes(ctx[1], opt[1]);
         unsigned char *a = (unsigned char *)malloc(n), *b = (unsigned char *)malloc(n);
         attn_param *p;
         CHECK(attn_checkpoint_save(ctx[1], opt[1], a, n) == ATTN_OK, "checkpoint save: %s", attn_error_message(ctx[1]));
@@ -577,7 +577,7 @@ TEST(backend_memory) {
     guard g;
     attn_context *ctx;
     attn_tensor *t, *v;
-    attn_mark m;
+    attn_context_pos m;
     float host[12], back[12];
     int i;
     guard_init(&g);
@@ -592,7 +592,7 @@ TEST(backend_memory) {
           strstr(attn_error_message(ctx), "backend_memory"), "too big: %s", attn_error_message(ctx));
     attn_error_clear(ctx);
     for (i = 0; i < 100; i++) { /* marks give backend memory back: this loop would run out otherwise */
-        attn_mark m2 = attn_context_mark(ctx);
+        attn_context_pos m2 = attn_context_mark(ctx);
         if (!attn_tensor_2d(ctx, 16, 16)) break;
         attn_context_reset(ctx, m2);
     }
@@ -601,10 +601,10 @@ TEST(backend_memory) {
     for (i = 0; i < 12; i++) host[i] = (float)i;
     CHECK(attn_tensor_upload(ctx, t, host, 12) == ATTN_OK, "upload");
     CHECK(attn_tensor_upload(ctx, t, host, 11) == ATTN_ERR_SHAPE, "upload with the wrong count must fail");
-    v = attn_tensor_transpose(ctx, t, 0, 1); /* (4, 3), strided */
+    v = attn_transpose(ctx, t, 0, 1); /* (4, 3), strided */
     CHECK(attn_tensor_download(ctx, v, back, 12) == ATTN_OK && back[1] == 4.0f && back[3] == 1.0f,
           "strided download: %g %g", back[1], back[3]);
-    attn_tensor_fill(attn_tensor_slice(ctx, v, 1, 1, 2), -1.0f); /* column 1 of v = row 1 of t */
+    attn_tensor_fill(attn_slice(ctx, v, 1, 1, 2), -1.0f); /* column 1 of v = row 1 of t */
     attn_tensor_download(ctx, t, back, 12);
     CHECK(back[4] == -1.0f && back[7] == -1.0f && back[3] == 3.0f && back[8] == 8.0f, "fill of a strided view");
     CHECK(attn_tensor_download_grad(ctx, t, back, 12) == ATTN_OK && back[0] == 0.0f, "no grad reads as zeros");

@@ -115,7 +115,7 @@ static void cuda_tests_training(attn_backend *be, double tol, const char *label)
             !CUDA_CHECK((opt = attn_optim_create(ctx[k], &od)) != NULL, "%s: optim: %s", label, attn_error_message(ctx[k])))
             goto done;
         for (s = 0; s < STEPS; s++) {
-            attn_mark m = attn_context_mark(ctx[k]);
+            attn_context_pos m = attn_context_mark(ctx[k]);
             int shape[2] = {B * T, V};
             attn_tensor *logits = attn_lm_forward(ctx[k], &lm[k], tok, B, T, 1);
             attn_tensor *loss = logits ? attn_cross_entropy(ctx[k], attn_reshape(ctx[k], logits, 2, shape), tgt, -100, 0.0f) : NULL;

@@ -88,7 +88,7 @@ static int failed_as(attn_context *ctx, attn_status st, unsigned allow, const ch
         ok &= CHECK(strstr(msg, needle) != NULL, "%s: the message \"%s\" does not name \"%s\"", what, msg, needle);
     attn_error_clear(ctx);
     {
-        attn_mark m = attn_context_mark(ctx);
+        attn_context_pos m = attn_context_mark(ctx);
         attn_tensor *t = attn_tensor_2d(ctx, 16, 16);
         ok &= CHECK(t != NULL && attn_alloc(ctx, 4096) != NULL, "%s: the arena is unusable after the error: %s", what,
                     attn_error_message(ctx));
@@ -256,7 +256,7 @@ TEST(safetensors_parse_accepts_valid_variants) {
     if (!CHECK(ctx != NULL, "no context")) return;
     for (c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         attn_safetensors st;
-        attn_mark m = attn_context_mark(ctx);
+        attn_context_pos m = attn_context_mark(ctx);
         size_t n = st_image(img, sizeof img, cases[c].json, cases[c].data);
         attn_status s;
         memset(&st, 0, sizeof st);
@@ -489,7 +489,7 @@ TEST(safetensors_rejects_bad_headers) {
         size_t used = attn_arena_used(attn_context_arena(ctx));
         size_t n = st_image(img, cap, b->json, b->data);
         char what[160];
-        attn_mark m = attn_context_mark(ctx);
+        attn_context_pos m = attn_context_mark(ctx);
         if (!CHECK(n > 0, "case %d does not fit", (int)c)) continue;
         sprintf(what, "%.60s (%.80s)", b->what, b->json);
         failed_as(ctx, attn_safetensors_parse(ctx, img, n, &st), b->allow, b->needle, what);
@@ -582,7 +582,7 @@ TEST(safetensors_converts_f16_and_bf16) {
     if (!CHECK(ctx != NULL, "no context")) return;
     /* pad 0 and 1: the data starts at an even and at an odd address */
     for (pad = 0; pad < 2; pad++) {
-        attn_mark m = attn_context_mark(ctx);
+        attn_context_pos m = attn_context_mark(ctx);
         const attn_st_entry *eh, *eb;
         attn_tensor *th, *tb;
         sprintf(json, "{'h':{'dtype':'F16','shape':[%d],'data_offsets':[0,%d]},'b':{'dtype':'BF16','shape':[2,%d],"
@@ -653,7 +653,7 @@ TEST(safetensors_reads_unaligned_f32) {
         attn_safetensors st;
         attn_tensor *t;
         size_t n, i;
-        attn_mark m = attn_context_mark(ctx);
+        attn_context_pos m = attn_context_mark(ctx);
         sprintf(json, "{'t.a':{'dtype':'F32','shape':[2,3],'data_offsets':[0,24]}}%.*s", pad, "   ");
         n = st_image(img, sizeof img, json, 24);
         if (!CHECK(attn_safetensors_parse(ctx, img + 0, n, &st) == ATTN_OK, "pad %d: %s", pad, attn_error_message(ctx)))
@@ -726,10 +726,10 @@ static float *pm_snapshot(attn_context *ctx, size_t *count) {
 }
 
 static unsigned char *pm_save(attn_context *ctx, size_t *size) {
-    size_t n = attn_params_save_size(ctx);
+    size_t n = attn_params_save_bytes(ctx);
     unsigned char *buf;
     *size = 0;
-    if (!CHECK(n > 8, "attn_params_save_size = %d: %s", (int)n, attn_error_message(ctx))) return NULL;
+    if (!CHECK(n > 8, "attn_params_save_bytes = %d: %s", (int)n, attn_error_message(ctx))) return NULL;
     buf = (unsigned char *)malloc(n);
     if (!buf) return NULL;
     if (!CHECK(attn_params_save(ctx, buf, n) == ATTN_OK, "attn_params_save: %s", attn_error_message(ctx))) {
@@ -1000,7 +1000,7 @@ TEST(npy_parse_versions_1_2_3) {
     if (!CHECK(ctx != NULL, "no context")) return;
     for (major = 1; major <= 3; major++)
         for (d = 0; d < 4; d++) {
-            attn_mark m = attn_context_mark(ctx);
+            attn_context_pos m = attn_context_mark(ctx);
             size_t n = npy_image(img, sizeof img, major, dicts[d], 24), i;
             attn_tensor *t = attn_npy_parse(ctx, img, n);
             if (!CHECK(t != NULL, "version %d.0, %s: %s", major, dicts[d], attn_error_message(ctx))) {
@@ -1021,7 +1021,7 @@ TEST(npy_parse_versions_1_2_3) {
         static const int numels[] = {1, 5, 5, 6, 8, 0};
         for (d = 0; d < 6; d++) {
             char dict[128];
-            attn_mark m = attn_context_mark(ctx);
+            attn_context_pos m = attn_context_mark(ctx);
             attn_tensor *t;
             size_t n, i;
             sprintf(dict, "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }", shapes[d]);
@@ -1069,7 +1069,7 @@ TEST(empty_tensors_with_huge_dims) {
         attn_tensor *t;
         attn_safetensors st;
         attn_status s;
-        attn_mark m = attn_context_mark(ctx);
+        attn_context_pos m = attn_context_mark(ctx);
         size_t n;
         sprintf(text, "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }", shapes[c]);
         n = npy_image(img, sizeof img, 1, text, 0);
@@ -1260,8 +1260,8 @@ TEST(npy_write_and_parse_round_trip) {
         numel = attn_tensor_numel(t);
         test_fill(&r, t->data, numel, -10.0f, 10.0f);
         if (numel > 1) memcpy(&t->data[1], &(uint32_t){0x7FC0DEADu}, 4); /* a NaN payload */
-        n = attn_npy_size(t);
-        if (!CHECK(n >= 64 + numel * 4, "attn_npy_size %d for %d floats", (int)n, (int)numel)) continue;
+        n = attn_npy_bytes(t);
+        if (!CHECK(n >= 64 + numel * 4, "attn_npy_bytes %d for %d floats", (int)n, (int)numel)) continue;
         buf = (unsigned char *)malloc(n);
         if (!buf) continue;
         if (CHECK(attn_npy_write(ctx, t, buf, n) == ATTN_OK, "write %d: %s", c, attn_error_message(ctx))) {
@@ -1300,8 +1300,8 @@ TEST(npy_write_and_parse_round_trip) {
         unsigned char *buf;
         size_t n, i;
         for (i = 0; t && i < 6; i++) t->data[i] = (float)i;
-        v = t ? attn_tensor_transpose(ctx, t, 0, 1) : NULL;
-        n = v ? attn_npy_size(v) : 0;
+        v = t ? attn_transpose(ctx, t, 0, 1) : NULL;
+        n = v ? attn_npy_bytes(v) : 0;
         buf = n ? (unsigned char *)malloc(n) : NULL;
         if (CHECK(buf != NULL, "transpose: size %d: %s", (int)n, attn_error_message(ctx))) {
             attn_status s = attn_npy_write(ctx, v, buf, n);
@@ -1366,7 +1366,7 @@ static int ck_make(ck_model *m, uint64_t seed, attn_optim_kind kind, float dropo
 static int ck_steps(ck_model *m, int n, float *losses) {
     int i;
     for (i = 0; i < n; i++) {
-        attn_mark mk = attn_context_mark(m->ctx);
+        attn_context_pos mk = attn_context_mark(m->ctx);
         attn_tensor *out = attn_encoder_layer_forward(m->ctx, &m->el, m->x, NULL, 1);
         attn_tensor *loss = attn_mse(m->ctx, out, m->y);
         attn_status s;
@@ -1382,10 +1382,10 @@ static int ck_steps(ck_model *m, int n, float *losses) {
 }
 
 static unsigned char *ck_save(ck_model *m, size_t *size) {
-    size_t n = attn_checkpoint_size(m->ctx, m->opt);
+    size_t n = attn_checkpoint_bytes(m->ctx, m->opt);
     unsigned char *buf;
     *size = 0;
-    if (!CHECK(n > 8, "attn_checkpoint_size = %d: %s", (int)n, attn_error_message(m->ctx))) return NULL;
+    if (!CHECK(n > 8, "attn_checkpoint_bytes = %d: %s", (int)n, attn_error_message(m->ctx))) return NULL;
     buf = (unsigned char *)malloc(n);
     if (!buf) return NULL;
     if (!CHECK(attn_checkpoint_save(m->ctx, m->opt, buf, n) == ATTN_OK, "attn_checkpoint_save: %s",
@@ -1426,7 +1426,7 @@ static void ck_resume(attn_optim_kind kind, float dropout, const char *what) {
         /* the checkpoint is a safetensors image with the optimizer's state */
         {
             attn_safetensors st;
-            attn_mark mk = attn_context_mark(a.ctx);
+            attn_context_pos mk = attn_context_mark(a.ctx);
             if (CHECK(attn_safetensors_parse(a.ctx, buf, size, &st) == ATTN_OK, "%s: the checkpoint does not parse: %s",
                       what, attn_error_message(a.ctx))) {
                 CHECK(attn_safetensors_find(&st, "linear1.weight") != NULL, "%s: no linear1.weight in the checkpoint",

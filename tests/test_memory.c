@@ -85,12 +85,12 @@ TEST(arena_fixed_exhaustion_and_accounting) {
 TEST(arena_fixed_mark_reset_reuse) {
     static unsigned char buf[4096];
     attn_arena arena;
-    attn_arena_mark m0, m1;
+    attn_arena_pos m0, m1;
     unsigned char *a, *b, *c, *again;
     attn_arena_init_buffer(&arena, buf, sizeof buf);
-    m0 = attn_arena_get_mark(&arena);
+    m0 = attn_arena_mark(&arena);
     a = (unsigned char *)attn_arena_alloc(&arena, 300, 1);
-    m1 = attn_arena_get_mark(&arena);
+    m1 = attn_arena_mark(&arena);
     b = (unsigned char *)attn_arena_alloc(&arena, 1000, 1);
     c = (unsigned char *)attn_arena_alloc(&arena, 500, 16);
     if (!CHECK(a && b && c, "allocations failed")) return;
@@ -113,18 +113,18 @@ TEST(arena_fixed_mark_reset_reuse) {
 TEST(arena_growing_blocks_marks_release) {
     test_allocator al;
     attn_arena arena;
-    attn_arena_mark start, mid;
+    attn_arena_pos start, mid;
     unsigned char *ptrs[40];
     size_t sizes[40], total = 0;
     long mallocs_before_reuse;
     int i, bad = 0;
     memset(&al, 0, sizeof al);
     attn_arena_init_growing(&arena, 1024, &al);
-    start = attn_arena_get_mark(&arena);
+    start = attn_arena_mark(&arena);
     CHECK(al.mallocs == 0, "init_growing allocated eagerly");
     for (i = 0; i < 40; i++) {
         sizes[i] = (size_t)(i % 5 == 4 ? 5000 : 100 + 37 * i); /* some larger than the block size */
-        if (i == 20) mid = attn_arena_get_mark(&arena);
+        if (i == 20) mid = attn_arena_mark(&arena);
         ptrs[i] = (unsigned char *)attn_arena_alloc(&arena, sizes[i], i % 3 == 0 ? 4096 : 16);
         if (!CHECK(ptrs[i] != NULL, "growing alloc %d of %d bytes failed", i, (int)sizes[i])) return;
         CHECK(aligned_to(ptrs[i], i % 3 == 0 ? 4096 : 16), "growing alloc %d misaligned", i);
@@ -203,7 +203,7 @@ TEST(context_caller_memory_runs_out_cleanly) {
     static unsigned char mem[SIZE];
     attn_context_desc d;
     attn_context *ctx;
-    attn_arena_mark mark;
+    attn_arena_pos mark;
     int n = 0;
     memset(&d, 0, sizeof d);
     d.memory = mem;
@@ -211,7 +211,7 @@ TEST(context_caller_memory_runs_out_cleanly) {
     ctx = attn_context_create(&d);
     if (!CHECK(ctx != NULL, "context over 64 KiB failed")) return;
     CHECK((unsigned char *)ctx >= mem && (unsigned char *)ctx < mem + SIZE, "the context is not in the caller's memory");
-    mark = attn_arena_get_mark(attn_context_arena(ctx));
+    mark = attn_arena_mark(attn_context_arena(ctx));
     for (;;) {
         attn_tensor *t = attn_tensor_2d(ctx, 16, 16);
         if (!t) break;
@@ -287,11 +287,11 @@ TEST(nomalloc_caller_memory_never_calls_the_allocator) {
         attn_tensor *a = attn_tensor_new(ctx, 3, shape), *b = attn_tensor_1d(ctx, 10), *c = attn_tensor_2d(ctx, N, N);
         attn_tensor *d4 = attn_tensor_4d(ctx, 2, 3, 4, 5), *w = attn_tensor_wrap(ctx, 2, shape, x);
         attn_tensor *e = attn_tensor_3d(ctx, 2, 3, 4), *r, *t, *s, *cc;
-        attn_arena_mark mark = attn_arena_get_mark(attn_context_arena(ctx));
+        attn_arena_pos mark = attn_arena_mark(attn_context_arena(ctx));
         CHECK(a && b && c && d4 && w && e, "tensor creation failed: %s", attn_error_message(ctx));
-        r = attn_tensor_reshape(ctx, a, 2, reshape);
-        t = attn_tensor_transpose(ctx, c, 0, 1);
-        s = attn_tensor_slice(ctx, c, 1, 3, 50);
+        r = attn_reshape(ctx, a, 2, reshape);
+        t = attn_transpose(ctx, c, 0, 1);
+        s = attn_slice(ctx, c, 1, 3, 50);
         cc = attn_tensor_contiguous(ctx, t);
         CHECK(r && t && s && cc, "views failed: %s", attn_error_message(ctx));
         if (a && b && c && t && s && cc && w) {

@@ -181,7 +181,7 @@ static void run_trajectory(const fx_file *fx, const char *cfg, int full, int fix
     attn_context *ctx;
     attn_tensor *W, *b, *tx = NULL, *ty = NULL;
     attn_optim *opt;
-    attn_mark mark;
+    attn_context_pos mark;
     size_t used0 = 0;
     double worst = 0.0, worst_grad = 0.0, tol = full ? OPT_TOL_FULL : OPT_TOL;
     int worst_step = -1, failed = 0;
@@ -634,7 +634,7 @@ TEST(grad_accumulation_and_zero_grad) {
     attn_tensor *W, *b, *tx[2], *ty[2], *extra;
     int shape_w[2] = { 4, 3 }, shape_b[1] = { 3 }, shape_x[2] = { 4, 4 }, shape_y[2] = { 4, 3 }, k, i, bad;
     float acc[15], want[15], sum[15];
-    attn_mark mark;
+    attn_context_pos mark;
     if (!fx_load(&fx, "train_optim.txt")) return;
     if (!fx_load(&misc, "train_misc.txt")) {
         fx_free(&fx);

@@ -497,7 +497,7 @@ static void run_module_case(const fx_file *fx, const char *cs, const attn_thread
 
     /* 1. grad off, training 0, the masks in their other form */
     {
-        attn_mark mk = attn_context_mark(ctx);
+        attn_context_pos mk = attn_context_mark(ctx);
         int was = attn_grad_enable(ctx, 0);
         out = module_forward(ctx, m, in, alt, !any_mask, 0);
         attn_grad_enable(ctx, was);
@@ -540,11 +540,11 @@ static void run_module_case(const fx_file *fx, const char *cs, const attn_thread
         attn_tensor *wq, *wk, *bq = NULL, *bk = NULL, *qp, *kp, *w;
         const float *want;
         int avg = c[C_AVERAGE] != 0.0f, b, h, q, k;
-        wq = ipw ? attn_tensor_slice(ctx, ipw->tensor, 0, 0, E) : qw ? qw->tensor : NULL;
-        wk = ipw ? attn_tensor_slice(ctx, ipw->tensor, 0, E, 2 * E) : kw ? kw->tensor : NULL;
+        wq = ipw ? attn_slice(ctx, ipw->tensor, 0, 0, E) : qw ? qw->tensor : NULL;
+        wk = ipw ? attn_slice(ctx, ipw->tensor, 0, E, 2 * E) : kw ? kw->tensor : NULL;
         if (ipb) {
-            bq = attn_tensor_slice(ctx, ipb->tensor, 0, 0, E);
-            bk = attn_tensor_slice(ctx, ipb->tensor, 0, E, 2 * E);
+            bq = attn_slice(ctx, ipb->tensor, 0, 0, E);
+            bk = attn_slice(ctx, ipb->tensor, 0, E, 2 * E);
         }
         qp = wq ? attn_linear(ctx, in[0], wq, bq) : NULL;
         kp = wk ? attn_linear(ctx, in[1], wk, bk) : NULL;
@@ -792,7 +792,7 @@ static void run_sdpa_case(const fx_file *fx, const char *cs, double *worst) {
     }
     /* forward with key_lengths in place of the padding mask (grad off) */
     {
-        attn_mark mk = attn_context_mark(ctx);
+        attn_context_pos mk = attn_context_mark(ctx);
         int was = attn_grad_enable(ctx, 0);
         out = attn_attention(ctx, tq, tk, tv, H, &alt);
         attn_grad_enable(ctx, was);
@@ -814,7 +814,7 @@ static void run_sdpa_case(const fx_file *fx, const char *cs, double *worst) {
     /* the weights, where the fixture has them (rows that see no key are NaN in torch: not compared) */
     pr = c[8] != 0.0f ? fx_case(fx, cs, "probs") : NULL;
     if (pr && CHECK(pr->n == B * H * Tq * Tk, "%s: probs", cs)) {
-        attn_mark mk = attn_context_mark(ctx);
+        attn_context_pos mk = attn_context_mark(ctx);
         attn_tensor *w = attn_attention_weights(ctx, tq, tk, H, &opts);
         if (CHECK(w != NULL && attn_tensor_numel(w) == (size_t)pr->n, "%s: weights: %s", cs, attn_error_message(ctx))) {
             float *mask = (float *)calloc((size_t)pr->n, sizeof(float));
@@ -934,7 +934,7 @@ static void kv_cache_run(attn_context *ctx, const attn_mha *m, attn_tensor *x, c
         goto done;
     CHECK(cache.length == 0, "%s: a new cache has length %d", what, cache.length);
     for (s = 0; s < n_steps; s++) {
-        attn_tensor *xs = attn_tensor_contiguous(ctx, attn_tensor_slice(ctx, x, 1, t0, t0 + steps[s])), *y;
+        attn_tensor *xs = attn_tensor_contiguous(ctx, attn_slice(ctx, x, 1, t0, t0 + steps[s])), *y;
         y = xs ? attn_mha_forward_cached(ctx, m, xs, &cache) : NULL;
         if (!CHECK(y != NULL, "%s: step %d: %s", what, s, attn_error_message(ctx))) goto done;
         if (!CHECK(y->ndim == 3 && y->shape[0] == B && y->shape[1] == steps[s] && y->shape[2] == E,
@@ -955,7 +955,7 @@ static void kv_cache_run(attn_context *ctx, const attn_mha *m, attn_tensor *x, c
     }
     /* past the capacity: an error, not a write out of bounds */
     {
-        attn_tensor *xs = attn_tensor_contiguous(ctx, attn_tensor_slice(ctx, x, 1, 0, capacity - t0 + 1));
+        attn_tensor *xs = attn_tensor_contiguous(ctx, attn_slice(ctx, x, 1, 0, capacity - t0 + 1));
         attn_error_clear(ctx);
         CHECK(xs && !attn_mha_forward_cached(ctx, m, xs, &cache) && failed_with_message(ctx),
               "%s: %d positions past a cache with %d of %d filled did not fail", what, capacity - t0 + 1, t0,

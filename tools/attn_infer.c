@@ -474,7 +474,7 @@ static attn_tensor *infer_load_npy(infer_state *s, const char *flag, const char 
 }
 
 static int infer_write_output(infer_state *s, attn_tensor *y) {
-    size_t size = attn_npy_size(y);
+    size_t size = attn_npy_bytes(y);
     unsigned char *buf;
     FILE *f;
     int bad;

@@ -1,5 +1,5 @@
 /* tools/fuzz/fuzz_npy.c - libFuzzer target for the .npy parser and writer:
-   attn_npy_parse, attn_npy_size, attn_npy_write.
+   attn_npy_parse, attn_npy_bytes, attn_npy_write.
 
        clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
            -I. tools/fuzz/fuzz_npy.c -o build/fuzz_npy -lm
@@ -13,7 +13,7 @@
    - a parsed tensor is contiguous, 0..4 dims, no negative dim, its data was in
      the input (elements x 4 <= input size) and is a copy (not a pointer into
      the input), equal to the bytes right after the header;
-   - attn_npy_size is plausible, attn_npy_write into exactly that many bytes
+   - attn_npy_bytes is plausible, attn_npy_write into exactly that many bytes
      succeeds (into one byte less fails with a message, writing nothing past
      it: the buffers are malloc'd to the byte, so ASan sees any overrun), and
      parsing what it wrote gives the same shape and the same bits. */
@@ -89,8 +89,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                ctx);
 
     /* write, and parse back */
-    n = attn_npy_size(t);
-    FUZZ_CHECK(n >= 10 + numel * 4 && n <= numel * 4 + 4096, "implausible attn_npy_size", ctx);
+    n = attn_npy_bytes(t);
+    FUZZ_CHECK(n >= 10 + numel * 4 && n <= numel * 4 + 4096, "implausible attn_npy_bytes", ctx);
     out = (unsigned char *)malloc(n);
     out1 = (unsigned char *)malloc(n - 1);
     if (!out || !out1) abort();

@@ -136,7 +136,7 @@ static void check_entries(attn_context *ctx, const attn_safetensors *st, const u
         }
         /* read into a tensor of its shape */
         if (numel <= (1u << 18)) {
-            attn_mark m = attn_context_mark(ctx);
+            attn_context_pos m = attn_context_mark(ctx);
             attn_tensor *t = attn_tensor_new(ctx, e->ndim, e->shape);
             size_t k;
             FUZZ_CHECK(t != NULL, "no tensor for a parsed shape", ctx);
@@ -200,9 +200,9 @@ static void check_params_load(attn_context *ctx, const uint8_t *data, size_t siz
     }
     /* save -> load is exact */
     {
-        size_t n = attn_params_save_size(ctx);
+        size_t n = attn_params_save_bytes(ctx);
         unsigned char *buf;
-        FUZZ_CHECK(n > 8 && n < (1u << 20), "implausible params_save_size", ctx);
+        FUZZ_CHECK(n > 8 && n < (1u << 20), "implausible params_save_bytes", ctx);
         buf = (unsigned char *)malloc(n);
         if (!buf) abort();
         if (attn_params_save(ctx, buf, n) != ATTN_OK) fuzz_die("params_save failed", ctx);
@@ -215,9 +215,9 @@ static void check_params_load(attn_context *ctx, const uint8_t *data, size_t siz
 }
 
 static unsigned char *checkpoint_image(attn_context *ctx, attn_optim *opt, size_t *size) {
-    size_t n = attn_checkpoint_size(ctx, opt);
+    size_t n = attn_checkpoint_bytes(ctx, opt);
     unsigned char *buf;
-    FUZZ_CHECK(n > 8 && n < (1u << 20), "implausible checkpoint_size", ctx);
+    FUZZ_CHECK(n > 8 && n < (1u << 20), "implausible checkpoint_bytes", ctx);
     buf = (unsigned char *)malloc(n);
     if (!buf) abort();
     if (attn_checkpoint_save(ctx, opt, buf, n) != ATTN_OK) fuzz_die("checkpoint_save failed", ctx);

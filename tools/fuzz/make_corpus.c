@@ -114,7 +114,7 @@ static void safetensors_corpus(void) {
 
     /* what attn.h writes: parameters, and a checkpoint after two steps */
     ctx = model(5, NULL);
-    n = attn_params_save_size(ctx);
+    n = attn_params_save_bytes(ctx);
     buf = (unsigned char *)malloc(n);
     if (!buf || attn_params_save(ctx, buf, n) != ATTN_OK) {
         fprintf(stderr, "make_corpus: params_save: %s\n", attn_error_message(ctx));
@@ -138,7 +138,7 @@ static void safetensors_corpus(void) {
             exit(1);
         }
     }
-    n = attn_checkpoint_size(ctx, opt);
+    n = attn_checkpoint_bytes(ctx, opt);
     buf = (unsigned char *)malloc(n);
     if (!buf || attn_checkpoint_save(ctx, opt, buf, n) != ATTN_OK) {
         fprintf(stderr, "make_corpus: checkpoint_save: %s\n", attn_error_message(ctx));
@@ -267,7 +267,7 @@ static void npy_corpus(void) {
         unsigned char *buf;
         if (!t) exit(1);
         for (k = 0; k < attn_tensor_numel(t); k++) t->data[k] = 0.5f * (float)k - 1.0f;
-        n = attn_npy_size(t);
+        n = attn_npy_bytes(t);
         buf = (unsigned char *)malloc(n);
         if (!buf || attn_npy_write(ctx, t, buf, n) != ATTN_OK) {
             fprintf(stderr, "make_corpus: npy_write: %s\n", attn_error_message(ctx));
