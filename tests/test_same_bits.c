@@ -197,7 +197,7 @@ static void run_case(const char *what, build_fn build, int threaded) {
     twin t;
     verdict v;
     attn_tensor *out[2], *loss[2];
-    attn_mark m[2];
+    attn_context_pos m[2];
     int k;
     long calls;
     if (!twin_open(&t)) goto done;
@@ -647,7 +647,7 @@ TEST(same_bits_kv_cache) {
     for (s = 0; s <= STEPS; s++) {
         int start = s ? P + s - 1 : 0, len = s ? 1 : P;
         for (k = 0; k < 2; k++)
-            out[k] = attn_mha_forward_cached(t.c[k], &m[k], attn_tensor_slice(t.c[k], x[k], 1, start, start + len),
+            out[k] = attn_mha_forward_cached(t.c[k], &m[k], attn_slice(t.c[k], x[k], 1, start, start + len),
                                              &cache[k]);
         snprintf(name, sizeof name, "output of step %d", s);
         same(&v, name, out[0], out[1], 0);
@@ -676,9 +676,9 @@ TEST(same_bits_init) {
         attn_context *c = t.c[k];
         int st = ATTN_OK;
         for (i = 0; i < 6; i++) a[k][i] = attn_tensor_2d(c, 48, 33);
-        a[k][6] = attn_tensor_transpose(c, attn_tensor_2d(c, 20, 30), 0, 1);
+        a[k][6] = attn_transpose(c, attn_tensor_2d(c, 20, 30), 0, 1);
         parent[k] = konst(c, "parent", 4, S(3, 4, 5, 6), 5.0f, 6.0f);
-        a[k][7] = attn_tensor_slice(c, parent[k], 2, 1, 4);
+        a[k][7] = attn_slice(c, parent[k], 2, 1, 4);
         st |= attn_init_uniform(c, a[k][0], -0.5f, 1.5f);
         st |= attn_init_normal(c, a[k][1], 0.25f, 2.0f);
         st |= attn_init_xavier_uniform(c, a[k][2], 1.3f);
@@ -741,7 +741,7 @@ static void train_case(const optim_case *oc) {
     for (s = 0; s < STEPS; s++) {
         for (k = 0; k < 2; k++) {
             attn_context *c = t.c[k];
-            attn_mark mk = attn_context_mark(c);
+            attn_context_pos mk = attn_context_mark(c);
             attn_tensor *logits = attn_lm_forward(c, &m[k], tok, B, T, 1);
             attn_tensor *loss = attn_cross_entropy(c, attn_reshape(c, logits, 2, S(B * T, V)), tgt, -100, 0.05f);
             attn_params_zero_grad(c);
@@ -763,7 +763,7 @@ static void train_case(const optim_case *oc) {
     }
     /* the optimizer's moments too, which no parameter shows: a checkpoint holds them */
     {
-        size_t n0 = attn_checkpoint_size(t.c[0], opt[0]), n1 = attn_checkpoint_size(t.c[1], opt[1]);
+        size_t n0 = attn_checkpoint_bytes(t.c[0], opt[0]), n1 = attn_checkpoint_bytes(t.c[1], opt[1]);
         unsigned char *a = (unsigned char *)malloc(n0 ? n0 : 1), *b = (unsigned char *)malloc(n1 ? n1 : 1);
         if (CHECK(a && b && n0 == n1 && attn_checkpoint_save(t.c[0], opt[0], a, n0) == ATTN_OK &&
                       attn_checkpoint_save(t.c[1], opt[1], b, n1) == ATTN_OK,
