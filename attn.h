@@ -3231,6 +3231,32 @@ ATTN_API attn_status attn_attention_backward(const attn_threads *threads, const 
     return ATTN_OK;
 }
 
+/* The weights the fused kernel never materialises, (B, H, Tq, Tk): its scores
+   and masks, a full row at a time, then softmax (dropout is not applied). */
+static void attn__attention_weights_rows(const attn_threads *threads, attn_attention_desc *d, const float *q,
+                                         const float *k, float *w) {
+    int b, h, i, j, heads = d->heads;
+    attn__attention_resolve(d, d);
+    for (b = 0; b < d->batch; b++)
+        for (h = 0; h < heads; h++) {
+            float *S = w + ((size_t)b * heads + h) * d->q_len * d->kv_len;
+            int end = attn__attention_key_end(d, b);
+            for (i = 0; i < d->q_len; i++) {
+                float *s = S + (size_t)i * d->kv_len;
+                int shift = d->kv_len - d->q_len;
+                const float *qi = q + b * d->q_batch_stride + (size_t)i * d->q_row_stride + (size_t)h * d->head_dim;
+                for (j = 0; j < d->kv_len; j++) {
+                    const float *kj = k + b * d->k_batch_stride + (size_t)j * d->k_row_stride + (size_t)h * d->head_dim;
+                    int masked = j >= end || (d->causal && j > i + shift) ||
+                                 (d->key_padding_mask && d->key_padding_mask[(size_t)b * d->kv_len + j]);
+                    s[j] = masked ? -INFINITY : d->scale * attn_vec_dot((size_t)d->head_dim, qi, kj) +
+                               (d->bias ? d->bias[b * d->bias_batch_stride + h * d->bias_head_stride + (size_t)i * d->kv_len + j] : 0.0f);
+                }
+            }
+            attn_softmax_rows(threads, d->q_len, d->kv_len, S, d->kv_len, S, d->kv_len);
+        }
+}
+
 /* ---- 4h. Elementwise, broadcast, loss and position math: what the ops of
    section 7 compute on raw floats, each forward beside its backward ---- */
 /* y (strides ys) = or += x (strides xs), over a right-aligned 4-D shape. */
@@ -5151,7 +5177,7 @@ ATTN_API attn_tensor *attn_attention_weights(attn_context *ctx, attn_tensor *q, 
     attn_arena_pos scratch;
     attn_attention_desc *d;
     attn_tensor *w;
-    int shape[4], b, h, i, j;
+    int shape[4];
     if (!ctx || attn__null_input(ctx, q, who) || attn__null_input(ctx, k, who) || attn__host_only(ctx, who)) return NULL;
     if (q->ndim != 3 || k->ndim != 3 || heads < 1) {
         attn__attention_setup(ctx, q, k, NULL, heads, opts, 0, who);
@@ -5164,25 +5190,7 @@ ATTN_API attn_tensor *attn_attention_weights(attn_context *ctx, attn_tensor *q, 
         !(d = attn__attention_setup(ctx, q, k, NULL, heads, opts, 0, who)))
         return NULL;
     d->dropout = 0.0f;
-    attn__attention_resolve(d, d);
-    for (b = 0; b < d->batch; b++)
-        for (h = 0; h < heads; h++) { /* the fused kernel's scores, a full row at a time */
-            float *S = w->data + ((size_t)b * heads + h) * d->q_len * d->kv_len;
-            int end = attn__attention_key_end(d, b);
-            for (i = 0; i < d->q_len; i++) {
-                float *s = S + (size_t)i * d->kv_len;
-                int shift = d->kv_len - d->q_len;
-                const float *qi = q->data + b * d->q_batch_stride + (size_t)i * d->q_row_stride + (size_t)h * d->head_dim;
-                for (j = 0; j < d->kv_len; j++) {
-                    const float *kj = k->data + b * d->k_batch_stride + (size_t)j * d->k_row_stride + (size_t)h * d->head_dim;
-                    int masked = j >= end || (d->causal && j > i + shift) ||
-                                 (d->key_padding_mask && d->key_padding_mask[(size_t)b * d->kv_len + j]);
-                    s[j] = masked ? -INFINITY : d->scale * attn_vec_dot((size_t)d->head_dim, qi, kj) +
-                               (d->bias ? d->bias[b * d->bias_batch_stride + h * d->bias_head_stride + (size_t)i * d->kv_len + j] : 0.0f);
-                }
-            }
-            attn_softmax_rows(&ctx->threads, d->q_len, d->kv_len, S, d->kv_len, S, d->kv_len);
-        }
+    attn__attention_weights_rows(&ctx->threads, d, q->data, k->data, w->data);
     attn_arena_reset(&ctx->arena, scratch);
     return w;
 }
