@@ -3484,9 +3484,11 @@ static attn_status attn__cpu_download(void *user, void *dst, const void *src, si
 }
 static attn_status attn__cpu_sync(void *user) { (void)user; return ATTN_OK; }
 static attn_status attn__cpu_fill(void *user, size_t n, float value, float *y) {
+    uint32_t bits;
     size_t i;
     (void)user;
-    if (value == 0.0f && !signbit(value)) memset(y, 0, n * sizeof(float));
+    memcpy(&bits, &value, sizeof bits);
+    if (bits == 0) memset(y, 0, n * sizeof(float)); /* +0.0 only: -0.0 keeps its sign */
     else for (i = 0; i < n; i++) y[i] = value;
     return ATTN_OK;
 }

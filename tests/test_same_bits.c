@@ -90,7 +90,8 @@ static void same_floats(verdict *v, const char *name, const float *x, const floa
     v->compared++;
     if (!memcmp(x, y, n * sizeof(float))) return;
     for (i = 0; i < n && test_bits(x[i]) == test_bits(y[i]); i++) {}
-    verdict_differs(v, "%s differs at element %zu of %zu: plain %.9g (0x%08x), backend %.9g (0x%08x)", name, i, n,
+    verdict_differs(v, "%s differs at element %lu of %lu: plain %.9g (0x%08x), backend %.9g (0x%08x)", name,
+                    (unsigned long)i, (unsigned long)n,
                     x[i], (unsigned)test_bits(x[i]), y[i], (unsigned)test_bits(y[i]));
 }
 
@@ -111,8 +112,9 @@ static void same(verdict *v, const char *name, const attn_tensor *a, const attn_
     snprintf(label, sizeof label, "%s%s", grad ? "grad of " : "", name);
     if (!a || !b || attn_tensor_numel(a) != attn_tensor_numel(b) || a->ndim != b->ndim) {
         v->compared++;
-        verdict_differs(v, "%s: plain %p (%zu elements), backend %p (%zu): %s / %s", label, (const void *)a,
-                        a ? attn_tensor_numel(a) : 0, (const void *)b, b ? attn_tensor_numel(b) : 0,
+        verdict_differs(v, "%s: plain %p (%lu elements), backend %p (%lu): %s / %s", label, (const void *)a,
+                        (unsigned long)(a ? attn_tensor_numel(a) : 0), (const void *)b,
+                        (unsigned long)(b ? attn_tensor_numel(b) : 0),
                         attn_error_message(v->t->c[0]), attn_error_message(v->t->c[1]));
         return;
     }
@@ -767,12 +769,12 @@ static void train_case(const optim_case *oc) {
         unsigned char *a = (unsigned char *)malloc(n0 ? n0 : 1), *b = (unsigned char *)malloc(n1 ? n1 : 1);
         if (CHECK(a && b && n0 == n1 && attn_checkpoint_save(t.c[0], opt[0], a, n0) == ATTN_OK &&
                       attn_checkpoint_save(t.c[1], opt[1], b, n1) == ATTN_OK,
-                  "%s: checkpoints (%zu / %zu bytes): %s / %s", oc->name, n0, n1, attn_error_message(t.c[0]),
+                  "%s: checkpoints (%lu / %lu bytes): %s / %s", oc->name, (unsigned long)n0, (unsigned long)n1, attn_error_message(t.c[0]),
                   attn_error_message(t.c[1]))) {
             size_t j;
             for (j = 0; j < n0 && a[j] == b[j]; j++) {}
-            CHECK(j == n0, "%s: the checkpoints (weights, moments, step, RNG) differ from byte %zu of %zu", oc->name, j,
-                  n0);
+            CHECK(j == n0, "%s: the checkpoints (weights, moments, step, RNG) differ from byte %lu of %lu", oc->name,
+                  (unsigned long)j, (unsigned long)n0);
         }
         free(a);
         free(b);
