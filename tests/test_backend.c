@@ -7,8 +7,9 @@
    crashes if attn.h ever touches backend memory itself, or passes a host
    pointer where the table wants backend memory: exactly the mistakes that
    would crash on a GPU, caught without one. The results are compared with the
-   same code on a plain context (no backend): they must agree to rounding (the
-   table's kernels are the host kernels, so most agree bit for bit). */
+   same code on a plain context (no backend) to a stated tolerance; that the two
+   agree bit for bit (they run the same functions) is tests/test_same_bits.c's
+   claim, checked there without the guard. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
