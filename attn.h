@@ -174,7 +174,8 @@ typedef struct attn_backend attn_backend; /* section 5 */
 typedef enum attn_simd {
     ATTN_SIMD_NONE = 0, /* plain C reference kernels */
     ATTN_SIMD_AVX2 = 1, /* x86-64 AVX2 + FMA, chosen at run time with cpuid */
-    ATTN_SIMD_NEON = 2  /* ARM NEON (aarch64, or 32-bit ARM with -mfpu=neon) */
+    ATTN_SIMD_NEON = 2,  /* ARM NEON (aarch64, or 32-bit ARM with -mfpu=neon) */
+    ATTN_SIMD_AVX512 = 3 /* x86-64 AVX-512 F/DQ (with AVX2 + FMA), chosen at run time */
 } attn_simd;
 
 /* The threading hook. A parallel-for must call fn(data, i) once for every i in
@@ -1535,6 +1536,7 @@ ATTN_API const char *attn_simd_name(attn_simd simd) {
     switch (simd) {
     case ATTN_SIMD_AVX2: return "avx2";
     case ATTN_SIMD_NEON: return "neon";
+    case ATTN_SIMD_AVX512: return "avx512";
     default: return "none";
     }
 }
