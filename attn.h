@@ -1165,38 +1165,74 @@ ATTN_API attn_status attn_checkpoint_load_file(attn_context *ctx, attn_optim *op
 #    include <avxintrin.h>
 #    include <avx2intrin.h>
 #    include <fmaintrin.h>
+#    if !defined(ATTN_NO_AVX512)
+#      include <avx512fintrin.h>
+#      include <avx512dqintrin.h>
+#      include <avx512bwintrin.h>
+#      include <avx512vlintrin.h>
+#    endif
 #  endif
+#  if !defined(ATTN_NO_AVX512)
+#    define ATTN__AVX512 1
+#  endif
+   /* Kernels for a set carry its target attribute (MSVC needs none), so the
+      file is built without -march and each set is chosen at run time. */
 #  if defined(_MSC_VER) && !defined(__clang__)
-#    define ATTN__TARGET
+#    define ATTN__TARGET_AVX2
+#    define ATTN__TARGET_AVX512
 #  else
-#    define ATTN__TARGET __attribute__((target("avx2,fma")))
+#    define ATTN__TARGET_AVX2 __attribute__((target("avx2,fma")))
+#    define ATTN__TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
 #  endif
 #elif defined(ATTN__NEON)
 #  include <arm_neon.h>
-#  define ATTN__TARGET
 #endif
 
 #define ATTN__MIN(a, b) ((a) < (b) ? (a) : (b))
 #define ATTN__MAX(a, b) ((a) > (b) ? (a) : (b))
 
 #if defined(ATTN__X86)
-/* Asked on every call: gcc and clang read a table that libgcc / compiler-rt fill
-   once at start-up, so there is no state of ours to keep. MSVC-style compilers
-   (clang-cl may lack compiler-rt's table) ask cpuid itself. */
+/* The widest kernel set this CPU and its OS support. cpuid says what the CPU
+   has; XCR0 (xgetbv) says whether the OS saves the ymm (bits 1-2) and the zmm
+   and mask registers (bits 5-7) on a context switch: without that, AVX-512
+   instructions would fault or lose state. Asked once (see attn__simd_chosen). */
 #  if defined(_MSC_VER) && defined(__clang__)
 __attribute__((target("xsave")))
 #  endif
-static int attn__cpu_has_avx2_fma(void) {
+static attn_simd attn__cpu_simd(void) {
+    unsigned r[4], leaf1_ecx, leaf7_ebx;
+    unsigned long long xcr0;
 #  if defined(_MSC_VER)
-    int r[4];
-    __cpuid(r, 1);
-    if (!((r[2] >> 12) & 1) || !((r[2] >> 27) & 1) || !((r[2] >> 28) & 1)) return 0;
-    if ((_xgetbv(0) & 6) != 6) return 0; /* the OS saves the ymm registers */
-    __cpuidex(r, 7, 0);
-    return (r[1] >> 5) & 1;
+    __cpuid((int *)r, 0);
+    if (r[0] < 7) return ATTN_SIMD_NONE;
+    __cpuid((int *)r, 1);
+    leaf1_ecx = r[2];
+    if (!((leaf1_ecx >> 27) & 1)) return ATTN_SIMD_NONE; /* no OSXSAVE: xgetbv would fault */
+    xcr0 = _xgetbv(0);
+    __cpuidex((int *)r, 7, 0);
+    leaf7_ebx = r[1];
 #  else
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    unsigned lo, hi;
+    __asm__ __volatile__("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(0), "c"(0));
+    if (r[0] < 7) return ATTN_SIMD_NONE;
+    __asm__ __volatile__("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(1), "c"(0));
+    leaf1_ecx = r[2];
+    if (!((leaf1_ecx >> 27) & 1)) return ATTN_SIMD_NONE;
+    __asm__ __volatile__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    xcr0 = ((unsigned long long)hi << 32) | lo;
+    __asm__ __volatile__("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(7), "c"(0));
+    leaf7_ebx = r[1];
 #  endif
+    /* AVX (ecx 28), FMA (ecx 12), AVX2 (leaf 7 ebx 5), ymm state saved */
+    if (!((leaf1_ecx >> 28) & 1) || !((leaf1_ecx >> 12) & 1) || !((leaf7_ebx >> 5) & 1) || (xcr0 & 6) != 6)
+        return ATTN_SIMD_NONE;
+#  if defined(ATTN__AVX512)
+    /* AVX-512 F (ebx 16), DQ (17), BW (30), VL (31), zmm and mask state saved */
+    if (((leaf7_ebx >> 16) & 1) && ((leaf7_ebx >> 17) & 1) && ((leaf7_ebx >> 30) & 1) && ((leaf7_ebx >> 31) & 1) &&
+        (xcr0 & 0xE6) == 0xE6)
+        return ATTN_SIMD_AVX512;
+#  endif
+    return ATTN_SIMD_AVX2;
 }
 #endif
 
@@ -2075,10 +2111,19 @@ static void attn__update_ref(size_t n, const attn__update *u, float *w, const fl
     }
 }
 
-static const attn_kernels attn__kernels_ref = {
-    ATTN_SIMD_NONE, attn__sgemm_ref, attn__softmax_rows_ref, attn__log_softmax_rows_ref,
-    attn__layernorm_rows_ref, attn__gelu_ref, attn__gelu_backward_ref, attn__exp_ref, attn__add_ref, attn__sub_ref,
-    attn__mul_ref, attn__scale_ref, attn__axpy_ref, attn__relu_ref, attn__sum_ref, attn__dot_ref
+/* A kernel set: the public table first (so a pointer to the table converts
+   back to its set), then what only the library's own code needs. */
+typedef struct attn__kernel_set {
+    attn_kernels pub;
+    int gemm_mr, gemm_nr; /* the micro-kernel's tile: threaded GEMMs cut at whole tiles */
+    void (*update)(size_t n, const attn__update *u, float *w, const float *g, float *m, float *v);
+} attn__kernel_set;
+
+static const attn__kernel_set attn__kernels_ref = {
+    { ATTN_SIMD_NONE, attn__sgemm_ref, attn__softmax_rows_ref, attn__log_softmax_rows_ref, attn__layernorm_rows_ref,
+      attn__gelu_ref, attn__gelu_backward_ref, attn__exp_ref, attn__add_ref, attn__sub_ref, attn__mul_ref,
+      attn__scale_ref, attn__axpy_ref, attn__relu_ref, attn__sum_ref, attn__dot_ref },
+    8, 16, attn__update_ref
 };
 
 /* ---- 4b. The packed GEMM driver (BLIS-style loops), shared by every SIMD set.
@@ -2176,12 +2221,359 @@ static void attn__sgemm_blocked(attn__microkernel kernel, attn__pack_bt_fn pack_
 }
 #endif
 
-/* ---- 4c. SIMD primitives. Only one set exists per build (x86 or ARM), so the
-   row kernels below are written once over attn__v. ---- */
+/* ---- 4c. The SIMD kernels, written once. An instruction set (4d) supplies a
+   vector type attn__v of ATTN__W floats, the primitives attn__v_* on it and a
+   target attribute ATTN__TARGET; ATTN__SIMD_KERNELS then stamps out its exp,
+   GELU, row and vector kernels, named by ATTN__K(name) = attn__<set>_<name>.
+   So AVX2, AVX-512 and NEON run one body (a compile error inside it is
+   reported at the ATTN__SIMD_KERNELS line; gcc's "in expansion of macro" note
+   gives the line within). ---- */
+#if defined(ATTN__X86) || defined(ATTN__NEON)
+/* The names the bodies use, resolved to the set being stamped out. */
+#define attn__v ATTN__K(v)
+#define attn__v_load ATTN__K(v_load)
+#define attn__v_store ATTN__K(v_store)
+#define attn__v_set ATTN__K(v_set)
+#define attn__v_add ATTN__K(v_add)
+#define attn__v_sub ATTN__K(v_sub)
+#define attn__v_mul ATTN__K(v_mul)
+#define attn__v_div ATTN__K(v_div)
+#define attn__v_sqrt ATTN__K(v_sqrt)
+#define attn__v_fma ATTN__K(v_fma)
+#define attn__v_max ATTN__K(v_max)
+#define attn__v_min ATTN__K(v_min)
+#define attn__v_abs ATTN__K(v_abs)
+#define attn__v_relu ATTN__K(v_relu)
+#define attn__v_high_half ATTN__K(v_high_half)
+#define attn__v_select_nonneg ATTN__K(v_select_nonneg)
+#define attn__v_hsum ATTN__K(v_hsum)
+#define attn__v_hmax ATTN__K(v_hmax)
+#define attn__v_low_bits_to_exponent ATTN__K(v_low_bits_to_exponent)
+#define attn__v_inf_above ATTN__K(v_inf_above)
+#define attn__v_zero_below ATTN__K(v_zero_below)
+#define attn__v_load_part ATTN__K(v_load_part)
+#define attn__v_store_part ATTN__K(v_store_part)
+#define attn__v_exp_core ATTN__K(v_exp_core)
+#define attn__v_exp ATTN__K(v_exp)
+#define attn__v_exp_nonpos ATTN__K(v_exp_nonpos)
+#define attn__v_normal_cdf ATTN__K(v_normal_cdf)
+#define attn__row_max ATTN__K(row_max)
+#define attn__row_exp_sum ATTN__K(row_exp_sum)
+#define attn__row_affine ATTN__K(row_affine)
+#define attn__softmax_rows_simd ATTN__K(softmax_rows)
+#define attn__log_softmax_rows_simd ATTN__K(log_softmax_rows)
+#define attn__layernorm_rows_simd ATTN__K(layernorm_rows)
+#define attn__gelu_simd ATTN__K(gelu)
+#define attn__gelu_backward_simd ATTN__K(gelu_backward)
+#define attn__exp_simd ATTN__K(exp)
+#define attn__add_simd ATTN__K(add)
+#define attn__sub_simd ATTN__K(sub)
+#define attn__mul_simd ATTN__K(mul)
+#define attn__scale_simd ATTN__K(scale)
+#define attn__axpy_simd ATTN__K(axpy)
+#define attn__relu_simd ATTN__K(relu)
+#define attn__update_simd ATTN__K(update)
+#define attn__sum_simd ATTN__K(sum)
+#define attn__dot_simd ATTN__K(dot)
+
+#define ATTN__EXP_HI 88.3762626647949f
+#define ATTN__EXP_LO -87.3365478515625f
+#define ATTN__EACH(n, stmt)                                                              \
+    do {                                                                                 \
+        size_t i_ = 0;                                                                   \
+        for (; i_ + ATTN__W <= (n); i_ += ATTN__W) { const size_t k_ = ATTN__W; stmt; }  \
+        if (i_ < (n)) { const size_t k_ = (n) - i_; stmt; }                              \
+    } while (0)
+#define ATTN__LD(p) (k_ == ATTN__W ? attn__v_load((p) + i_) : attn__v_load_part((p) + i_, k_, 0.0f))
+#define ATTN__ST(p, v) (k_ == ATTN__W ? attn__v_store((p) + i_, v) : attn__v_store_part((p) + i_, v, k_))
+
+/* Tails through a full vector, so they get exactly the same arithmetic (sets
+   with masked loads and stores define these two themselves). */
+#define ATTN__SIMD_PARTS_BY_COPY \
+ATTN__TARGET static inline attn__v attn__v_load_part(const float *p, size_t n, float fill) { \
+    float tmp[ATTN__W]; \
+    size_t i; \
+    for (i = 0; i < ATTN__W; i++) tmp[i] = i < n ? p[i] : fill; \
+    return attn__v_load(tmp); \
+} \
+ATTN__TARGET static inline void attn__v_store_part(float *p, attn__v v, size_t n) { \
+    float tmp[ATTN__W]; \
+    size_t i; \
+    attn__v_store(tmp, v); \
+    for (i = 0; i < n; i++) p[i] = tmp[i]; \
+}
+
+#define ATTN__SIMD_KERNELS \
+/* exp(x): x = n ln2 + r with |r| <= ln2/2 (Cody-Waite, ln2 split in two), then \
+   e^r by a degree-6 polynomial (fitted by tools/fit_exp.py: truncation 3e-9 \
+   relative) and 2^n built in the exponent bits. Max relative error 4e-7 over \
+   [-87.3, 88.3] (the tests check it). Below -87.34 -> 0, above 88.37 -> +inf. \
+   The core wants c already clamped to [ATTN__EXP_LO, ATTN__EXP_HI]. \
+   Rounding adds 1.5 * 2^23 + 127: the sum's low mantissa bits then hold n + 127 \
+   (1..254), so shifting its bit pattern left by 23 is 2^n, with no conversion. */ \
+ATTN__TARGET static inline attn__v attn__v_exp_core(attn__v c) { \
+    attn__v magic = attn__v_set(12583039.0f); /* 1.5 * 2^23 + 127 */ \
+    attn__v t = attn__v_fma(c, attn__v_set(1.44269504088896341f), magic); \
+    attn__v n = attn__v_sub(t, magic); \
+    attn__v r = attn__v_fma(n, attn__v_set(-0.693145751953125f), c); \
+    attn__v p; \
+    r = attn__v_fma(n, attn__v_set(-1.428606765330187e-06f), r); \
+    p = attn__v_set(1.381461104e-03f); \
+    p = attn__v_fma(p, r, attn__v_set(8.368710080e-03f)); \
+    p = attn__v_fma(p, r, attn__v_set(4.166838741e-02f)); \
+    p = attn__v_fma(p, r, attn__v_set(1.666652069e-01f)); \
+    p = attn__v_fma(p, r, attn__v_set(4.999999345e-01f)); \
+    p = attn__v_fma(p, r, attn__v_set(1.0f)); \
+    p = attn__v_fma(p, r, attn__v_set(1.0f)); \
+    return attn__v_mul(p, attn__v_low_bits_to_exponent(t)); \
+} \
+ATTN__TARGET static inline attn__v attn__v_exp(attn__v x) { \
+    attn__v c = attn__v_min(attn__v_set(ATTN__EXP_HI), attn__v_max(attn__v_set(ATTN__EXP_LO), x)); \
+    return attn__v_zero_below(x, attn__v_inf_above(x, attn__v_exp_core(c), ATTN__EXP_HI), ATTN__EXP_LO); \
+} \
+/* exp(x) for x <= 0 (or -inf, or NaN), as softmax has after subtracting the max. */ \
+ATTN__TARGET static inline attn__v attn__v_exp_nonpos(attn__v x) { \
+    return attn__v_zero_below(x, attn__v_exp_core(attn__v_max(attn__v_set(ATTN__EXP_LO), x)), ATTN__EXP_LO); \
+} \
+\
+/* Phi(x) and phi(x) by the formula of attn__normal_cdf (see there). */ \
+ATTN__TARGET static inline attn__v attn__v_normal_cdf(attn__v x, attn__v *pdf) { \
+    const float *g = attn__erfc_coef; \
+    /* Clamping to [-14, 14], where Phi is already exactly 0 or 1 in float, \
+       keeps the arithmetic finite; NaN stays NaN (x is the operand max/min \
+       pass through). */ \
+    attn__v xc = attn__v_min(attn__v_set(14.0f), attn__v_max(attn__v_set(-14.0f), x)); \
+    attn__v u = attn__v_mul(attn__v_abs(xc), attn__v_set(0.70710678118654752f)); \
+    attn__v one = attn__v_set(1.0f); \
+    attn__v t = attn__v_div(one, attn__v_fma(u, attn__v_set(0.5f), one)); \
+    attn__v p = attn__v_set(g[0]), xh, xl, b, exp_b, e, half; \
+    int i; \
+    for (i = 1; i < 11; i++) p = attn__v_fma(p, t, attn__v_set(g[i])); \
+    /* exp(-x^2/2) from x, not from the rounded u. With x = xh + xl, xh*xh is \
+       exact and b = -(2 xh + xl) xl / 2 is small (|b| < 0.1 where the result \
+       is not 0), so exp(-xh^2/2) * (degree-4 series of e^b) needs no fused \
+       multiply-add and stays accurate. */ \
+    xh = attn__v_high_half(xc); \
+    xl = attn__v_sub(xc, xh); \
+    b = attn__v_mul(attn__v_mul(attn__v_fma(xh, attn__v_set(2.0f), xl), xl), attn__v_set(-0.5f)); \
+    exp_b = attn__v_fma(b, attn__v_set(1.0f / 24.0f), attn__v_set(1.0f / 6.0f)); \
+    exp_b = attn__v_fma(exp_b, b, attn__v_set(0.5f)); \
+    exp_b = attn__v_fma(exp_b, b, one); \
+    exp_b = attn__v_fma(exp_b, b, one); \
+    e = attn__v_mul(attn__v_exp(attn__v_mul(attn__v_mul(xh, xh), attn__v_set(-0.5f))), exp_b); \
+    if (pdf) *pdf = attn__v_mul(e, attn__v_set(0.39894228040143268f)); \
+    half = attn__v_mul(attn__v_mul(e, attn__v_set(0.5f)), attn__v_mul(t, p)); \
+    return attn__v_select_nonneg(xc, attn__v_sub(one, half), half); \
+} \
+\
+/* One elementwise loop for the vector kernels: stmt sees i_ (the offset) and k_ \
+   (lanes in play, ATTN__W except at the tail). */ \
+\
+ATTN__TARGET static float attn__row_max(int n, const float *x) { \
+    attn__v m0 = attn__v_set(-INFINITY), m1 = m0; \
+    int j = 0; \
+    for (; j + 2 * ATTN__W <= n; j += 2 * ATTN__W) { \
+        m0 = attn__v_max(m0, attn__v_load(x + j)); \
+        m1 = attn__v_max(m1, attn__v_load(x + j + ATTN__W)); \
+    } \
+    for (; j + ATTN__W <= n; j += ATTN__W) m0 = attn__v_max(m0, attn__v_load(x + j)); \
+    if (j < n) m1 = attn__v_max(m1, attn__v_load_part(x + j, (size_t)(n - j), -INFINITY)); \
+    return attn__v_hmax(attn__v_max(m0, m1)); \
+} \
+\
+/* sum of exp(x - m); also stores the exps in y when y is not NULL */ \
+ATTN__TARGET static float attn__row_exp_sum(int n, const float *x, float m, float *y) { \
+    attn__v vm = attn__v_set(m), s0 = attn__v_set(0.0f), s1 = s0; \
+    int j = 0; \
+    for (; j + 2 * ATTN__W <= n; j += 2 * ATTN__W) { \
+        attn__v e0 = attn__v_exp_nonpos(attn__v_sub(attn__v_load(x + j), vm)); \
+        attn__v e1 = attn__v_exp_nonpos(attn__v_sub(attn__v_load(x + j + ATTN__W), vm)); \
+        if (y) { attn__v_store(y + j, e0); attn__v_store(y + j + ATTN__W, e1); } \
+        s0 = attn__v_add(s0, e0); \
+        s1 = attn__v_add(s1, e1); \
+    } \
+    for (; j < n; j += ATTN__W) { \
+        size_t k = (size_t)ATTN__MIN(ATTN__W, n - j); \
+        attn__v e = attn__v_exp_nonpos(attn__v_sub(attn__v_load_part(x + j, k, -INFINITY), vm)); \
+        if (y) attn__v_store_part(y + j, e, k); \
+        s0 = attn__v_add(s0, e); \
+    } \
+    return attn__v_hsum(attn__v_add(s0, s1)); \
+} \
+\
+/* y = (x + add) * mul over a row */ \
+ATTN__TARGET static void attn__row_affine(int n, const float *x, float add, float mul, float *y) { \
+    attn__v va = attn__v_set(add), vm = attn__v_set(mul); \
+    int j = 0; \
+    for (; j + ATTN__W <= n; j += ATTN__W) attn__v_store(y + j, attn__v_mul(attn__v_add(attn__v_load(x + j), va), vm)); \
+    if (j < n) { \
+        size_t k = (size_t)(n - j); \
+        attn__v_store_part(y + j, attn__v_mul(attn__v_add(attn__v_load_part(x + j, k, 0.0f), va), vm), k); \
+    } \
+} \
+\
+ATTN__TARGET static void attn__softmax_rows_simd(int rows, int cols, const float *x, int ldx, float *y, int ldy) { \
+    int r; \
+    for (r = 0; r < rows; r++) { \
+        const float *xr = x + (size_t)r * ldx; \
+        float *yr = y + (size_t)r * ldy; \
+        float m = attn__row_max(cols, xr); \
+        float s = attn__row_exp_sum(cols, xr, m, yr); \
+        attn__row_affine(cols, yr, 0.0f, 1.0f / s, yr); \
+    } \
+} \
+\
+ATTN__TARGET static void attn__log_softmax_rows_simd(int rows, int cols, const float *x, int ldx, float *y, int ldy) { \
+    int r; \
+    for (r = 0; r < rows; r++) { \
+        const float *xr = x + (size_t)r * ldx; \
+        float m = attn__row_max(cols, xr); \
+        float lse = logf(attn__row_exp_sum(cols, xr, m, NULL)); \
+        /* (x - m) - lse, as the reference does, to keep the large terms apart */ \
+        attn__v vm = attn__v_set(m), vl = attn__v_set(lse); \
+        float *yr = y + (size_t)r * ldy; \
+        int j = 0; \
+        for (; j + ATTN__W <= cols; j += ATTN__W) \
+            attn__v_store(yr + j, attn__v_sub(attn__v_sub(attn__v_load(xr + j), vm), vl)); \
+        if (j < cols) { \
+            size_t k = (size_t)(cols - j); \
+            attn__v_store_part(yr + j, attn__v_sub(attn__v_sub(attn__v_load_part(xr + j, k, 0.0f), vm), vl), k); \
+        } \
+    } \
+} \
+\
+ATTN__TARGET static void attn__layernorm_rows_simd(int rows, int cols, const float *x, int ldx, \
+                                                   const float *gamma, const float *beta, float eps, \
+                                                   float *y, int ldy, float *mean, float *rstd) { \
+    int r, j; \
+    for (r = 0; r < rows; r++) { \
+        const float *xr = x + (size_t)r * ldx; \
+        float *yr = y + (size_t)r * ldy; \
+        attn__v s0 = attn__v_set(0.0f), s1 = s0, vmu, vrs; \
+        float mu, var, rs; \
+        for (j = 0; j + ATTN__W <= cols; j += ATTN__W) s0 = attn__v_add(s0, attn__v_load(xr + j)); \
+        if (j < cols) s1 = attn__v_load_part(xr + j, (size_t)(cols - j), 0.0f); \
+        mu = attn__v_hsum(attn__v_add(s0, s1)) / (float)cols; \
+        vmu = attn__v_set(mu); \
+        s0 = attn__v_set(0.0f); \
+        s1 = s0; \
+        for (j = 0; j + ATTN__W <= cols; j += ATTN__W) { \
+            attn__v d = attn__v_sub(attn__v_load(xr + j), vmu); \
+            s0 = attn__v_fma(d, d, s0); \
+        } \
+        if (j < cols) { \
+            attn__v d = attn__v_sub(attn__v_load_part(xr + j, (size_t)(cols - j), mu), vmu); \
+            s1 = attn__v_mul(d, d); \
+        } \
+        var = attn__v_hsum(attn__v_add(s0, s1)) / (float)cols; \
+        rs = 1.0f / sqrtf(var + eps); \
+        vrs = attn__v_set(rs); \
+        ATTN__EACH((size_t)cols, { \
+            attn__v v = attn__v_mul(attn__v_sub(ATTN__LD(xr), vmu), vrs); \
+            attn__v g = gamma ? ATTN__LD(gamma) : attn__v_set(1.0f); \
+            attn__v b = beta ? ATTN__LD(beta) : attn__v_set(0.0f); \
+            ATTN__ST(yr, attn__v_fma(v, g, b)); \
+        }); \
+        if (mean) mean[r] = mu; \
+        if (rstd) rstd[r] = rs; \
+    } \
+} \
+\
+ATTN__TARGET static void attn__gelu_simd(size_t n, const float *x, float *y) { \
+    ATTN__EACH(n, { \
+        attn__v v = ATTN__LD(x); \
+        ATTN__ST(y, attn__v_mul(v, attn__v_normal_cdf(v, NULL))); \
+    }); \
+} \
+ATTN__TARGET static void attn__gelu_backward_simd(size_t n, const float *x, const float *dy, float *dx) { \
+    attn__v pdf; \
+    ATTN__EACH(n, { \
+        attn__v v = ATTN__LD(x); \
+        attn__v cdf = attn__v_normal_cdf(v, &pdf); \
+        ATTN__ST(dx, attn__v_fma(ATTN__LD(dy), attn__v_fma(v, pdf, cdf), ATTN__LD(dx))); \
+    }); \
+} \
+ATTN__TARGET static void attn__exp_simd(size_t n, const float *x, float *y) { \
+    ATTN__EACH(n, ATTN__ST(y, attn__v_exp(ATTN__LD(x)))); \
+} \
+ATTN__TARGET static void attn__add_simd(size_t n, const float *a, const float *b, float *y) { \
+    ATTN__EACH(n, ATTN__ST(y, attn__v_add(ATTN__LD(a), ATTN__LD(b)))); \
+} \
+ATTN__TARGET static void attn__sub_simd(size_t n, const float *a, const float *b, float *y) { \
+    ATTN__EACH(n, ATTN__ST(y, attn__v_sub(ATTN__LD(a), ATTN__LD(b)))); \
+} \
+ATTN__TARGET static void attn__mul_simd(size_t n, const float *a, const float *b, float *y) { \
+    ATTN__EACH(n, ATTN__ST(y, attn__v_mul(ATTN__LD(a), ATTN__LD(b)))); \
+} \
+ATTN__TARGET static void attn__scale_simd(size_t n, float s, const float *x, float *y) { \
+    attn__v vs = attn__v_set(s); \
+    ATTN__EACH(n, ATTN__ST(y, attn__v_mul(vs, ATTN__LD(x)))); \
+} \
+ATTN__TARGET static void attn__axpy_simd(size_t n, float alpha, const float *x, float *y) { \
+    attn__v va = attn__v_set(alpha); \
+    ATTN__EACH(n, ATTN__ST(y, attn__v_fma(va, ATTN__LD(x), ATTN__LD(y)))); \
+} \
+ATTN__TARGET static void attn__relu_simd(size_t n, const float *x, float *y) { \
+    ATTN__EACH(n, ATTN__ST(y, attn__v_relu(ATTN__LD(x)))); \
+} \
+/* attn__update_ref with vectors (fused where it fuses; plain ARMv7 NEON has no \
+   fused op, so there the last bit can differ from PyTorch) */ \
+ATTN__TARGET static void attn__update_simd(size_t n, const attn__update *u, float *w, const float *g, float *m, float *v) { \
+    attn__v wd = attn__v_set(u->wd), lr_neg = attn__v_set(u->lr_neg), eps = attn__v_set(u->eps); \
+    int l2 = u->wd != 0.0f && u->kind != 2; \
+    if (u->kind == 0) { \
+        attn__v mom = attn__v_set(u->mom), damp = attn__v_set(u->damp); \
+        ATTN__EACH(n, { \
+            attn__v gk = l2 ? attn__v_fma(ATTN__LD(w), wd, ATTN__LD(g)) : ATTN__LD(g); \
+            if (m) { \
+                attn__v mk = u->first ? gk : attn__v_fma(gk, damp, attn__v_mul(ATTN__LD(m), mom)); \
+                ATTN__ST(m, mk); \
+                gk = u->nesterov ? attn__v_fma(mk, mom, gk) : mk; \
+            } \
+            ATTN__ST(w, attn__v_fma(gk, lr_neg, ATTN__LD(w))); \
+        }); \
+    } else if (u->kind == 3) { \
+        ATTN__EACH(n, { \
+            attn__v gk = l2 ? attn__v_fma(ATTN__LD(w), wd, ATTN__LD(g)) : ATTN__LD(g); \
+            attn__v mk = attn__v_add(ATTN__LD(m), attn__v_mul(gk, gk)); \
+            ATTN__ST(m, mk); \
+            ATTN__ST(w, attn__v_add(ATTN__LD(w), attn__v_div(attn__v_mul(lr_neg, gk), attn__v_add(attn__v_sqrt(mk), eps)))); \
+        }); \
+    } else { \
+        attn__v b1 = attn__v_set(u->b1), one_b1 = attn__v_set(u->one_b1), b2 = attn__v_set(u->b2); \
+        attn__v one_b2 = attn__v_set(u->one_b2), bc2 = attn__v_set(u->bc2_sqrt), decay = attn__v_set(u->decay); \
+        ATTN__EACH(n, { \
+            attn__v gk = l2 ? attn__v_fma(ATTN__LD(w), wd, ATTN__LD(g)) : ATTN__LD(g); \
+            attn__v wk = u->kind == 2 ? attn__v_mul(ATTN__LD(w), decay) : ATTN__LD(w); \
+            attn__v mk = attn__v_fma(gk, one_b1, attn__v_mul(ATTN__LD(m), b1)); \
+            attn__v vk = attn__v_add(attn__v_mul(ATTN__LD(v), b2), attn__v_mul(attn__v_mul(one_b2, gk), gk)); \
+            attn__v denom = attn__v_add(attn__v_div(attn__v_sqrt(vk), bc2), eps); \
+            ATTN__ST(m, mk); \
+            ATTN__ST(v, vk); \
+            ATTN__ST(w, attn__v_add(wk, attn__v_div(attn__v_mul(lr_neg, mk), denom))); \
+        }); \
+    } \
+} \
+\
+ATTN__TARGET static float attn__sum_simd(size_t n, const float *x) { \
+    attn__v s = attn__v_set(0.0f); \
+    ATTN__EACH(n, s = attn__v_add(s, ATTN__LD(x))); \
+    return attn__v_hsum(s); \
+} \
+ATTN__TARGET static float attn__dot_simd(size_t n, const float *a, const float *b) { \
+    attn__v s = attn__v_set(0.0f); \
+    ATTN__EACH(n, s = attn__v_fma(ATTN__LD(a), ATTN__LD(b), s)); \
+    return attn__v_hsum(s); \
+}
+#endif /* SIMD bodies */
+
+/* ---- 4d. The instruction sets: each one's primitives, then its kernels. ---- */
 #if defined(ATTN__X86)
-typedef __m256 attn__v;
+/* AVX2 + FMA: 8 lanes. */
+#  define ATTN__K(name) attn__avx2_##name
 #  define ATTN__W 8
-#  define ATTN__SIMD_ID ATTN_SIMD_AVX2
+#  define ATTN__TARGET ATTN__TARGET_AVX2
+typedef __m256 attn__v;
 ATTN__TARGET static inline attn__v attn__v_load(const float *p) { return _mm256_loadu_ps(p); }
 ATTN__TARGET static inline void attn__v_store(float *p, attn__v v) { _mm256_storeu_ps(p, v); }
 ATTN__TARGET static inline attn__v attn__v_set(float s) { return _mm256_set1_ps(s); }
@@ -2230,10 +2622,83 @@ ATTN__TARGET static inline attn__v attn__v_inf_above(attn__v x, attn__v y, float
 ATTN__TARGET static inline attn__v attn__v_zero_below(attn__v x, attn__v y, float lo) {
     return _mm256_andnot_ps(_mm256_cmp_ps(x, _mm256_set1_ps(lo), _CMP_LT_OQ), y);
 }
+ATTN__SIMD_PARTS_BY_COPY
+ATTN__SIMD_KERNELS
+#  undef ATTN__K
+#  undef ATTN__W
+#  undef ATTN__TARGET
+
+#  if defined(ATTN__AVX512)
+/* AVX-512 (F, DQ, BW, VL): 16 lanes, 32 registers, and masks for the tails. */
+#    define ATTN__K(name) attn__avx512_##name
+#    define ATTN__W 16
+#    define ATTN__TARGET ATTN__TARGET_AVX512
+typedef __m512 attn__v;
+ATTN__TARGET static inline attn__v attn__v_load(const float *p) { return _mm512_loadu_ps(p); }
+ATTN__TARGET static inline void attn__v_store(float *p, attn__v v) { _mm512_storeu_ps(p, v); }
+ATTN__TARGET static inline attn__v attn__v_set(float s) { return _mm512_set1_ps(s); }
+ATTN__TARGET static inline attn__v attn__v_add(attn__v a, attn__v b) { return _mm512_add_ps(a, b); }
+ATTN__TARGET static inline attn__v attn__v_sub(attn__v a, attn__v b) { return _mm512_sub_ps(a, b); }
+ATTN__TARGET static inline attn__v attn__v_mul(attn__v a, attn__v b) { return _mm512_mul_ps(a, b); }
+ATTN__TARGET static inline attn__v attn__v_div(attn__v a, attn__v b) { return _mm512_div_ps(a, b); }
+ATTN__TARGET static inline attn__v attn__v_sqrt(attn__v a) { return _mm512_sqrt_ps(a); }
+ATTN__TARGET static inline attn__v attn__v_fma(attn__v a, attn__v b, attn__v c) { return _mm512_fmadd_ps(a, b, c); }
+/* like AVX2's maxps/minps: the second operand when one is NaN */
+ATTN__TARGET static inline attn__v attn__v_max(attn__v a, attn__v b) { return _mm512_max_ps(a, b); }
+ATTN__TARGET static inline attn__v attn__v_min(attn__v a, attn__v b) { return _mm512_min_ps(a, b); }
+ATTN__TARGET static inline attn__v attn__v_abs(attn__v a) {
+    return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), _mm512_set1_epi32(0x7FFFFFFF)));
+}
+ATTN__TARGET static inline attn__v attn__v_relu(attn__v x) { return _mm512_max_ps(x, _mm512_setzero_ps()); }
+ATTN__TARGET static inline attn__v attn__v_high_half(attn__v x) {
+    return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0xFFFFF000u)));
+}
+/* mask_blend(k, a, b) takes b where k is set */
+ATTN__TARGET static inline attn__v attn__v_select_nonneg(attn__v x, attn__v a, attn__v b) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ), b, a);
+}
+/* the two 256-bit halves added, then AVX2's order */
+ATTN__TARGET static inline float attn__v_hsum(attn__v v) {
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+ATTN__TARGET static inline float attn__v_hmax(attn__v v) {
+    __m256 h = _mm256_max_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+ATTN__TARGET static inline attn__v attn__v_low_bits_to_exponent(attn__v t) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(t), 23));
+}
+ATTN__TARGET static inline attn__v attn__v_inf_above(attn__v x, attn__v y, float hi) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(hi), _CMP_GT_OQ), y, _mm512_set1_ps(INFINITY));
+}
+ATTN__TARGET static inline attn__v attn__v_zero_below(attn__v x, attn__v y, float lo) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(lo), _CMP_LT_OQ), y, _mm512_setzero_ps());
+}
+/* Tails with masked loads and stores (masked-off lanes are never touched, so
+   they cannot fault): lanes past n read as fill. */
+ATTN__TARGET static inline attn__v attn__v_load_part(const float *p, size_t n, float fill) {
+    return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), (__mmask16)((1u << n) - 1u), p);
+}
+ATTN__TARGET static inline void attn__v_store_part(float *p, attn__v v, size_t n) {
+    _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1u), v);
+}
+ATTN__SIMD_KERNELS
+#    undef ATTN__K
+#    undef ATTN__W
+#    undef ATTN__TARGET
+#  endif /* ATTN__AVX512 */
 #elif defined(ATTN__NEON)
-typedef float32x4_t attn__v;
+#  define ATTN__K(name) attn__neon_##name
 #  define ATTN__W 4
-#  define ATTN__SIMD_ID ATTN_SIMD_NEON
+#  define ATTN__TARGET
+typedef float32x4_t attn__v;
 #  if defined(__aarch64__) || defined(_M_ARM64) || defined(__ARM_FEATURE_FMA)
 #    define ATTN__NEON_FMA(acc, a, b) vfmaq_f32(acc, a, b)
 #  else
@@ -2295,296 +2760,12 @@ static inline attn__v attn__v_inf_above(attn__v x, attn__v y, float hi) {
 static inline attn__v attn__v_zero_below(attn__v x, attn__v y, float lo) {
     return vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(y), vcltq_f32(x, vdupq_n_f32(lo))));
 }
+ATTN__SIMD_PARTS_BY_COPY
+ATTN__SIMD_KERNELS
+#  undef ATTN__K
+#  undef ATTN__W
+#  undef ATTN__TARGET
 #endif
-
-#if defined(ATTN__X86) || defined(ATTN__NEON)
-/* Tails go through a full vector so they get exactly the same arithmetic. */
-ATTN__TARGET static inline attn__v attn__v_load_part(const float *p, size_t n, float fill) {
-    float tmp[ATTN__W];
-    size_t i;
-    for (i = 0; i < ATTN__W; i++) tmp[i] = i < n ? p[i] : fill;
-    return attn__v_load(tmp);
-}
-ATTN__TARGET static inline void attn__v_store_part(float *p, attn__v v, size_t n) {
-    float tmp[ATTN__W];
-    size_t i;
-    attn__v_store(tmp, v);
-    for (i = 0; i < n; i++) p[i] = tmp[i];
-}
-
-/* exp(x): x = n ln2 + r with |r| <= ln2/2 (Cody-Waite, ln2 split in two), then
-   e^r by a degree-6 polynomial (fitted by tools/fit_exp.py: truncation 3e-9
-   relative) and 2^n built in the exponent bits. Max relative error 4e-7 over
-   [-87.3, 88.3] (the tests check it). Below -87.34 -> 0, above 88.37 -> +inf.
-   The core wants c already clamped to [ATTN__EXP_LO, ATTN__EXP_HI].
-   Rounding adds 1.5 * 2^23 + 127: the sum's low mantissa bits then hold n + 127
-   (1..254), so shifting its bit pattern left by 23 is 2^n, with no conversion. */
-#define ATTN__EXP_HI 88.3762626647949f
-#define ATTN__EXP_LO -87.3365478515625f
-ATTN__TARGET static inline attn__v attn__v_exp_core(attn__v c) {
-    attn__v magic = attn__v_set(12583039.0f); /* 1.5 * 2^23 + 127 */
-    attn__v t = attn__v_fma(c, attn__v_set(1.44269504088896341f), magic);
-    attn__v n = attn__v_sub(t, magic);
-    attn__v r = attn__v_fma(n, attn__v_set(-0.693145751953125f), c);
-    attn__v p;
-    r = attn__v_fma(n, attn__v_set(-1.428606765330187e-06f), r);
-    p = attn__v_set(1.381461104e-03f);
-    p = attn__v_fma(p, r, attn__v_set(8.368710080e-03f));
-    p = attn__v_fma(p, r, attn__v_set(4.166838741e-02f));
-    p = attn__v_fma(p, r, attn__v_set(1.666652069e-01f));
-    p = attn__v_fma(p, r, attn__v_set(4.999999345e-01f));
-    p = attn__v_fma(p, r, attn__v_set(1.0f));
-    p = attn__v_fma(p, r, attn__v_set(1.0f));
-    return attn__v_mul(p, attn__v_low_bits_to_exponent(t));
-}
-ATTN__TARGET static inline attn__v attn__v_exp(attn__v x) {
-    attn__v c = attn__v_min(attn__v_set(ATTN__EXP_HI), attn__v_max(attn__v_set(ATTN__EXP_LO), x));
-    return attn__v_zero_below(x, attn__v_inf_above(x, attn__v_exp_core(c), ATTN__EXP_HI), ATTN__EXP_LO);
-}
-/* exp(x) for x <= 0 (or -inf, or NaN), as softmax has after subtracting the max. */
-ATTN__TARGET static inline attn__v attn__v_exp_nonpos(attn__v x) {
-    return attn__v_zero_below(x, attn__v_exp_core(attn__v_max(attn__v_set(ATTN__EXP_LO), x)), ATTN__EXP_LO);
-}
-
-/* Phi(x) and phi(x) by the formula of attn__normal_cdf (see there). */
-ATTN__TARGET static inline attn__v attn__v_normal_cdf(attn__v x, attn__v *pdf) {
-    const float *g = attn__erfc_coef;
-    /* Clamping to [-14, 14], where Phi is already exactly 0 or 1 in float,
-       keeps the arithmetic finite; NaN stays NaN (x is the operand max/min
-       pass through). */
-    attn__v xc = attn__v_min(attn__v_set(14.0f), attn__v_max(attn__v_set(-14.0f), x));
-    attn__v u = attn__v_mul(attn__v_abs(xc), attn__v_set(0.70710678118654752f));
-    attn__v one = attn__v_set(1.0f);
-    attn__v t = attn__v_div(one, attn__v_fma(u, attn__v_set(0.5f), one));
-    attn__v p = attn__v_set(g[0]), xh, xl, b, exp_b, e, half;
-    int i;
-    for (i = 1; i < 11; i++) p = attn__v_fma(p, t, attn__v_set(g[i]));
-    /* exp(-x^2/2) from x, not from the rounded u. With x = xh + xl, xh*xh is
-       exact and b = -(2 xh + xl) xl / 2 is small (|b| < 0.1 where the result
-       is not 0), so exp(-xh^2/2) * (degree-4 series of e^b) needs no fused
-       multiply-add and stays accurate. */
-    xh = attn__v_high_half(xc);
-    xl = attn__v_sub(xc, xh);
-    b = attn__v_mul(attn__v_mul(attn__v_fma(xh, attn__v_set(2.0f), xl), xl), attn__v_set(-0.5f));
-    exp_b = attn__v_fma(b, attn__v_set(1.0f / 24.0f), attn__v_set(1.0f / 6.0f));
-    exp_b = attn__v_fma(exp_b, b, attn__v_set(0.5f));
-    exp_b = attn__v_fma(exp_b, b, one);
-    exp_b = attn__v_fma(exp_b, b, one);
-    e = attn__v_mul(attn__v_exp(attn__v_mul(attn__v_mul(xh, xh), attn__v_set(-0.5f))), exp_b);
-    if (pdf) *pdf = attn__v_mul(e, attn__v_set(0.39894228040143268f));
-    half = attn__v_mul(attn__v_mul(e, attn__v_set(0.5f)), attn__v_mul(t, p));
-    return attn__v_select_nonneg(xc, attn__v_sub(one, half), half);
-}
-
-/* ---- 4d. SIMD row and vector kernels ---- */
-/* One elementwise loop for the vector kernels: stmt sees i_ (the offset) and k_
-   (lanes in play, ATTN__W except at the tail). */
-#define ATTN__EACH(n, stmt)                                                              \
-    do {                                                                                 \
-        size_t i_ = 0;                                                                   \
-        for (; i_ + ATTN__W <= (n); i_ += ATTN__W) { const size_t k_ = ATTN__W; stmt; }  \
-        if (i_ < (n)) { const size_t k_ = (n) - i_; stmt; }                              \
-    } while (0)
-#define ATTN__LD(p) (k_ == ATTN__W ? attn__v_load((p) + i_) : attn__v_load_part((p) + i_, k_, 0.0f))
-#define ATTN__ST(p, v) (k_ == ATTN__W ? attn__v_store((p) + i_, v) : attn__v_store_part((p) + i_, v, k_))
-
-ATTN__TARGET static float attn__row_max(int n, const float *x) {
-    attn__v m0 = attn__v_set(-INFINITY), m1 = m0;
-    int j = 0;
-    for (; j + 2 * ATTN__W <= n; j += 2 * ATTN__W) {
-        m0 = attn__v_max(m0, attn__v_load(x + j));
-        m1 = attn__v_max(m1, attn__v_load(x + j + ATTN__W));
-    }
-    for (; j + ATTN__W <= n; j += ATTN__W) m0 = attn__v_max(m0, attn__v_load(x + j));
-    if (j < n) m1 = attn__v_max(m1, attn__v_load_part(x + j, (size_t)(n - j), -INFINITY));
-    return attn__v_hmax(attn__v_max(m0, m1));
-}
-
-/* sum of exp(x - m); also stores the exps in y when y is not NULL */
-ATTN__TARGET static float attn__row_exp_sum(int n, const float *x, float m, float *y) {
-    attn__v vm = attn__v_set(m), s0 = attn__v_set(0.0f), s1 = s0;
-    int j = 0;
-    for (; j + 2 * ATTN__W <= n; j += 2 * ATTN__W) {
-        attn__v e0 = attn__v_exp_nonpos(attn__v_sub(attn__v_load(x + j), vm));
-        attn__v e1 = attn__v_exp_nonpos(attn__v_sub(attn__v_load(x + j + ATTN__W), vm));
-        if (y) { attn__v_store(y + j, e0); attn__v_store(y + j + ATTN__W, e1); }
-        s0 = attn__v_add(s0, e0);
-        s1 = attn__v_add(s1, e1);
-    }
-    for (; j < n; j += ATTN__W) {
-        size_t k = (size_t)ATTN__MIN(ATTN__W, n - j);
-        attn__v e = attn__v_exp_nonpos(attn__v_sub(attn__v_load_part(x + j, k, -INFINITY), vm));
-        if (y) attn__v_store_part(y + j, e, k);
-        s0 = attn__v_add(s0, e);
-    }
-    return attn__v_hsum(attn__v_add(s0, s1));
-}
-
-/* y = (x + add) * mul over a row */
-ATTN__TARGET static void attn__row_affine(int n, const float *x, float add, float mul, float *y) {
-    attn__v va = attn__v_set(add), vm = attn__v_set(mul);
-    int j = 0;
-    for (; j + ATTN__W <= n; j += ATTN__W) attn__v_store(y + j, attn__v_mul(attn__v_add(attn__v_load(x + j), va), vm));
-    if (j < n) {
-        size_t k = (size_t)(n - j);
-        attn__v_store_part(y + j, attn__v_mul(attn__v_add(attn__v_load_part(x + j, k, 0.0f), va), vm), k);
-    }
-}
-
-ATTN__TARGET static void attn__softmax_rows_simd(int rows, int cols, const float *x, int ldx, float *y, int ldy) {
-    int r;
-    for (r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * ldx;
-        float *yr = y + (size_t)r * ldy;
-        float m = attn__row_max(cols, xr);
-        float s = attn__row_exp_sum(cols, xr, m, yr);
-        attn__row_affine(cols, yr, 0.0f, 1.0f / s, yr);
-    }
-}
-
-ATTN__TARGET static void attn__log_softmax_rows_simd(int rows, int cols, const float *x, int ldx, float *y, int ldy) {
-    int r;
-    for (r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * ldx;
-        float m = attn__row_max(cols, xr);
-        float lse = logf(attn__row_exp_sum(cols, xr, m, NULL));
-        /* (x - m) - lse, as the reference does, to keep the large terms apart */
-        attn__v vm = attn__v_set(m), vl = attn__v_set(lse);
-        float *yr = y + (size_t)r * ldy;
-        int j = 0;
-        for (; j + ATTN__W <= cols; j += ATTN__W)
-            attn__v_store(yr + j, attn__v_sub(attn__v_sub(attn__v_load(xr + j), vm), vl));
-        if (j < cols) {
-            size_t k = (size_t)(cols - j);
-            attn__v_store_part(yr + j, attn__v_sub(attn__v_sub(attn__v_load_part(xr + j, k, 0.0f), vm), vl), k);
-        }
-    }
-}
-
-ATTN__TARGET static void attn__layernorm_rows_simd(int rows, int cols, const float *x, int ldx,
-                                                   const float *gamma, const float *beta, float eps,
-                                                   float *y, int ldy, float *mean, float *rstd) {
-    int r, j;
-    for (r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * ldx;
-        float *yr = y + (size_t)r * ldy;
-        attn__v s0 = attn__v_set(0.0f), s1 = s0, vmu, vrs;
-        float mu, var, rs;
-        for (j = 0; j + ATTN__W <= cols; j += ATTN__W) s0 = attn__v_add(s0, attn__v_load(xr + j));
-        if (j < cols) s1 = attn__v_load_part(xr + j, (size_t)(cols - j), 0.0f);
-        mu = attn__v_hsum(attn__v_add(s0, s1)) / (float)cols;
-        vmu = attn__v_set(mu);
-        s0 = attn__v_set(0.0f);
-        s1 = s0;
-        for (j = 0; j + ATTN__W <= cols; j += ATTN__W) {
-            attn__v d = attn__v_sub(attn__v_load(xr + j), vmu);
-            s0 = attn__v_fma(d, d, s0);
-        }
-        if (j < cols) {
-            attn__v d = attn__v_sub(attn__v_load_part(xr + j, (size_t)(cols - j), mu), vmu);
-            s1 = attn__v_mul(d, d);
-        }
-        var = attn__v_hsum(attn__v_add(s0, s1)) / (float)cols;
-        rs = 1.0f / sqrtf(var + eps);
-        vrs = attn__v_set(rs);
-        ATTN__EACH((size_t)cols, {
-            attn__v v = attn__v_mul(attn__v_sub(ATTN__LD(xr), vmu), vrs);
-            attn__v g = gamma ? ATTN__LD(gamma) : attn__v_set(1.0f);
-            attn__v b = beta ? ATTN__LD(beta) : attn__v_set(0.0f);
-            ATTN__ST(yr, attn__v_fma(v, g, b));
-        });
-        if (mean) mean[r] = mu;
-        if (rstd) rstd[r] = rs;
-    }
-}
-
-ATTN__TARGET static void attn__gelu_simd(size_t n, const float *x, float *y) {
-    ATTN__EACH(n, {
-        attn__v v = ATTN__LD(x);
-        ATTN__ST(y, attn__v_mul(v, attn__v_normal_cdf(v, NULL)));
-    });
-}
-ATTN__TARGET static void attn__gelu_backward_simd(size_t n, const float *x, const float *dy, float *dx) {
-    attn__v pdf;
-    ATTN__EACH(n, {
-        attn__v v = ATTN__LD(x);
-        attn__v cdf = attn__v_normal_cdf(v, &pdf);
-        ATTN__ST(dx, attn__v_fma(ATTN__LD(dy), attn__v_fma(v, pdf, cdf), ATTN__LD(dx)));
-    });
-}
-ATTN__TARGET static void attn__exp_simd(size_t n, const float *x, float *y) {
-    ATTN__EACH(n, ATTN__ST(y, attn__v_exp(ATTN__LD(x))));
-}
-ATTN__TARGET static void attn__add_simd(size_t n, const float *a, const float *b, float *y) {
-    ATTN__EACH(n, ATTN__ST(y, attn__v_add(ATTN__LD(a), ATTN__LD(b))));
-}
-ATTN__TARGET static void attn__sub_simd(size_t n, const float *a, const float *b, float *y) {
-    ATTN__EACH(n, ATTN__ST(y, attn__v_sub(ATTN__LD(a), ATTN__LD(b))));
-}
-ATTN__TARGET static void attn__mul_simd(size_t n, const float *a, const float *b, float *y) {
-    ATTN__EACH(n, ATTN__ST(y, attn__v_mul(ATTN__LD(a), ATTN__LD(b))));
-}
-ATTN__TARGET static void attn__scale_simd(size_t n, float s, const float *x, float *y) {
-    attn__v vs = attn__v_set(s);
-    ATTN__EACH(n, ATTN__ST(y, attn__v_mul(vs, ATTN__LD(x))));
-}
-ATTN__TARGET static void attn__axpy_simd(size_t n, float alpha, const float *x, float *y) {
-    attn__v va = attn__v_set(alpha);
-    ATTN__EACH(n, ATTN__ST(y, attn__v_fma(va, ATTN__LD(x), ATTN__LD(y))));
-}
-ATTN__TARGET static void attn__relu_simd(size_t n, const float *x, float *y) {
-    ATTN__EACH(n, ATTN__ST(y, attn__v_relu(ATTN__LD(x))));
-}
-/* attn__update_ref with vectors (fused where it fuses; plain ARMv7 NEON has no
-   fused op, so there the last bit can differ from PyTorch) */
-ATTN__TARGET static void attn__update_simd(size_t n, const attn__update *u, float *w, const float *g, float *m, float *v) {
-    attn__v wd = attn__v_set(u->wd), lr_neg = attn__v_set(u->lr_neg), eps = attn__v_set(u->eps);
-    int l2 = u->wd != 0.0f && u->kind != 2;
-    if (u->kind == 0) {
-        attn__v mom = attn__v_set(u->mom), damp = attn__v_set(u->damp);
-        ATTN__EACH(n, {
-            attn__v gk = l2 ? attn__v_fma(ATTN__LD(w), wd, ATTN__LD(g)) : ATTN__LD(g);
-            if (m) {
-                attn__v mk = u->first ? gk : attn__v_fma(gk, damp, attn__v_mul(ATTN__LD(m), mom));
-                ATTN__ST(m, mk);
-                gk = u->nesterov ? attn__v_fma(mk, mom, gk) : mk;
-            }
-            ATTN__ST(w, attn__v_fma(gk, lr_neg, ATTN__LD(w)));
-        });
-    } else if (u->kind == 3) {
-        ATTN__EACH(n, {
-            attn__v gk = l2 ? attn__v_fma(ATTN__LD(w), wd, ATTN__LD(g)) : ATTN__LD(g);
-            attn__v mk = attn__v_add(ATTN__LD(m), attn__v_mul(gk, gk));
-            ATTN__ST(m, mk);
-            ATTN__ST(w, attn__v_add(ATTN__LD(w), attn__v_div(attn__v_mul(lr_neg, gk), attn__v_add(attn__v_sqrt(mk), eps))));
-        });
-    } else {
-        attn__v b1 = attn__v_set(u->b1), one_b1 = attn__v_set(u->one_b1), b2 = attn__v_set(u->b2);
-        attn__v one_b2 = attn__v_set(u->one_b2), bc2 = attn__v_set(u->bc2_sqrt), decay = attn__v_set(u->decay);
-        ATTN__EACH(n, {
-            attn__v gk = l2 ? attn__v_fma(ATTN__LD(w), wd, ATTN__LD(g)) : ATTN__LD(g);
-            attn__v wk = u->kind == 2 ? attn__v_mul(ATTN__LD(w), decay) : ATTN__LD(w);
-            attn__v mk = attn__v_fma(gk, one_b1, attn__v_mul(ATTN__LD(m), b1));
-            attn__v vk = attn__v_add(attn__v_mul(ATTN__LD(v), b2), attn__v_mul(attn__v_mul(one_b2, gk), gk));
-            attn__v denom = attn__v_add(attn__v_div(attn__v_sqrt(vk), bc2), eps);
-            ATTN__ST(m, mk);
-            ATTN__ST(v, vk);
-            ATTN__ST(w, attn__v_add(wk, attn__v_div(attn__v_mul(lr_neg, mk), denom)));
-        });
-    }
-}
-
-ATTN__TARGET static float attn__sum_simd(size_t n, const float *x) {
-    attn__v s = attn__v_set(0.0f);
-    ATTN__EACH(n, s = attn__v_add(s, ATTN__LD(x)));
-    return attn__v_hsum(s);
-}
-ATTN__TARGET static float attn__dot_simd(size_t n, const float *a, const float *b) {
-    attn__v s = attn__v_set(0.0f);
-    ATTN__EACH(n, s = attn__v_fma(ATTN__LD(a), ATTN__LD(b), s));
-    return attn__v_hsum(s);
-}
-#endif /* SIMD primitives */
 
 /* ---- 4e. GEMM micro-kernels. Each keeps an MR x NR tile of C in registers for
    the whole depth kc. The write-back goes through one helper per row, and edge
@@ -2594,7 +2775,7 @@ ATTN__TARGET static float attn__dot_simd(size_t n, const float *a, const float *
 #  define ATTN__MR 6
 #  define ATTN__NR 16
 /* c = alpha * acc + beta * c over 16 floats (beta == 0: c is not read) */
-ATTN__TARGET static inline void attn__avx_store_row(float *c, __m256 x0, __m256 x1, float alpha, float beta) {
+ATTN__TARGET_AVX2 static inline void attn__avx_store_row(float *c, __m256 x0, __m256 x1, float alpha, float beta) {
     __m256 va = _mm256_set1_ps(alpha);
     x0 = _mm256_mul_ps(va, x0);
     x1 = _mm256_mul_ps(va, x1);
@@ -2607,7 +2788,7 @@ ATTN__TARGET static inline void attn__avx_store_row(float *c, __m256 x0, __m256 
     _mm256_storeu_ps(c + 8, x1);
 }
 
-ATTN__TARGET static void attn__microkernel_avx2(int kc, const float *a, int lda, const float *b, float *c,
+ATTN__TARGET_AVX2 static void attn__microkernel_avx2(int kc, const float *a, int lda, const float *b, float *c,
                                                 int ldc, int m, int n, float alpha, float beta) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
@@ -2653,7 +2834,7 @@ ATTN__TARGET static void attn__microkernel_avx2(int kc, const float *a, int lda,
             for (j = 0; j < n; j++) c[(size_t)i * ldc + j] = tile[i * ATTN__NR + j];
 }
 /* An 8 x 8 block of src (rows lds apart) transposed into dst (rows ldd apart). */
-ATTN__TARGET static inline void attn__transpose8_avx2(const float *src, int lds, float *dst, int ldd) {
+ATTN__TARGET_AVX2 static inline void attn__transpose8_avx2(const float *src, int lds, float *dst, int ldd) {
     __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lds);
     __m256 r2 = _mm256_loadu_ps(src + 2 * (size_t)lds), r3 = _mm256_loadu_ps(src + 3 * (size_t)lds);
     __m256 r4 = _mm256_loadu_ps(src + 4 * (size_t)lds), r5 = _mm256_loadu_ps(src + 5 * (size_t)lds);
@@ -2678,7 +2859,7 @@ ATTN__TARGET static inline void attn__transpose8_avx2(const float *src, int lds,
 
 /* A 16-column panel of transposed B: B's rows jp..jp+15 become the panel's
    columns, 8 x 8 blocks at a time (the scalar loop does one float a cycle). */
-ATTN__TARGET static void attn__pack_bt_avx2(const float *B, int ldb, int kb, float *dst) {
+ATTN__TARGET_AVX2 static void attn__pack_bt_avx2(const float *B, int ldb, int kb, float *dst) {
     int k = 0, j;
     for (; k + 8 <= kb; k += 8) {
         attn__transpose8_avx2(B + k, ldb, dst + (size_t)k * ATTN__NR, ATTN__NR);
@@ -2687,8 +2868,95 @@ ATTN__TARGET static void attn__pack_bt_avx2(const float *B, int ldb, int kb, flo
     for (; k < kb; k++)
         for (j = 0; j < ATTN__NR; j++) dst[(size_t)k * ATTN__NR + j] = B[(size_t)j * ldb + k];
 }
-#  define ATTN__MICROKERNEL attn__microkernel_avx2
-#  define ATTN__PACK_BT attn__pack_bt_avx2
+#  if defined(ATTN__AVX512)
+/* AVX-512: a 12 x 32 tile is 24 of the 32 zmm registers, and per step of k
+   24 FMAs meet 2 panel loads and 12 broadcasts (folded into the FMAs), so the
+   two FMA units stay the limit. */
+#    define ATTN__AVX512_MR 12
+#    define ATTN__AVX512_NR 32
+/* c = alpha * acc + beta * c over 32 floats (beta == 0: c is not read) */
+ATTN__TARGET_AVX512 static inline void attn__avx512_store_row(float *c, __m512 x0, __m512 x1, float alpha,
+                                                              float beta) {
+    __m512 va = _mm512_set1_ps(alpha);
+    x0 = _mm512_mul_ps(va, x0);
+    x1 = _mm512_mul_ps(va, x1);
+    if (beta != 0.0f) {
+        __m512 vb = _mm512_set1_ps(beta);
+        x0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(c), x0);
+        x1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(c + 16), x1);
+    }
+    _mm512_storeu_ps(c, x0);
+    _mm512_storeu_ps(c + 16, x1);
+}
+
+ATTN__TARGET_AVX512 static void attn__microkernel_avx512(int kc, const float *a, int lda, const float *b, float *c,
+                                                         int ldc, int m, int n, float alpha, float beta) {
+    __m512 z = _mm512_setzero_ps();
+    __m512 c0_0 = z, c0_1 = z, c1_0 = z, c1_1 = z, c2_0 = z, c2_1 = z, c3_0 = z, c3_1 = z;
+    __m512 c4_0 = z, c4_1 = z, c5_0 = z, c5_1 = z, c6_0 = z, c6_1 = z, c7_0 = z, c7_1 = z;
+    __m512 c8_0 = z, c8_1 = z, c9_0 = z, c9_1 = z, c10_0 = z, c10_1 = z, c11_0 = z, c11_1 = z;
+    float tile[ATTN__AVX512_MR * ATTN__AVX512_NR];
+    float *out = c;
+    int ldo = ldc, k, i, j;
+#    define ATTN__ROW(r, addr)                              \
+        av = _mm512_set1_ps(*(addr));                       \
+        c##r##_0 = _mm512_fmadd_ps(av, b0, c##r##_0);       \
+        c##r##_1 = _mm512_fmadd_ps(av, b1, c##r##_1);
+#    define ATTN__ROWS(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11)                       \
+        ATTN__ROW(0, a0) ATTN__ROW(1, a1) ATTN__ROW(2, a2) ATTN__ROW(3, a3) ATTN__ROW(4, a4)    \
+        ATTN__ROW(5, a5) ATTN__ROW(6, a6) ATTN__ROW(7, a7) ATTN__ROW(8, a8) ATTN__ROW(9, a9)    \
+        ATTN__ROW(10, a10) ATTN__ROW(11, a11)
+    if (lda == 0) {
+        for (k = 0; k < kc; k++, a += ATTN__AVX512_MR, b += ATTN__AVX512_NR) {
+            __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16), av;
+            ATTN__ROWS(a, a + 1, a + 2, a + 3, a + 4, a + 5, a + 6, a + 7, a + 8, a + 9, a + 10, a + 11)
+        }
+    } else { /* rows past m repeat row 0: never read outside A, results dropped */
+        const float *r[ATTN__AVX512_MR];
+        for (i = 0; i < ATTN__AVX512_MR; i++) r[i] = i < m ? a + (size_t)i * lda : a;
+        for (k = 0; k < kc; k++, b += ATTN__AVX512_NR) {
+            __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16), av;
+            ATTN__ROWS(r[0] + k, r[1] + k, r[2] + k, r[3] + k, r[4] + k, r[5] + k, r[6] + k, r[7] + k,
+                       r[8] + k, r[9] + k, r[10] + k, r[11] + k)
+        }
+    }
+#    undef ATTN__ROWS
+#    undef ATTN__ROW
+    if (m < ATTN__AVX512_MR || n < ATTN__AVX512_NR) { /* edge: work on a scratch copy of the tile */
+        out = tile;
+        ldo = ATTN__AVX512_NR;
+        for (i = 0; i < ATTN__AVX512_MR; i++)
+            for (j = 0; j < ATTN__AVX512_NR; j++)
+                tile[i * ATTN__AVX512_NR + j] = (i < m && j < n && beta != 0.0f) ? c[(size_t)i * ldc + j] : 0.0f;
+    }
+    attn__avx512_store_row(out, c0_0, c0_1, alpha, beta);
+    attn__avx512_store_row(out + ldo, c1_0, c1_1, alpha, beta);
+    attn__avx512_store_row(out + 2 * ldo, c2_0, c2_1, alpha, beta);
+    attn__avx512_store_row(out + 3 * ldo, c3_0, c3_1, alpha, beta);
+    attn__avx512_store_row(out + 4 * ldo, c4_0, c4_1, alpha, beta);
+    attn__avx512_store_row(out + 5 * ldo, c5_0, c5_1, alpha, beta);
+    attn__avx512_store_row(out + 6 * ldo, c6_0, c6_1, alpha, beta);
+    attn__avx512_store_row(out + 7 * ldo, c7_0, c7_1, alpha, beta);
+    attn__avx512_store_row(out + 8 * ldo, c8_0, c8_1, alpha, beta);
+    attn__avx512_store_row(out + 9 * ldo, c9_0, c9_1, alpha, beta);
+    attn__avx512_store_row(out + 10 * ldo, c10_0, c10_1, alpha, beta);
+    attn__avx512_store_row(out + 11 * ldo, c11_0, c11_1, alpha, beta);
+    if (out == tile)
+        for (i = 0; i < m; i++)
+            for (j = 0; j < n; j++) c[(size_t)i * ldc + j] = tile[i * ATTN__AVX512_NR + j];
+}
+
+/* A 32-column panel of transposed B, as four 8 x 8 transposes per 8 of k. */
+ATTN__TARGET_AVX512 static void attn__pack_bt_avx512(const float *B, int ldb, int kb, float *dst) {
+    int k = 0, j, q;
+    for (; k + 8 <= kb; k += 8)
+        for (q = 0; q < 4; q++)
+            attn__transpose8_avx2(B + 8 * (size_t)q * ldb + k, ldb, dst + (size_t)k * ATTN__AVX512_NR + 8 * q,
+                                  ATTN__AVX512_NR);
+    for (; k < kb; k++)
+        for (j = 0; j < ATTN__AVX512_NR; j++) dst[(size_t)k * ATTN__AVX512_NR + j] = B[(size_t)j * ldb + k];
+}
+#  endif /* ATTN__AVX512 */
 #elif defined(ATTN__NEON)
 #  if defined(__aarch64__) || defined(_M_ARM64)
 #    define ATTN__MR 8 /* 16 accumulators of 32 registers */
@@ -2754,54 +3022,118 @@ static void attn__microkernel_neon(int kc, const float *a, int lda, const float 
         for (i = 0; i < m; i++)
             for (j = 0; j < n; j++) c[(size_t)i * ldc + j] = tile[i * ATTN__NR + j];
 }
-#  define ATTN__MICROKERNEL attn__microkernel_neon
-#  define ATTN__PACK_BT NULL
 #endif
 
-#if defined(ATTN__MICROKERNEL)
-static void attn__sgemm_simd(int transA, int transB, int M, int N, int K, float alpha, const float *A,
-                             int lda, const float *B, int ldb, float beta, float *C, int ldc) {
-    attn__sgemm_blocked(ATTN__MICROKERNEL, ATTN__PACK_BT, ATTN__MR, ATTN__NR, transA, transB, M, N, K, alpha,
-                        A, lda, B, ldb, beta, C, ldc);
+/* The kernel sets this build has: each SIMD set's body from 4c, its GEMM
+   micro-kernel on the blocked driver of 4b, and its optimizer update. */
+#define ATTN__KERNEL_SET(P, id, mr, nr)                                                                       \
+    { { id, attn__##P##_sgemm, attn__##P##_softmax_rows, attn__##P##_log_softmax_rows,                        \
+        attn__##P##_layernorm_rows, attn__##P##_gelu, attn__##P##_gelu_backward, attn__##P##_exp,             \
+        attn__##P##_add, attn__##P##_sub, attn__##P##_mul, attn__##P##_scale, attn__##P##_axpy,               \
+        attn__##P##_relu, attn__##P##_sum, attn__##P##_dot },                                                 \
+      mr, nr, attn__##P##_update }
+#if defined(ATTN__X86)
+static void attn__avx2_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                             const float *B, int ldb, float beta, float *C, int ldc) {
+    attn__sgemm_blocked(attn__microkernel_avx2, attn__pack_bt_avx2, ATTN__MR, ATTN__NR, transA, transB, M, N, K,
+                        alpha, A, lda, B, ldb, beta, C, ldc);
 }
-
-static const attn_kernels attn__kernels_simd = {
-    ATTN__SIMD_ID, attn__sgemm_simd, attn__softmax_rows_simd, attn__log_softmax_rows_simd,
-    attn__layernorm_rows_simd, attn__gelu_simd, attn__gelu_backward_simd, attn__exp_simd, attn__add_simd, attn__sub_simd,
-    attn__mul_simd, attn__scale_simd, attn__axpy_simd, attn__relu_simd, attn__sum_simd, attn__dot_simd
-};
+static const attn__kernel_set attn__kernels_avx2 = ATTN__KERNEL_SET(avx2, ATTN_SIMD_AVX2, ATTN__MR, ATTN__NR);
+#  if defined(ATTN__AVX512)
+static void attn__avx512_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                               const float *B, int ldb, float beta, float *C, int ldc) {
+    attn__sgemm_blocked(attn__microkernel_avx512, attn__pack_bt_avx512, ATTN__AVX512_MR, ATTN__AVX512_NR, transA,
+                        transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+static const attn__kernel_set attn__kernels_avx512 =
+    ATTN__KERNEL_SET(avx512, ATTN_SIMD_AVX512, ATTN__AVX512_MR, ATTN__AVX512_NR);
+#  endif
+#elif defined(ATTN__NEON)
+static void attn__neon_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                             const float *B, int ldb, float beta, float *C, int ldc) {
+    attn__sgemm_blocked(attn__microkernel_neon, NULL, ATTN__MR, ATTN__NR, transA, transB, M, N, K, alpha, A, lda,
+                        B, ldb, beta, C, ldc);
+}
+static const attn__kernel_set attn__kernels_neon = ATTN__KERNEL_SET(neon, ATTN_SIMD_NEON, ATTN__MR, ATTN__NR);
 #endif
 
 /* ---- 4f. Dispatch and the public kernels ---- */
-ATTN_API const attn_kernels *attn_kernels_get(attn_simd simd) {
-    if (simd == ATTN_SIMD_NONE) return &attn__kernels_ref;
+
+/* The set the library runs: the widest the CPU has, capped by the environment
+   variable ATTN_SIMD (none, avx2 or avx512; anything else is ignored), read on
+   first use. Asked once: cpuid traps to the hypervisor in a VM, and the
+   answer cannot change. Every thread computes the same value, so the race on
+   the cache is benign; relaxed atomics say so to ThreadSanitizer. */
 #if defined(ATTN__X86)
-    if (simd == ATTN_SIMD_AVX2 && attn__cpu_has_avx2_fma()) return &attn__kernels_simd;
-#elif defined(ATTN__NEON)
-    if (simd == ATTN_SIMD_NEON) return &attn__kernels_simd;
+static volatile int attn__cpu_simd_cache = -1, attn__simd_chosen_cache = -1;
+#  if defined(__GNUC__) || defined(__clang__)
+#    define ATTN__CACHE_LOAD(c) __atomic_load_n(&(c), __ATOMIC_RELAXED)
+#    define ATTN__CACHE_STORE(c, v) __atomic_store_n(&(c), (v), __ATOMIC_RELAXED)
+#  else
+#    define ATTN__CACHE_LOAD(c) (c)
+#    define ATTN__CACHE_STORE(c, v) ((c) = (v))
+#  endif
+static attn_simd attn__cpu_simd_cached(void) {
+    int s = ATTN__CACHE_LOAD(attn__cpu_simd_cache);
+    if (s < 0) {
+        s = (int)attn__cpu_simd();
+        ATTN__CACHE_STORE(attn__cpu_simd_cache, s);
+    }
+    return (attn_simd)s;
+}
+static attn_simd attn__simd_chosen(void) {
+    int s = ATTN__CACHE_LOAD(attn__simd_chosen_cache);
+    if (s < 0) {
+        const char *cap;
+        s = (int)attn__cpu_simd_cached();
+#  if defined(_MSC_VER)
+#    pragma warning(suppress : 4996) /* getenv: only read, never kept */
+#  endif
+        cap = getenv("ATTN_SIMD");
+        if (cap && strcmp(cap, "none") == 0) s = ATTN_SIMD_NONE;
+        else if (cap && strcmp(cap, "avx2") == 0 && s == ATTN_SIMD_AVX512) s = ATTN_SIMD_AVX2;
+        ATTN__CACHE_STORE(attn__simd_chosen_cache, s);
+    }
+    return (attn_simd)s;
+}
 #endif
-    return NULL;
+
+static const attn__kernel_set *attn__kernel_set_get(attn_simd simd) {
+#if defined(ATTN__X86)
+    attn_simd best = attn__cpu_simd_cached(); /* NONE < AVX2 < AVX512 on x86 */
+    if (simd == ATTN_SIMD_AVX2 && (best == ATTN_SIMD_AVX2 || best == ATTN_SIMD_AVX512)) return &attn__kernels_avx2;
+#  if defined(ATTN__AVX512)
+    if (simd == ATTN_SIMD_AVX512 && best == ATTN_SIMD_AVX512) return &attn__kernels_avx512;
+#  endif
+#elif defined(ATTN__NEON)
+    if (simd == ATTN_SIMD_NEON) return &attn__kernels_neon;
+#endif
+    return simd == ATTN_SIMD_NONE ? &attn__kernels_ref : NULL;
 }
 
-static const attn_kernels *attn__kernels(void) {
-#if defined(ATTN__X86)
-    if (attn__cpu_has_avx2_fma()) return &attn__kernels_simd;
-#elif defined(ATTN__NEON)
-    return &attn__kernels_simd;
-#endif
-    return &attn__kernels_ref;
+ATTN_API const attn_kernels *attn_kernels_get(attn_simd simd) {
+    const attn__kernel_set *set = attn__kernel_set_get(simd);
+    return set ? &set->pub : NULL;
 }
+
+/* The set every public kernel and op runs on. */
+static const attn__kernel_set *attn__active_set(void) {
+#if defined(ATTN__X86)
+    return attn__kernel_set_get(attn__simd_chosen());
+#elif defined(ATTN__NEON)
+    return &attn__kernels_neon;
+#else
+    return &attn__kernels_ref;
+#endif
+}
+static const attn_kernels *attn__kernels(void) { return &attn__active_set()->pub; }
 
 ATTN_API attn_simd attn_simd_active(void) { return attn__kernels()->simd; }
 
-/* Rows of C one micro-kernel call makes with kernel set k. */
-static int attn__gemm_tile_rows(const attn_kernels *k) {
-#if defined(ATTN__MICROKERNEL)
-    if (k == &attn__kernels_simd) return ATTN__MR;
-#endif
-    (void)k;
-    return 8;
-}
+/* Rows of C one micro-kernel call makes with kernel set k (k is always one of
+   the sets above: the first member of its attn__kernel_set). */
+static int attn__gemm_tile_rows(const attn_kernels *k) { return ((const attn__kernel_set *)(const void *)k)->gemm_mr; }
+static int attn__gemm_tile_cols(const attn_kernels *k) { return ((const attn__kernel_set *)(const void *)k)->gemm_nr; }
 
 static int attn__sgemm_args_ok(int transA, int transB, int M, int N, int K, const float *A, int lda,
                                const float *B, int ldb, const float *C, int ldc) {
@@ -2869,7 +3201,8 @@ ATTN_API attn_status attn_sgemm_mt(const attn_threads *threads, int transA, int 
         j.band = ((M + nt - 1) / nt + mr - 1) / mr * mr;
         tasks = (M + j.band - 1) / j.band;
     } else {
-        j.band = ((N + nt - 1) / nt + 15) / 16 * 16;
+        int nr = attn__gemm_tile_cols(j.k);
+        j.band = ((N + nt - 1) / nt + nr - 1) / nr * nr;
         tasks = (N + j.band - 1) / j.band;
     }
     attn__parallel(threads, tasks, attn__gemm_task, &j);
@@ -2994,13 +3327,7 @@ static void attn__norm_backward_rows(int rows, int cols, const float *x, const f
 }
 
 static void attn__optimizer_update(size_t n, const attn__update *u, float *w, const float *g, float *m, float *v) {
-#if defined(ATTN__MICROKERNEL)
-    if (attn__kernels() == &attn__kernels_simd) {
-        attn__update_simd(n, u, w, g, m, v);
-        return;
-    }
-#endif
-    attn__update_ref(n, u, w, g, m, v);
+    attn__active_set()->update(n, u, w, g, m, v);
 }
 
 ATTN_API void attn_vec_gelu(size_t n, const float *x, float *y) { if (x && y) attn__kernels()->gelu(n, x, y); }

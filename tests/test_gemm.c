@@ -52,33 +52,44 @@ typedef struct gemm_shape {
     int offset; /* floats by which A, B, C are shifted off malloc's alignment */
 } gemm_shape;
 
-/* Runs one shape through the reference and the SIMD kernel (and, when public
-   is set, through attn_sgemm, which must match the active set bit for bit).
+/* k[0] = the reference, k[1] = the active set, then every other SIMD set this
+   build and CPU have (AVX2 beside AVX-512). Returns how many. */
+static int gemm_kernel_sets(const attn_kernels *k[4]) {
+    static const attn_simd all[3] = { ATTN_SIMD_AVX2, ATTN_SIMD_AVX512, ATTN_SIMD_NEON };
+    int i, n = 2;
+    k[0] = attn_kernels_get(ATTN_SIMD_NONE);
+    k[1] = attn_kernels_get(attn_simd_active());
+    for (i = 0; i < 3; i++)
+        if (all[i] != attn_simd_active() && attn_kernels_get(all[i])) k[n++] = attn_kernels_get(all[i]);
+    return k[0] && k[1] ? n : 0;
+}
+
+/* Runs one shape through the reference and every SIMD kernel set (and, when
+   public is set, through attn_sgemm, which must match the active set bit for bit).
    Returns 1 when everything held. */
 static int gemm_case(const gemm_shape *g, int check_public, test_rng *rng) {
-    const attn_kernels *k[2];
+    const attn_kernels *k[4];
     const int rowsA = g->tA ? g->K : g->M, colsA = g->tA ? g->M : g->K;
     const int rowsB = g->tB ? g->N : g->K, colsB = g->tB ? g->K : g->N;
     const int lda = (colsA > 0 ? colsA : 1) + g->pad, ldb = (colsB > 0 ? colsB : 1) + g->pad;
     const int ldc = (g->N > 0 ? g->N : 1) + g->pad;
     const size_t nA = (size_t)rowsA * lda, nB = (size_t)rowsB * ldb, nC = (size_t)g->M * ldc;
-    test_buf ab, bb, cb[3];
-    float *A, *B, *C[3], *C0;
+    test_buf ab, bb, cb[5];
+    float *A, *B, *C[5], *C0;
     double *want = NULL, *mag = NULL;
-    int s, i, j, ok = 1, nk;
-    char label[160];
-    k[0] = attn_kernels_get(ATTN_SIMD_NONE);
-    k[1] = attn_kernels_get(attn_simd_active());
-    if (!CHECK(k[0] && k[1], "kernel sets missing")) return 0;
+    int s, i, j, ok = 1, nk, nsets = gemm_kernel_sets(k);
+    char label[160], who[5][32];
+    if (!CHECK(nsets > 0, "kernel sets missing")) return 0;
     sprintf(label, "tA=%d tB=%d M=%d N=%d K=%d alpha=%g beta=%g%s pad=%d offset=%d", g->tA, g->tB, g->M, g->N,
             g->K, g->alpha, g->beta, g->nan_c ? " (C=NaN)" : "", g->pad, g->offset);
     A = test_buf_new(&ab, nA, (size_t)g->offset);
     B = test_buf_new(&bb, nB, (size_t)g->offset);
-    for (s = 0; s < 3; s++) C[s] = test_buf_new(&cb[s], nC, (size_t)g->offset);
+    for (s = 0; s <= nsets; s++) C[s] = test_buf_new(&cb[s], nC, (size_t)g->offset);
     C0 = (float *)malloc((nC + 1) * sizeof(float));
     want = (double *)malloc(((size_t)g->M * g->N + 1) * sizeof(double));
     mag = (double *)malloc(((size_t)g->M * g->N + 1) * sizeof(double));
-    if (!CHECK(A && B && C[0] && C[1] && C[2] && C0 && want && mag, "%s: out of memory", label)) { ok = 0; goto done; }
+    for (s = 0, j = 1; s <= nsets; s++) j &= C[s] != NULL;
+    if (!CHECK(A && B && j && C0 && want && mag, "%s: out of memory", label)) { ok = 0; goto done; }
     /* Padding of A and B is NaN: a kernel that reads it into a result shows.
        Padding of C keeps the sentinel: a kernel that writes it shows. */
     for (i = 0; i < rowsA; i++)
@@ -87,17 +98,18 @@ static int gemm_case(const gemm_shape *g, int check_public, test_rng *rng) {
         for (j = 0; j < ldb; j++) B[(size_t)i * ldb + j] = j < colsB ? test_rng_range(rng, -1.0f, 1.0f) : NAN;
     for (i = 0; i < g->M; i++)
         for (j = 0; j < g->N; j++) C[0][(size_t)i * ldc + j] = g->nan_c ? NAN : test_rng_range(rng, -1.0f, 1.0f);
-    memcpy(C[1], C[0], nC * sizeof(float));
-    memcpy(C[2], C[0], nC * sizeof(float));
+    for (s = 1; s <= nsets; s++) memcpy(C[s], C[0], nC * sizeof(float));
     memcpy(C0, C[0], nC * sizeof(float));
     gemm_double(g->tA, g->tB, g->M, g->N, g->K, g->alpha, A, lda, B, ldb, g->beta, C0, ldc, want, mag);
 
-    k[0]->sgemm(g->tA, g->tB, g->M, g->N, g->K, g->alpha, A, lda, B, ldb, g->beta, C[0], ldc);
-    k[1]->sgemm(g->tA, g->tB, g->M, g->N, g->K, g->alpha, A, lda, B, ldb, g->beta, C[1], ldc);
-    nk = 2;
+    for (s = 0; s < nsets; s++) {
+        k[s]->sgemm(g->tA, g->tB, g->M, g->N, g->K, g->alpha, A, lda, B, ldb, g->beta, C[s], ldc);
+        strcpy(who[s], attn_simd_name(k[s]->simd));
+    }
+    nk = nsets;
     if (check_public) {
-        attn_sgemm(g->tA, g->tB, g->M, g->N, g->K, g->alpha, A, lda, B, ldb, g->beta, C[2], ldc);
-        nk = 3;
+        attn_sgemm(g->tA, g->tB, g->M, g->N, g->K, g->alpha, A, lda, B, ldb, g->beta, C[nk], ldc);
+        strcpy(who[nk++], "attn_sgemm");
     }
     for (s = 0; s < nk; s++) {
         double worst = 0.0;
@@ -111,28 +123,28 @@ static int gemm_case(const gemm_shape *g, int check_public, test_rng *rng) {
             for (j = g->N; j < ldc; j++) pad_bad += test_bits(C[s][(size_t)i * ldc + j]) != TEST_SENTINEL_BITS;
         }
         ok &= CHECK(worst <= 1.0, "%s %s: C[%d][%d] = %.9g, want %.9g (%.3g x tolerance)",
-                    s == 0 ? "ref" : s == 1 ? "simd" : "attn_sgemm", label, wi, wj, C[s][(size_t)wi * ldc + wj],
+                    who[s], label, wi, wj, C[s][(size_t)wi * ldc + wj],
                     g->M && g->N ? want[(size_t)wi * g->N + wj] : 0.0, worst);
         ok &= CHECK(pad_bad == 0 && test_buf_guards_ok(&cb[s]), "%s %s: %d padding floats of C written (or guards hit)",
-                    s == 0 ? "ref" : s == 1 ? "simd" : "attn_sgemm", label, pad_bad);
+                    who[s], label, pad_bad);
     }
-    /* SIMD vs reference: each within the bound of the truth, so within twice it of each other. */
-    {
+    /* each SIMD set vs the reference: each within the bound of the truth, so within twice it of each other */
+    for (s = 1; s < nsets; s++) {
         double worst = 0.0;
         for (i = 0; i < g->M; i++)
             for (j = 0; j < g->N; j++) {
-                double d = fabs((double)C[0][(size_t)i * ldc + j] - C[1][(size_t)i * ldc + j]);
+                double d = fabs((double)C[0][(size_t)i * ldc + j] - C[s][(size_t)i * ldc + j]);
                 double e = d / (2.0 * (g->K + 8) * U24 * mag[(size_t)i * g->N + j] + 1e-35);
                 if (!(e <= worst)) worst = e != e ? INFINITY : e;
             }
-        ok &= CHECK(worst <= 1.0, "%s: SIMD vs reference %.3g x tolerance", label, worst);
+        ok &= CHECK(worst <= 1.0, "%s: %s vs reference %.3g x tolerance", label, who[s], worst);
     }
     if (check_public)
-        ok &= CHECK(memcmp(C[2], C[1], nC * sizeof(float)) == 0, "%s: attn_sgemm differs from the active kernel set", label);
+        ok &= CHECK(memcmp(C[nsets], C[1], nC * sizeof(float)) == 0, "%s: attn_sgemm differs from the active kernel set", label);
 done:
     test_buf_free(&ab);
     test_buf_free(&bb);
-    for (s = 0; s < 3; s++) test_buf_free(&cb[s]);
+    for (s = 0; s <= nsets; s++) test_buf_free(&cb[s]);
     free(C0); free(want); free(mag);
     return ok;
 }
@@ -192,14 +204,12 @@ TEST(gemm_blocking_sizes_all_transposes) {
 /* K == 0: op(A) op(B) is a zero matrix, so C = beta C; beta == 0 gives zeros
    even over NaN. A and B may be NULL then (nothing to read). */
 TEST(gemm_k_zero_and_empty) {
-    const attn_kernels *k[2];
+    const attn_kernels *k[4];
     float C[4 * 5], Cpub[4 * 5];
     float dummy = 1.0f;
-    int s, i, bad;
-    k[0] = attn_kernels_get(ATTN_SIMD_NONE);
-    k[1] = attn_kernels_get(attn_simd_active());
-    if (!CHECK(k[0] && k[1], "kernel sets missing")) return;
-    for (s = 0; s < 2; s++) {
+    int s, i, bad, nsets = gemm_kernel_sets(k);
+    if (!CHECK(nsets > 0, "kernel sets missing")) return;
+    for (s = 0; s < nsets; s++) {
         for (i = 0; i < 20; i++) C[i] = NAN;
         k[s]->sgemm(0, 0, 4, 5, 0, 1.0f, &dummy, 1, &dummy, 5, 0.0f, C, 5);
         for (bad = 0, i = 0; i < 20; i++) bad += C[i] != 0.0f;

@@ -14,31 +14,87 @@
 
 #define U24 (1.0 / 16777216.0) /* 2^-24, float's unit roundoff */
 
-/* k[0] = the reference set, k[1] = the SIMD set. 0 when either is missing. */
-static int kernel_sets(const attn_kernels *k[2]) {
+/* k[0] = the reference set, k[1] = the active set, then every other SIMD set
+   this build and CPU have (on an AVX-512 machine: AVX2 as well), so each is
+   held to the double truth. Returns how many (kernel_set_count too); 0 when
+   the reference or the active set is missing. */
+static int kernel_set_count;
+static int kernel_sets(const attn_kernels *k[4]) {
+    static const attn_simd all[3] = { ATTN_SIMD_AVX2, ATTN_SIMD_AVX512, ATTN_SIMD_NEON };
+    int i, n = 2;
     k[0] = attn_kernels_get(ATTN_SIMD_NONE);
     k[1] = attn_kernels_get(attn_simd_active());
-    return CHECK(k[0] != NULL && k[1] != NULL, "attn_kernels_get: reference %s, active (%s) %s",
-                 k[0] ? "ok" : "NULL", attn_simd_name(attn_simd_active()), k[1] ? "ok" : "NULL");
+    for (i = 0; i < 3; i++)
+        if (all[i] != attn_simd_active() && attn_kernels_get(all[i])) k[n++] = attn_kernels_get(all[i]);
+    kernel_set_count = k[0] && k[1] ? n : 0;
+    CHECK(k[0] != NULL && k[1] != NULL, "attn_kernels_get: reference %s, active (%s) %s", k[0] ? "ok" : "NULL",
+          attn_simd_name(attn_simd_active()), k[1] ? "ok" : "NULL");
+    return kernel_set_count;
 }
 
 static int is_sentinel(float x) { return test_bits(x) == TEST_SENTINEL_BITS; }
 
 /* ------------------------------------------------------------------------ */
+/* Which sets the CPU has, asked independently of the library (gcc and clang's
+   own cpuid table), or -1 when this compiler cannot say. */
+static int cpu_has(attn_simd s) {
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && !defined(__TINYC__)
+    __builtin_cpu_init();
+    if (s == ATTN_SIMD_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (s == ATTN_SIMD_AVX512)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+    return 0;
+#else
+    (void)s;
+    return -1;
+#endif
+}
+
 TEST(kernels_dispatch) {
     const attn_kernels *none = attn_kernels_get(ATTN_SIMD_NONE);
     attn_simd active = attn_simd_active(), s;
+    const char *cap = getenv("ATTN_SIMD");
     CHECK(none != NULL && none->simd == ATTN_SIMD_NONE, "attn_kernels_get(NONE) must be the reference set");
     CHECK(attn_kernels_get(active) != NULL && attn_kernels_get(active)->simd == active,
           "attn_kernels_get(attn_simd_active()) must be the active set (%s)", attn_simd_name(active));
-    /* The dispatcher takes the best set the build and CPU have, so every other
-       SIMD set must be unavailable. */
-    for (s = ATTN_SIMD_AVX2; s <= ATTN_SIMD_NEON; s = (attn_simd)(s + 1))
+    for (s = ATTN_SIMD_AVX2; s <= ATTN_SIMD_AVX512; s = (attn_simd)(s + 1))
+        if (attn_kernels_get(s)) CHECK(attn_kernels_get(s)->simd == s, "attn_kernels_get(%s) gives another set", attn_simd_name(s));
+#if defined(ATTN_NO_SIMD)
+    CHECK(active == ATTN_SIMD_NONE, "ATTN_NO_SIMD build runs %s", attn_simd_name(active));
+#elif (defined(__x86_64__) || defined(_M_X64)) && !defined(__TINYC__)
+    if (cpu_has(ATTN_SIMD_AVX2) >= 0) {
+        /* x86: a set is there exactly when the CPU has it (the build has AVX-512
+           unless ATTN_NO_AVX512), and the widest runs unless ATTN_SIMD caps it */
+#  if defined(ATTN_NO_AVX512)
+        int has512 = 0;
+#  else
+        int has512 = cpu_has(ATTN_SIMD_AVX512);
+#  endif
+        attn_simd widest = has512 ? ATTN_SIMD_AVX512 : cpu_has(ATTN_SIMD_AVX2) ? ATTN_SIMD_AVX2 : ATTN_SIMD_NONE;
+        attn_simd want = widest;
+        if (cap && strcmp(cap, "none") == 0) want = ATTN_SIMD_NONE;
+        if (cap && strcmp(cap, "avx2") == 0 && widest == ATTN_SIMD_AVX512) want = ATTN_SIMD_AVX2;
+        CHECK((attn_kernels_get(ATTN_SIMD_AVX2) != NULL) == cpu_has(ATTN_SIMD_AVX2), "avx2 set %s, CPU has AVX2: %d",
+              attn_kernels_get(ATTN_SIMD_AVX2) ? "present" : "NULL", cpu_has(ATTN_SIMD_AVX2));
+        CHECK((attn_kernels_get(ATTN_SIMD_AVX512) != NULL) == has512, "avx512 set %s, CPU (and build) has AVX-512: %d",
+              attn_kernels_get(ATTN_SIMD_AVX512) ? "present" : "NULL", has512);
+        CHECK(attn_kernels_get(ATTN_SIMD_NEON) == NULL, "a NEON set on x86");
+        CHECK(active == want, "active set %s, want %s (ATTN_SIMD=%s)", attn_simd_name(active), attn_simd_name(want),
+              cap ? cap : "unset");
+        if (!has512)
+            printf("skip: the avx512 kernel set (this CPU lacks AVX-512 F/DQ/BW/VL or this build has ATTN_NO_AVX512): "
+                   "its tests ran on %s only\n", attn_simd_name(active));
+    }
+#else
+    for (s = ATTN_SIMD_AVX2; s <= ATTN_SIMD_AVX512; s = (attn_simd)(s + 1))
         CHECK((attn_kernels_get(s) != NULL) == (s == active), "attn_kernels_get(%s) is %s with %s active",
               attn_simd_name(s), attn_kernels_get(s) ? "present" : "NULL", attn_simd_name(active));
+#endif
     CHECK(strcmp(attn_simd_name(ATTN_SIMD_NONE), "none") == 0, "simd name none: %s", attn_simd_name(ATTN_SIMD_NONE));
     CHECK(strcmp(attn_simd_name(ATTN_SIMD_AVX2), "avx2") == 0, "simd name avx2: %s", attn_simd_name(ATTN_SIMD_AVX2));
     CHECK(strcmp(attn_simd_name(ATTN_SIMD_NEON), "neon") == 0, "simd name neon: %s", attn_simd_name(ATTN_SIMD_NEON));
+    CHECK(strcmp(attn_simd_name(ATTN_SIMD_AVX512), "avx512") == 0, "simd name avx512: %s", attn_simd_name(ATTN_SIMD_AVX512));
     if (attn_kernels_get(active)) {
         const attn_kernels *k = attn_kernels_get(active);
         CHECK(k->sgemm && k->softmax_rows && k->log_softmax_rows && k->layernorm_rows && k->gelu && k->exp &&
@@ -142,32 +198,32 @@ static const int row_lengths[] = { 1, 2, 3, 7, 8, 9, 16, 17, 63, 64, 65, 129, 10
 #define N_ROW_LENGTHS (int)(sizeof row_lengths / sizeof row_lengths[0])
 
 TEST(kernels_softmax_vs_double) {
-    const attn_kernels *k[2];
+    const attn_kernels *k[4];
     test_rng rng;
     int s, i;
     if (!kernel_sets(k)) return;
     test_rng_seed(&rng, 1);
-    for (s = 0; s < 2; s++)
+    for (s = 0; s < kernel_set_count; s++)
         for (i = 0; i < N_ROW_LENGTHS; i++)
-            check_rows_softmax(s ? "simd softmax" : "ref softmax", k[s]->softmax_rows, 0, row_lengths[i], (size_t)(i & 1), &rng);
+            check_rows_softmax(attn_simd_name(k[s]->simd), k[s]->softmax_rows, 0, row_lengths[i], (size_t)(i & 1), &rng);
 }
 
 TEST(kernels_log_softmax_vs_double) {
-    const attn_kernels *k[2];
+    const attn_kernels *k[4];
     test_rng rng;
     int s, i;
     if (!kernel_sets(k)) return;
     test_rng_seed(&rng, 2);
-    for (s = 0; s < 2; s++)
+    for (s = 0; s < kernel_set_count; s++)
         for (i = 0; i < N_ROW_LENGTHS; i++)
-            check_rows_softmax(s ? "simd log_softmax" : "ref log_softmax", k[s]->log_softmax_rows, 1, row_lengths[i],
+            check_rows_softmax(attn_simd_name(k[s]->simd), k[s]->log_softmax_rows, 1, row_lengths[i],
                                (size_t)(i & 1), &rng);
 }
 
 /* SIMD vs reference directly, the public entry points vs the active set, and
    x == y (allowed by the header) vs out of place. */
 TEST(kernels_softmax_simd_vs_ref_public_inplace) {
-    const attn_kernels *k[2];
+    const attn_kernels *k[4];
     const int rows = 7, cols = 333, ld = 340;
     float *x = (float *)malloc(sizeof(float) * rows * ld);
     float *y[2], *pub, *inplace;
@@ -358,20 +414,20 @@ done:
 }
 
 TEST(kernels_layernorm_vs_double) {
-    const attn_kernels *k[2];
+    const attn_kernels *k[4];
     test_rng rng;
     int s, i, variant;
     if (!kernel_sets(k)) return;
     test_rng_seed(&rng, 4);
-    for (s = 0; s < 2; s++)
+    for (s = 0; s < kernel_set_count; s++)
         for (i = 0; i < N_ROW_LENGTHS; i++)
             for (variant = 0; variant < 4; variant++) /* gamma/beta on/off x mean/rstd on/off */
-                check_layernorm(s ? "simd layernorm" : "ref layernorm", k[s]->layernorm_rows, row_lengths[i],
+                check_layernorm(attn_simd_name(k[s]->simd), k[s]->layernorm_rows, row_lengths[i],
                                 variant & 1, (variant >> 1) & 1, (size_t)(i & 1), &rng);
 }
 
 TEST(kernels_layernorm_simd_vs_ref_and_public) {
-    const attn_kernels *k[2];
+    const attn_kernels *k[4];
     enum { ROWS = 5, COLS = 777 };
     static float x[ROWS * COLS], g[COLS], b[COLS], y0[ROWS * COLS], y1[ROWS * COLS], yp[ROWS * COLS];
     float m0[ROWS], m1[ROWS], mp[ROWS], r0[ROWS], r1[ROWS], rp[ROWS];
@@ -442,14 +498,14 @@ static void gelu_worst(const attn_kernels *k, const float *x, float *y, size_t n
 }
 
 TEST(kernels_gelu_accuracy_dense_grid) {
-    const attn_kernels *k[2];
+    const attn_kernels *k[4];
     size_t n = test_quick() ? 100001 : 400001, i;
     float *x = (float *)malloc(n * sizeof(float)), *y = (float *)malloc(n * sizeof(float));
     float *y2 = (float *)malloc(n * sizeof(float));
     int s;
     if (!kernel_sets(k) || !CHECK(x && y && y2, "out of memory")) goto done;
     for (i = 0; i < n; i++) x[i] = (float)(-10.0 + 20.0 * (double)i / (double)(n - 1));
-    for (s = 0; s < 2; s++) {
+    for (s = 0; s < kernel_set_count; s++) {
         double worst;
         float at = 0, got = 0;
         gelu_worst(k[s], x, y, n, &worst, &at, &got);
@@ -483,7 +539,7 @@ done:
    float's max, plus +inf (GELU(+inf) = +inf, as in PyTorch) and NaN -> NaN.
    Same tolerance as on the grid. */
 TEST(kernels_gelu_large_and_special_inputs) {
-    const attn_kernels *k[2];
+    const attn_kernels *k[4];
     float x[1700], y[1700];
     size_t n = 0, i;
     double e10;
@@ -498,7 +554,7 @@ TEST(kernels_gelu_large_and_special_inputs) {
     x[n++] = INFINITY;
     x[n++] = 0.0f;
     x[n++] = -0.0f;
-    for (s = 0; s < 2; s++) {
+    for (s = 0; s < kernel_set_count; s++) {
         int bad = 0;
         float bad_x = 0, bad_y = 0;
         k[s]->gelu(n, x, y);
@@ -531,12 +587,12 @@ TEST(kernels_gelu_large_and_special_inputs) {
 #define EXP_TOL_REF 2.4e-7
 
 TEST(kernels_exp_accuracy_and_range) {
-    const attn_kernels *k[2];
+    const attn_kernels *k[4];
     size_t n = test_quick() ? 200001 : 1000001, i;
     float *x = (float *)malloc(n * sizeof(float)), *y = (float *)malloc(n * sizeof(float));
     int s;
     if (!kernel_sets(k) || !CHECK(x && y, "out of memory")) goto done;
-    for (s = 0; s < 2; s++) {
+    for (s = 0; s < kernel_set_count; s++) {
         const attn_kernels *kk = k[s];
         int simd = kk->simd != ATTN_SIMD_NONE;
         double tol = simd ? EXP_TOL_SIMD : EXP_TOL_REF, worst = 0.0;
@@ -651,13 +707,13 @@ static double vec_op_double(int op, double a, double b, double s, double y0) {
 /* alias: 0 y is its own buffer; 1 y == a (y == x for scale/relu; for axpy
    there is no input to alias but x, which the header does not promise). */
 TEST(kernels_vector_elementwise) {
-    const attn_kernels *k[2];
+    const attn_kernels *k[4];
     test_rng rng;
     size_t li;
     int s, op, offset, alias;
     if (!kernel_sets(k)) return;
     test_rng_seed(&rng, 7);
-    for (s = 0; s < 2; s++)
+    for (s = 0; s < kernel_set_count; s++)
         for (op = 0; op < N_OPS; op++)
             for (li = 0; li < N_VEC_LENGTHS; li++)
                 for (offset = 0; offset < 2; offset++)
@@ -728,12 +784,12 @@ TEST(kernels_vector_public_matches_active) {
 /* relu at the edges: max(x, 0) gives +0 for -0 and 0 for NaN (the reference's
    documented behaviour, which the SIMD versions copy). */
 TEST(kernels_relu_special_values) {
-    const attn_kernels *k[2];
+    const attn_kernels *k[4];
     float x[7] = { -0.0f, 0.0f, NAN, -1.0f, 1e-45f, INFINITY, -INFINITY }, y[7];
     const float want[7] = { 0.0f, 0.0f, 0.0f, 0.0f, 1e-45f, INFINITY, 0.0f };
     int s, i;
     if (!kernel_sets(k)) return;
-    for (s = 0; s < 2; s++) {
+    for (s = 0; s < kernel_set_count; s++) {
         k[s]->relu(7, x, y);
         for (i = 0; i < 7; i++)
             CHECK(test_bits(y[i]) == test_bits(want[i]), "%s relu(%g) = %g, want %g", attn_simd_name(k[s]->simd), x[i],
@@ -747,7 +803,7 @@ TEST(kernels_relu_special_values) {
    (n + 2) 2^-24 sum|terms|: loose for random data, but any lost or doubled
    term (|term| ~ 5) is far outside it. SIMD vs reference: the sum of both. */
 TEST(kernels_sum_dot) {
-    const attn_kernels *k[2];
+    const attn_kernels *k[4];
     test_rng rng;
     size_t li;
     int s, offset;
@@ -759,7 +815,7 @@ TEST(kernels_sum_dot) {
             test_buf ab, bb;
             float *a = test_buf_new(&ab, n, (size_t)offset), *b = test_buf_new(&bb, n, (size_t)offset);
             double sum = 0, sum_abs = 0, dot = 0, dot_abs = 0;
-            float got[2][2];
+            float got[4][2];
             if (!CHECK(a && b, "out of memory")) goto next;
             test_fill(&rng, a, n, -10.0f, 10.0f);
             test_fill(&rng, b, n, -10.0f, 10.0f);
@@ -767,7 +823,7 @@ TEST(kernels_sum_dot) {
                 sum += a[i]; sum_abs += fabs(a[i]);
                 dot += (double)a[i] * b[i]; dot_abs += fabs((double)a[i] * b[i]);
             }
-            for (s = 0; s < 2; s++) {
+            for (s = 0; s < kernel_set_count; s++) {
                 int simd = k[s]->simd != ATTN_SIMD_NONE;
                 double ts = simd ? (n + 2) * U24 * sum_abs : U24 * fabs(sum) + (n + 1) * 1.2e-16 * sum_abs;
                 double td = simd ? (n + 2) * U24 * dot_abs : U24 * fabs(dot) + (n + 1) * 1.2e-16 * dot_abs;

@@ -17,7 +17,10 @@
 #   alloc-hooks            ATTN_MALLOC/REALLOC/FREE hooks balanced; ATTN_NO_MALLOC references no allocator
 #   openmp-gcc             ATTN_OPENMP: real threads, sgemm_mt bit-identical to sgemm
 #   cxx-{g++,clang++}      the header as C++11 -pedantic -Werror, C/C++ mixed links both ways
-#   tests-gcc, tests-clang default build (run-time AVX2 dispatch); tests-gcc-mavx2 (-mavx2 -mfma)
+#   tests-gcc, tests-clang default build (run-time dispatch: AVX-512, AVX2 or none);
+#                          tests-gcc-mavx2 (-mavx2 -mfma)
+#   tests-avx2-cap, tests-no-avx512   the AVX2 set end to end where the CPU has AVX-512:
+#                          ATTN_SIMD=avx2 at run time, and ATTN_NO_AVX512 at compile time
 #   tests-no-simd          ATTN_NO_SIMD
 #   tests-{,clang-}asan-ubsan  -fsanitize=address,undefined -fno-sanitize-recover=all
 #   aarch64-qemu, armhf-neon-qemu, armhf-neon-vfpv4-qemu   tests under qemu-user (ATTN_TEST_QUICK=1)
@@ -29,7 +32,7 @@
 #   optional: tcc (reference kernels, tests), cortex-m (M4/M0 compile + size),
 #             mingw (tests compiled; run under wine when present, prefix in build/wine),
 #             msvc-target (clang --target=*-windows-msvc -ffreestanding, libc stubbed)
-# Each build also checks which kernel set the binary picked (avx2 / neon / none).
+# Each build also checks which kernel set the binary picked (avx512 / avx2 / neon / none).
 # Exit status: nonzero when a required configuration failed (optional ones only
 # report, unless CHECK_ALL_STRICT=1).
 #
@@ -81,6 +84,14 @@ else
     HOST_AVX2=0
 fi
 case "$(uname -m)" in x86_64 | amd64) HOST_X86=1 ;; *) HOST_X86=0 ;; esac
+# The set a default x86 build must pick: avx512 needs F, DQ, BW and VL (the
+# kernel clears these flags when the OS does not save the zmm state).
+HOST_SIMD=none
+[ "$HOST_AVX2" = 1 ] && HOST_SIMD=avx2
+if [ "$HOST_AVX2" = 1 ] && grep -qw avx512f /proc/cpuinfo && grep -qw avx512dq /proc/cpuinfo &&
+    grep -qw avx512bw /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo; then
+    HOST_SIMD=avx512
+fi
 
 # ---------------------------------------------------------------------------
 # Small programs of our own, in tests/compile/ (not part of the test suite:
@@ -209,7 +220,7 @@ stb() {
         return 1
     fi
     nm --defined-only "$W/impl.o" | grep -q ' T attn_sgemm$' || { fail "impl.o does not export attn_sgemm"; return 1; }
-    [ "$HOST_X86" = 1 ] && { expect_simd "$([ "$HOST_AVX2" = 1 ] && echo avx2 || echo none)" || return 1; }
+    [ "$HOST_X86" = 1 ] && { expect_simd "$HOST_SIMD" || return 1; }
     return 0
 }
 cfg_stb_gcc() { stb gcc; }
@@ -343,12 +354,12 @@ cfg_quickstart() {
 # 3-5. The test suite natively.
 cfg_tests_gcc() {
     smoke gcc "$WARN -O2" "-lm" || return 1
-    expect_simd "$([ "$HOST_AVX2" = 1 ] && echo avx2 || echo none)" || return 1
+    expect_simd "$HOST_SIMD" || return 1
     tests gcc "-O2" "-lm -lpthread"
 }
 cfg_tests_clang() {
     smoke clang "$WARN -O2" "-lm" || return 1
-    expect_simd "$([ "$HOST_AVX2" = 1 ] && echo avx2 || echo none)" || return 1
+    expect_simd "$HOST_SIMD" || return 1
     tests clang "-O2" "-lm -lpthread"
 }
 cfg_tests_gcc_mavx2() {
@@ -363,8 +374,23 @@ cfg_tests_gcc_mavx2() {
         return 0
     fi
     smoke gcc "$WARN $fl" "-lm" || return 1
-    expect_simd avx2 || return 1
+    expect_simd "$HOST_SIMD" || return 1
     tests gcc "$fl" "-lm -lpthread"
+}
+# The AVX2 set end to end on a CPU that would pick AVX-512: capped at run time
+# (ATTN_SIMD=avx2), and compiled out (ATTN_NO_AVX512).
+cfg_tests_avx2_cap() {
+    [ "$HOST_AVX2" = 1 ] || { skip "this CPU has no AVX2+FMA"; return 3; }
+    export ATTN_SIMD=avx2
+    smoke gcc "$WARN -O2" "-lm" || return 1
+    expect_simd avx2 || return 1
+    tests gcc "-O2" "-lm -lpthread"
+}
+cfg_tests_no_avx512() {
+    [ "$HOST_AVX2" = 1 ] || { skip "this CPU has no AVX2+FMA"; return 3; }
+    smoke gcc "$WARN -O2 -DATTN_NO_AVX512" "-lm" || return 1
+    expect_simd avx2 || return 1
+    tests gcc "-O2 -DATTN_NO_AVX512" "-lm -lpthread"
 }
 cfg_tests_no_simd() {
     smoke gcc "$WARN -O2 -DATTN_NO_SIMD" "-lm" || return 1
@@ -657,6 +683,8 @@ cxx-clang++:req:cfg_cxx_clangpp
 quickstart:req:cfg_quickstart
 tests-gcc:req:cfg_tests_gcc
 tests-gcc-mavx2:req:cfg_tests_gcc_mavx2
+tests-avx2-cap:req:cfg_tests_avx2_cap
+tests-no-avx512:req:cfg_tests_no_avx512
 tests-clang:req:cfg_tests_clang
 tests-no-simd:req:cfg_tests_no_simd
 tcc:opt:cfg_tcc
