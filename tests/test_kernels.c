@@ -35,26 +35,24 @@ static int kernel_sets(const attn_kernels *k[4]) {
 static int is_sentinel(float x) { return test_bits(x) == TEST_SENTINEL_BITS; }
 
 /* ------------------------------------------------------------------------ */
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && !defined(__TINYC__) && \
+    !defined(ATTN_NO_SIMD)
+#  define TEST_X86_CPUID 1
 /* Which sets the CPU has, asked independently of the library (gcc and clang's
-   own cpuid table), or -1 when this compiler cannot say. */
+   own cpuid table). */
 static int cpu_has(attn_simd s) {
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && !defined(__TINYC__)
     __builtin_cpu_init();
     if (s == ATTN_SIMD_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     if (s == ATTN_SIMD_AVX512)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
     return 0;
-#else
-    (void)s;
-    return -1;
-#endif
 }
+#endif
 
 TEST(kernels_dispatch) {
     const attn_kernels *none = attn_kernels_get(ATTN_SIMD_NONE);
     attn_simd active = attn_simd_active(), s;
-    const char *cap = getenv("ATTN_SIMD");
     CHECK(none != NULL && none->simd == ATTN_SIMD_NONE, "attn_kernels_get(NONE) must be the reference set");
     CHECK(attn_kernels_get(active) != NULL && attn_kernels_get(active)->simd == active,
           "attn_kernels_get(attn_simd_active()) must be the active set (%s)", attn_simd_name(active));
@@ -62,8 +60,9 @@ TEST(kernels_dispatch) {
         if (attn_kernels_get(s)) CHECK(attn_kernels_get(s)->simd == s, "attn_kernels_get(%s) gives another set", attn_simd_name(s));
 #if defined(ATTN_NO_SIMD)
     CHECK(active == ATTN_SIMD_NONE, "ATTN_NO_SIMD build runs %s", attn_simd_name(active));
-#elif (defined(__x86_64__) || defined(_M_X64)) && !defined(__TINYC__)
-    if (cpu_has(ATTN_SIMD_AVX2) >= 0) {
+#elif defined(TEST_X86_CPUID)
+    {
+        const char *cap = getenv("ATTN_SIMD");
         /* x86: a set is there exactly when the CPU has it (the build has AVX-512
            unless ATTN_NO_AVX512), and the widest runs unless ATTN_SIMD caps it */
 #  if defined(ATTN_NO_AVX512)

@@ -7,3 +7,4 @@ void *malloc(size_t);
 void *realloc(void *, size_t);
 void free(void *);
 void abort(void);
+char *getenv(const char *);
