@@ -62,9 +62,12 @@
    ten times slower), or plug in your own job system. Results never depend on
    the thread count: work is split so that each output element is computed the
    same way whoever computes it, and the tests compare 1 and 2 threads bit for
-   bit. The SIMD set is chosen at run time (attn_simd_active), and the
-   reference, AVX2 and NEON kernels agree to a stated tolerance, not bit for
-   bit.
+   bit. The SIMD set is chosen at run time (attn_simd_active): on x86-64 the
+   widest of AVX-512 and AVX2 that the CPU and OS support (the environment
+   variable ATTN_SIMD=avx2 or ATTN_SIMD=none caps it, read once), NEON on ARM.
+   The reference, AVX2, AVX-512 and NEON kernels agree to a stated tolerance,
+   not bit for bit (elementwise kernels do the same operations per lane; sums
+   and dot products add in another order).
 
    BACKENDS
    --------
@@ -101,6 +104,7 @@
    ATTN_ASSERT(x)       internal invariants only (never bad input); default assert()
    ATTN_NO_STDIO        no <stdio.h>: file helpers vanish, parsers still work on memory
    ATTN_NO_SIMD         plain C kernels everywhere (the reference versions)
+   ATTN_NO_AVX512       no AVX-512 kernel set (x86-64 then has AVX2 and the reference)
    ATTN_OPENMP          a ready parallel-for on OpenMP (compile with -fopenmp;
                         OMP_WAIT_POLICY=passive on a shared machine)
    ATTN_NO_THREADS      no thread pool: attn_threads_create gives one thread.
@@ -1143,9 +1147,9 @@ ATTN_API attn_status attn_checkpoint_load_file(attn_context *ctx, attn_optim *op
 #  error "attn.h: ATTN_GEMM_MC must be a multiple of 24 and ATTN_GEMM_NC of 16"
 #endif
 
-/* Which SIMD set is compiled in. x86-64 kernels carry a target attribute and are
-   chosen at run time, so a plain `cc -O2` build still uses AVX2 where the CPU
-   has it. tcc has no <immintrin.h>: it gets the reference kernels. */
+/* Which SIMD sets are compiled in. x86-64 kernels carry target attributes and
+   are chosen at run time, so a plain `cc -O2` build still uses AVX-512 or AVX2
+   where the CPU has it. tcc has no <immintrin.h>: it gets the reference kernels. */
 #if !defined(ATTN_NO_SIMD)
 #  if (defined(__x86_64__) || defined(_M_X64)) && !defined(__TINYC__)
 #    define ATTN__X86 1
@@ -2154,11 +2158,14 @@ static void attn__pack_a(const float *A, int lda, int mb, int kb, int mr, float 
     }
 }
 
-/* Packs one full nr-wide panel of a transposed B (NULL: the generic loop). */
-typedef void (*attn__pack_bt_fn)(const float *B, int ldb, int kb, float *dst);
+/* Packs one full nr-wide panel of B, transposed or not (NULL: the generic
+   loop). A set's own copy matters for the small GEMMs of attention tiles: a
+   memcpy per row of the panel became `rep movs`, whose start-up cost is
+   paid 64 times a tile. */
+typedef void (*attn__pack_panel_fn)(const float *B, int ldb, int kb, float *dst);
 
 static void attn__pack_b(int transB, const float *B, int ldb, int kb, int nb, int nr, float *dst,
-                         attn__pack_bt_fn pack_bt) {
+                         attn__pack_panel_fn pack_bt, attn__pack_panel_fn pack_bn) {
     int jp, j, k;
     for (jp = 0; jp < nb; jp += nr, dst += (size_t)nr * kb) {
         int n = ATTN__MIN(nr, nb - jp);
@@ -2171,6 +2178,8 @@ static void attn__pack_b(int transB, const float *B, int ldb, int kb, int nb, in
             }
             for (; j < nr; j++)
                 for (k = 0; k < kb; k++) dst[(size_t)k * nr + j] = 0.0f;
+        } else if (n == nr && pack_bn) {
+            pack_bn(B + jp, ldb, kb, dst);
         } else if (n == nr) { /* the common case: whole rows of the panel */
             for (k = 0; k < kb; k++) memcpy(dst + (size_t)k * nr, B + (size_t)k * ldb + jp, (size_t)nr * sizeof(float));
         } else {
@@ -2184,7 +2193,8 @@ static void attn__pack_b(int transB, const float *B, int ldb, int kb, int nb, in
     }
 }
 
-static void attn__sgemm_blocked(attn__microkernel kernel, attn__pack_bt_fn pack_bt, int mr, int nr,
+static void attn__sgemm_blocked(attn__microkernel kernel, attn__pack_panel_fn pack_bt, attn__pack_panel_fn pack_bn,
+                                int mr, int nr,
                                 int transA, int transB, int M, int N, int K, float alpha, const float *A,
                                 int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     /* The packing buffers live on the stack: kernels never allocate. */
@@ -2204,7 +2214,7 @@ static void attn__sgemm_blocked(attn__microkernel kernel, attn__pack_bt_fn pack_
             int kb = ATTN__MIN(ATTN_GEMM_KC, K - pc);
             float beta_here = pc == 0 ? beta : 1.0f;
             attn__pack_b(transB, transB ? B + (size_t)jc * ldb + pc : B + (size_t)pc * ldb + jc,
-                         ldb, kb, nb, nr, bp, pack_bt);
+                         ldb, kb, nb, nr, bp, pack_bt, pack_bn);
             for (ic = 0; ic < M; ic += ATTN_GEMM_MC) {
                 int mb = ATTN__MIN(ATTN_GEMM_MC, M - ic);
                 if (transA) attn__pack_a(A + (size_t)pc * lda + ic, lda, mb, kb, mr, ap);
@@ -2877,6 +2887,14 @@ ATTN__TARGET_AVX2 static void attn__pack_bt_avx2(const float *B, int ldb, int kb
     for (; k < kb; k++)
         for (j = 0; j < ATTN__NR; j++) dst[(size_t)k * ATTN__NR + j] = B[(size_t)j * ldb + k];
 }
+/* A 16-column panel of B as it is: two vectors per row. */
+ATTN__TARGET_AVX2 static void attn__pack_bn_avx2(const float *B, int ldb, int kb, float *dst) {
+    int k;
+    for (k = 0; k < kb; k++, B += ldb, dst += ATTN__NR) {
+        _mm256_store_ps(dst, _mm256_loadu_ps(B));
+        _mm256_store_ps(dst + 8, _mm256_loadu_ps(B + 8));
+    }
+}
 #  if defined(ATTN__AVX512)
 /* AVX-512: a 12 x 32 tile is 24 of the 32 zmm registers, and per step of k
    24 FMAs meet 2 panel loads and 12 broadcasts (folded into the FMAs), so the
@@ -2965,6 +2983,14 @@ ATTN__TARGET_AVX512 static void attn__pack_bt_avx512(const float *B, int ldb, in
     for (; k < kb; k++)
         for (j = 0; j < ATTN__AVX512_NR; j++) dst[(size_t)k * ATTN__AVX512_NR + j] = B[(size_t)j * ldb + k];
 }
+/* A 32-column panel of B as it is: two vectors per row. */
+ATTN__TARGET_AVX512 static void attn__pack_bn_avx512(const float *B, int ldb, int kb, float *dst) {
+    int k;
+    for (k = 0; k < kb; k++, B += ldb, dst += ATTN__AVX512_NR) {
+        _mm512_store_ps(dst, _mm512_loadu_ps(B));
+        _mm512_store_ps(dst + 16, _mm512_loadu_ps(B + 16));
+    }
+}
 #  endif /* ATTN__AVX512 */
 #elif defined(ATTN__NEON)
 #  if defined(__aarch64__) || defined(_M_ARM64)
@@ -3044,14 +3070,14 @@ static void attn__microkernel_neon(int kc, const float *a, int lda, const float 
 #if defined(ATTN__X86)
 static void attn__avx2_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                              const float *B, int ldb, float beta, float *C, int ldc) {
-    attn__sgemm_blocked(attn__microkernel_avx2, attn__pack_bt_avx2, ATTN__MR, ATTN__NR, transA, transB, M, N, K,
+    attn__sgemm_blocked(attn__microkernel_avx2, attn__pack_bt_avx2, attn__pack_bn_avx2, ATTN__MR, ATTN__NR, transA, transB, M, N, K,
                         alpha, A, lda, B, ldb, beta, C, ldc);
 }
 static const attn__kernel_set attn__kernels_avx2 = ATTN__KERNEL_SET(avx2, ATTN_SIMD_AVX2, ATTN__MR, ATTN__NR);
 #  if defined(ATTN__AVX512)
 static void attn__avx512_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                                const float *B, int ldb, float beta, float *C, int ldc) {
-    attn__sgemm_blocked(attn__microkernel_avx512, attn__pack_bt_avx512, ATTN__AVX512_MR, ATTN__AVX512_NR, transA,
+    attn__sgemm_blocked(attn__microkernel_avx512, attn__pack_bt_avx512, attn__pack_bn_avx512, ATTN__AVX512_MR, ATTN__AVX512_NR, transA,
                         transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 static const attn__kernel_set attn__kernels_avx512 =
@@ -3060,7 +3086,7 @@ static const attn__kernel_set attn__kernels_avx512 =
 #elif defined(ATTN__NEON)
 static void attn__neon_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                              const float *B, int ldb, float beta, float *C, int ldc) {
-    attn__sgemm_blocked(attn__microkernel_neon, NULL, ATTN__MR, ATTN__NR, transA, transB, M, N, K, alpha, A, lda,
+    attn__sgemm_blocked(attn__microkernel_neon, NULL, NULL, ATTN__MR, ATTN__NR, transA, transB, M, N, K, alpha, A, lda,
                         B, ldb, beta, C, ldc);
 }
 static const attn__kernel_set attn__kernels_neon = ATTN__KERNEL_SET(neon, ATTN_SIMD_NEON, ATTN__MR, ATTN__NR);
@@ -7516,6 +7542,10 @@ ATTN_API attn_status attn_checkpoint_load_file(attn_context *ctx, attn_optim *op
        Sections renumbered: Backends is section 5, Tensors 6, Autodiff 7,
          Layers 8, Training 9, Files 10.
      New:
+       An AVX-512 kernel set (ATTN_SIMD_AVX512), chosen at run time where the
+         CPU has AVX-512 F/DQ/BW/VL and the OS saves the zmm state; the
+         environment variable ATTN_SIMD=avx2|none caps the choice and
+         ATTN_NO_AVX512 compiles the set out.
        attn_backend_missing(be): the first entry a backend table lacks.
        attn_threads_create / attn_threads_destroy: the library's thread pool.
 
