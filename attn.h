@@ -2120,13 +2120,30 @@ typedef struct attn__kernel_set {
     attn_kernels pub;
     int gemm_mr, gemm_nr; /* the micro-kernel's tile: threaded GEMMs cut at whole tiles */
     void (*update)(size_t n, const attn__update *u, float *w, const float *g, float *m, float *v);
+    /* The fused attention's row steps: the largest of x, and y = exp(x - m)
+       (y may be x) returning the sum of y (x <= m, or -inf, as after a max). */
+    float (*row_max)(int n, const float *x);
+    float (*row_exp_sum)(int n, const float *x, float m, float *y);
 } attn__kernel_set;
+
+static float attn__row_max_ref(int n, const float *x) {
+    float m = -INFINITY;
+    int j;
+    for (j = 0; j < n; j++) m = x[j] > m ? x[j] : m;
+    return m;
+}
+static float attn__row_exp_sum_ref(int n, const float *x, float m, float *y) {
+    double s = 0.0;
+    int j;
+    for (j = 0; j < n; j++) s += y[j] = expf(x[j] - m);
+    return (float)s;
+}
 
 static const attn__kernel_set attn__kernels_ref = {
     { ATTN_SIMD_NONE, attn__sgemm_ref, attn__softmax_rows_ref, attn__log_softmax_rows_ref, attn__layernorm_rows_ref,
       attn__gelu_ref, attn__gelu_backward_ref, attn__exp_ref, attn__add_ref, attn__sub_ref, attn__mul_ref,
       attn__scale_ref, attn__axpy_ref, attn__relu_ref, attn__sum_ref, attn__dot_ref },
-    8, 16, attn__update_ref
+    8, 16, attn__update_ref, attn__row_max_ref, attn__row_exp_sum_ref
 };
 
 /* ---- 4b. The packed GEMM driver (BLIS-style loops), shared by every SIMD set.
@@ -3066,7 +3083,7 @@ static void attn__microkernel_neon(int kc, const float *a, int lda, const float 
         attn__##P##_layernorm_rows, attn__##P##_gelu, attn__##P##_gelu_backward, attn__##P##_exp,             \
         attn__##P##_add, attn__##P##_sub, attn__##P##_mul, attn__##P##_scale, attn__##P##_axpy,               \
         attn__##P##_relu, attn__##P##_sum, attn__##P##_dot },                                                 \
-      mr, nr, attn__##P##_update }
+      mr, nr, attn__##P##_update, attn__##P##_row_max, attn__##P##_row_exp_sum }
 #if defined(ATTN__X86)
 static void attn__avx2_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                              const float *B, int ldb, float beta, float *C, int ldc) {
@@ -3464,6 +3481,7 @@ static void attn__attention_forward_task(void *data, int task) {
     int end = attn__attention_key_end(d, b), i, j, j0, dv = d->v_dim;
     float S[ATTN__ATT_TILE * ATTN__ATT_TILE], acc[ATTN__ATT_TILE * ATTN_ATTENTION_MAX_DIM];
     float m[ATTN__ATT_TILE], l[ATTN__ATT_TILE];
+    const attn__kernel_set *set = attn__active_set();
     float *o = jb->out + b * d->o_batch_stride + (size_t)i0 * d->o_row_stride + (size_t)h * dv;
     if (d->causal) end = ATTN__MIN(end, ATTN__MAX(0, i0 + rows + d->kv_len - d->q_len)); /* later tiles: all masked */
     for (i = 0; i < rows; i++) m[i] = -INFINITY, l[i] = 0.0f;
@@ -3472,16 +3490,13 @@ static void attn__attention_forward_task(void *data, int task) {
         int cols = ATTN__MIN(ATTN__ATT_TILE, end - j0);
         attn__attention_scores(d, b, h, i0, rows, j0, cols, jb->q, jb->k, S);
         for (i = 0; i < rows; i++) { /* online softmax: rescale what came before to the new max */
-            float *s = S + i * ATTN__ATT_TILE, mx = m[i], alpha;
-            for (j = 0; j < cols; j++) mx = s[j] > mx ? s[j] : mx;
+            float *s = S + i * ATTN__ATT_TILE, mx = ATTN__MAX(m[i], set->row_max(cols, s)), alpha;
             if (mx == -INFINITY) { /* nothing visible yet in this row */
                 memset(s, 0, sizeof(float) * (size_t)cols);
                 continue;
             }
             alpha = expf(m[i] - mx); /* m = -inf: 0 */
-            for (j = 0; j < cols; j++) s[j] -= mx;
-            attn_vec_exp((size_t)cols, s, s);
-            l[i] = l[i] * alpha + attn_vec_sum((size_t)cols, s);
+            l[i] = l[i] * alpha + set->row_exp_sum(cols, s, mx, s);
             if (alpha != 1.0f) attn_vec_scale((size_t)dv, alpha, acc + (size_t)i * dv, acc + (size_t)i * dv);
             m[i] = mx;
             if (d->dropout > 0.0f) /* dropped weights still count in the normaliser, as in PyTorch */
@@ -3523,6 +3538,7 @@ static void attn__attention_backward_task(void *data, int task) {
     float P[ATTN__ATT_TILE * ATTN__ATT_TILE], dP[ATTN__ATT_TILE * ATTN__ATT_TILE];
     float dQ[ATTN__ATT_TILE * ATTN_ATTENTION_MAX_DIM], D[ATTN__ATT_TILE];
     const float *lse = jb->lse + ((size_t)b * d->heads + h) * d->q_len;
+    const attn__kernel_set *set = attn__active_set();
     for (i0 = 0; i0 < d->q_len; i0 += ATTN__ATT_TILE) {
         int rows = ATTN__MIN(ATTN__ATT_TILE, d->q_len - i0), row_end = end;
         const float *qi = jb->q + b * d->q_batch_stride + (size_t)i0 * d->q_row_stride + (size_t)h * dh;
@@ -3540,8 +3556,7 @@ static void attn__attention_backward_task(void *data, int task) {
             for (i = 0; i < rows; i++) { /* P = exp(S - lse): the forward's weights */
                 float *p = P + i * ATTN__ATT_TILE, m = lse[i0 + i];
                 if (m == -INFINITY) { memset(p, 0, sizeof(float) * (size_t)cols); continue; } /* no key: no grad */
-                for (j = 0; j < cols; j++) p[j] -= m;
-                attn_vec_exp((size_t)cols, p, p);
+                set->row_exp_sum(cols, p, m, p);
             }
             /* dP = dO V^T */
             attn_sgemm(0, 1, rows, cols, dv, 1.0f, doi, d->o_row_stride, vj, d->v_row_stride, 0.0f, dP, ATTN__ATT_TILE);
