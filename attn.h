@@ -2162,11 +2162,22 @@ static const attn__kernel_set attn__kernels_ref = {
 typedef void (*attn__microkernel)(int kc, const float *a, int lda, const float *b, float *c, int ldc,
                                   int m, int n, float alpha, float beta);
 
+/* Packs one full panel (mr or nr wide) of A or B (NULL: the generic loop).
+   A set's own copy matters for the small GEMMs of attention tiles: a memcpy
+   per row of a panel compiled to `rep movs`, whose start-up cost was paid 64
+   times a tile, and the scalar loops took 10% of the attention backward. */
+typedef void (*attn__pack_panel_fn)(const float *src, int ld, int kb, float *dst);
+
 /* Panels of a transposed A (stored K x M): mr consecutive floats per k. */
-static void attn__pack_a(const float *A, int lda, int mb, int kb, int mr, float *dst) {
+static void attn__pack_a(const float *A, int lda, int mb, int kb, int mr, float *dst, attn__pack_panel_fn pack_at) {
     int ip, i, k;
     for (ip = 0; ip < mb; ip += mr) {
         int m = ATTN__MIN(mr, mb - ip);
+        if (m == mr && pack_at) {
+            pack_at(A + ip, lda, kb, dst);
+            dst += (size_t)mr * kb;
+            continue;
+        }
         for (k = 0; k < kb; k++, dst += mr) {
             const float *src = A + (size_t)k * lda + ip;
             for (i = 0; i < m; i++) dst[i] = src[i];
@@ -2175,11 +2186,6 @@ static void attn__pack_a(const float *A, int lda, int mb, int kb, int mr, float 
     }
 }
 
-/* Packs one full nr-wide panel of B, transposed or not (NULL: the generic
-   loop). A set's own copy matters for the small GEMMs of attention tiles: a
-   memcpy per row of the panel became `rep movs`, whose start-up cost is
-   paid 64 times a tile. */
-typedef void (*attn__pack_panel_fn)(const float *B, int ldb, int kb, float *dst);
 
 static void attn__pack_b(int transB, const float *B, int ldb, int kb, int nb, int nr, float *dst,
                          attn__pack_panel_fn pack_bt, attn__pack_panel_fn pack_bn) {
@@ -2210,8 +2216,8 @@ static void attn__pack_b(int transB, const float *B, int ldb, int kb, int nb, in
     }
 }
 
-static void attn__sgemm_blocked(attn__microkernel kernel, attn__pack_panel_fn pack_bt, attn__pack_panel_fn pack_bn,
-                                int mr, int nr,
+static void attn__sgemm_blocked(attn__microkernel kernel, attn__pack_panel_fn pack_at, attn__pack_panel_fn pack_bt,
+                                attn__pack_panel_fn pack_bn, int mr, int nr,
                                 int transA, int transB, int M, int N, int K, float alpha, const float *A,
                                 int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     /* The packing buffers live on the stack: kernels never allocate. */
@@ -2234,7 +2240,7 @@ static void attn__sgemm_blocked(attn__microkernel kernel, attn__pack_panel_fn pa
                          ldb, kb, nb, nr, bp, pack_bt, pack_bn);
             for (ic = 0; ic < M; ic += ATTN_GEMM_MC) {
                 int mb = ATTN__MIN(ATTN_GEMM_MC, M - ic);
-                if (transA) attn__pack_a(A + (size_t)pc * lda + ic, lda, mb, kb, mr, ap);
+                if (transA) attn__pack_a(A + (size_t)pc * lda + ic, lda, mb, kb, mr, ap, pack_at);
                 for (jr = 0; jr < nb; jr += nr)
                     for (ir = 0; ir < mb; ir += mr)
                         kernel(kb, transA ? ap + (size_t)ir * kb : A + (size_t)(ic + ir) * lda + pc,
@@ -2904,6 +2910,12 @@ ATTN__TARGET_AVX2 static void attn__pack_bt_avx2(const float *B, int ldb, int kb
     for (; k < kb; k++)
         for (j = 0; j < ATTN__NR; j++) dst[(size_t)k * ATTN__NR + j] = B[(size_t)j * ldb + k];
 }
+/* A 6-row panel of transposed A: 6 floats per k, through masked moves. */
+ATTN__TARGET_AVX2 static void attn__pack_at_avx2(const float *A, int lda, int kb, float *dst) {
+    const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+    int k;
+    for (k = 0; k < kb; k++, A += lda, dst += ATTN__MR) _mm256_maskstore_ps(dst, six, _mm256_maskload_ps(A, six));
+}
 /* A 16-column panel of B as it is: two vectors per row. */
 ATTN__TARGET_AVX2 static void attn__pack_bn_avx2(const float *B, int ldb, int kb, float *dst) {
     int k;
@@ -3000,6 +3012,12 @@ ATTN__TARGET_AVX512 static void attn__pack_bt_avx512(const float *B, int ldb, in
     for (; k < kb; k++)
         for (j = 0; j < ATTN__AVX512_NR; j++) dst[(size_t)k * ATTN__AVX512_NR + j] = B[(size_t)j * ldb + k];
 }
+/* A 12-row panel of transposed A: 12 floats per k, through masked moves. */
+ATTN__TARGET_AVX512 static void attn__pack_at_avx512(const float *A, int lda, int kb, float *dst) {
+    int k;
+    for (k = 0; k < kb; k++, A += lda, dst += ATTN__AVX512_MR)
+        _mm512_mask_storeu_ps(dst, 0x0FFF, _mm512_maskz_loadu_ps(0x0FFF, A));
+}
 /* A 32-column panel of B as it is: two vectors per row. */
 ATTN__TARGET_AVX512 static void attn__pack_bn_avx512(const float *B, int ldb, int kb, float *dst) {
     int k;
@@ -3087,14 +3105,14 @@ static void attn__microkernel_neon(int kc, const float *a, int lda, const float 
 #if defined(ATTN__X86)
 static void attn__avx2_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                              const float *B, int ldb, float beta, float *C, int ldc) {
-    attn__sgemm_blocked(attn__microkernel_avx2, attn__pack_bt_avx2, attn__pack_bn_avx2, ATTN__MR, ATTN__NR, transA, transB, M, N, K,
+    attn__sgemm_blocked(attn__microkernel_avx2, attn__pack_at_avx2, attn__pack_bt_avx2, attn__pack_bn_avx2, ATTN__MR, ATTN__NR, transA, transB, M, N, K,
                         alpha, A, lda, B, ldb, beta, C, ldc);
 }
 static const attn__kernel_set attn__kernels_avx2 = ATTN__KERNEL_SET(avx2, ATTN_SIMD_AVX2, ATTN__MR, ATTN__NR);
 #  if defined(ATTN__AVX512)
 static void attn__avx512_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                                const float *B, int ldb, float beta, float *C, int ldc) {
-    attn__sgemm_blocked(attn__microkernel_avx512, attn__pack_bt_avx512, attn__pack_bn_avx512, ATTN__AVX512_MR, ATTN__AVX512_NR, transA,
+    attn__sgemm_blocked(attn__microkernel_avx512, attn__pack_at_avx512, attn__pack_bt_avx512, attn__pack_bn_avx512, ATTN__AVX512_MR, ATTN__AVX512_NR, transA,
                         transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 static const attn__kernel_set attn__kernels_avx512 =
@@ -3103,7 +3121,7 @@ static const attn__kernel_set attn__kernels_avx512 =
 #elif defined(ATTN__NEON)
 static void attn__neon_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                              const float *B, int ldb, float beta, float *C, int ldc) {
-    attn__sgemm_blocked(attn__microkernel_neon, NULL, NULL, ATTN__MR, ATTN__NR, transA, transB, M, N, K, alpha, A, lda,
+    attn__sgemm_blocked(attn__microkernel_neon, NULL, NULL, NULL, ATTN__MR, ATTN__NR, transA, transB, M, N, K, alpha, A, lda,
                         B, ldb, beta, C, ldc);
 }
 static const attn__kernel_set attn__kernels_neon = ATTN__KERNEL_SET(neon, ATTN_SIMD_NEON, ATTN__MR, ATTN__NR);
